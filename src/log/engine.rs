@@ -1,0 +1,517 @@
+//! The engine: record placement, the group-commit writer, and reads.
+//!
+//! Group commit is one loop ([`writer_loop`]): take every record submitted since the last
+//! batch (from every shard of the core), write them in whole blocks, fdatasync once per
+//! touched segment, then run every waiter's callback. Submissions that arrive while a
+//! write+fdatasync is in flight simply join the next batch.
+//!
+//! Invariants (asserted): records are placed contiguously in submission order; a batch
+//! always starts exactly where the durable data ends; the durable position never regresses.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use glommio::io::{DmaFile, ReadResult};
+
+use super::frame::{self, decode, Decoded};
+use super::recovery::scan_segment;
+use super::segment::{self, check_header, create_segment, open_segment, segment_path, zero_fill};
+use super::Loc;
+use crate::limits::{LOG_BLOCK_BYTES, READ_COALESCE_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_PREPARE_AT_PERCENT};
+use crate::metrics::histogram::{LocalHistogram, COUNT_BOUNDS, LATENCY_MICROS_BOUNDS};
+
+/// Called once the record (and all before it) is durable, or with the fatal error.
+pub type Durable = Box<dyn FnOnce(io::Result<()>)>;
+
+/// Per-core engine counters, read by the metrics scrape.
+#[derive(Debug)]
+pub struct LogStats {
+    pub records: Cell<u64>,
+    pub bytes_written: Cell<u64>,
+    pub batches: Cell<u64>,
+    pub fsyncs: Cell<u64>,
+    pub fsync_micros: RefCell<LocalHistogram>,
+    pub batch_records: RefCell<LocalHistogram>,
+}
+
+impl Default for LogStats {
+    fn default() -> Self {
+        LogStats {
+            records: Cell::new(0),
+            bytes_written: Cell::new(0),
+            batches: Cell::new(0),
+            fsyncs: Cell::new(0),
+            fsync_micros: RefCell::new(LocalHistogram::new(LATENCY_MICROS_BOUNDS)),
+            batch_records: RefCell::new(LocalHistogram::new(COUNT_BOUNDS)),
+        }
+    }
+}
+
+/// Bytes of consecutive frames destined for one segment, starting at `start`.
+struct Chunk {
+    segment: u32,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+type PreparedSegment = Shared<LocalBoxFuture<'static, Result<Rc<DmaFile>, String>>>;
+
+struct State {
+    /// Where the next submitted record goes.
+    assign_segment: u32,
+    assign_pos: u64,
+    pending: Vec<Chunk>,
+    pending_records: u64,
+    waiters: Vec<Durable>,
+    /// Everything before (durable_segment, durable_pos) is written and fdatasync'd.
+    durable_segment: u32,
+    durable_pos: u64,
+    /// Bytes of the partially filled last block of the durable segment, starting at
+    /// `last_block_start`; rewritten (with the new records appended) by the next batch.
+    last_block_start: u64,
+    last_block: Vec<u8>,
+    poisoned: Option<String>,
+    shutdown: bool,
+    /// Segment being pre-zeroed ahead of the writer.
+    preparing: Option<(u32, PreparedSegment)>,
+}
+
+/// One core's log.
+pub struct LogEngine {
+    dir: PathBuf,
+    segment_bytes: u64,
+    files: RefCell<BTreeMap<u32, Rc<DmaFile>>>,
+    /// Size of each existing segment (old segments keep the size they were created with).
+    sizes: RefCell<BTreeMap<u32, u64>>,
+    state: RefCell<State>,
+    writer_waker: Cell<Option<Waker>>,
+    pub stats: LogStats,
+}
+
+/// A record read back from disk, payload accessible in place.
+pub struct RecordBuf {
+    buf: ReadResult,
+    start: usize,
+    len: usize,
+}
+
+impl RecordBuf {
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+fn io_err(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::Other, msg.into())
+}
+
+fn align_down(v: u64) -> u64 {
+    v - v % LOG_BLOCK_BYTES
+}
+
+fn align_up(v: u64) -> u64 {
+    v.div_ceil(LOG_BLOCK_BYTES) * LOG_BLOCK_BYTES
+}
+
+impl LogEngine {
+    /// Open (or create) the log in `dir`, calling `visit` for every recovered record in
+    /// log order, then start the writer task on the current executor.
+    pub async fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        visit: &mut dyn FnMut(Loc, &[u8]) -> Result<(), String>,
+    ) -> Result<Rc<LogEngine>, String> {
+        assert_eq!(segment_bytes % LOG_BLOCK_BYTES, 0, "segment size is block-aligned");
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        segment::remove_temp_files(dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
+        segment::probe_device(dir).await.map_err(|e| format!("probing the device of {}: {e}", dir.display()))?;
+        let seqs = segment::list_segments(dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+        let mut files = BTreeMap::new();
+        let mut sizes = BTreeMap::new();
+        let mut end = (1u32, SEGMENT_HEADER_BYTES);
+        if seqs.is_empty() {
+            let file = create_segment(dir, 1, segment_bytes).await.map_err(|e| format!("creating first segment in {}: {e}", dir.display()))?;
+            files.insert(1, Rc::new(file));
+            sizes.insert(1, segment_bytes);
+        }
+        for (i, seq) in seqs.iter().enumerate() {
+            let seq32 = u32::try_from(*seq).map_err(|_| format!("segment number {seq} out of range in {}", dir.display()))?;
+            let path = segment_path(dir, *seq);
+            let file = open_segment(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
+            let head = file
+                .read_at(0, SEGMENT_HEADER_BYTES as usize)
+                .await
+                .map_err(|e| format!("reading header of {}: {e}", path.display()))?;
+            let size = check_header(&path, &head, *seq)?;
+            let is_last = i + 1 == seqs.len();
+            let scan = scan_segment(&file, &path, seq32, size, is_last, visit).await?;
+            if is_last {
+                if scan.needs_repair {
+                    repair_tail(&file, scan.data_end, size).await.map_err(|e| format!("repairing {}: {e}", path.display()))?;
+                }
+                end = (seq32, scan.data_end);
+            }
+            files.insert(seq32, Rc::new(file));
+            sizes.insert(seq32, size);
+        }
+        let (seg, pos) = end;
+        let last_block_start = align_down(pos);
+        let last_block = if pos > last_block_start {
+            let file = files.get(&seg).expect("last segment open").clone();
+            let block = file
+                .read_at(last_block_start, (pos - last_block_start) as usize)
+                .await
+                .map_err(|e| format!("reading last block of segment {seg}: {e}"))?;
+            block.to_vec()
+        } else {
+            Vec::new()
+        };
+        let engine = Rc::new(LogEngine {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            files: RefCell::new(files),
+            sizes: RefCell::new(sizes),
+            state: RefCell::new(State {
+                assign_segment: seg,
+                assign_pos: pos,
+                pending: Vec::new(),
+                pending_records: 0,
+                waiters: Vec::new(),
+                durable_segment: seg,
+                durable_pos: pos,
+                last_block_start,
+                last_block,
+                poisoned: None,
+                shutdown: false,
+                preparing: None,
+            }),
+            writer_waker: Cell::new(None),
+            stats: LogStats::default(),
+        });
+        glommio::spawn_local(writer_loop(engine.clone())).detach();
+        Ok(engine)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The engine failed a write or fdatasync and accepts nothing more.
+    pub fn poisoned(&self) -> Option<String> {
+        self.state.borrow().poisoned.clone()
+    }
+
+    /// Place `payloads` at the end of the log and return their locations; `on_durable`
+    /// runs once all of them are durable. Records are readable with [`Self::read`] only
+    /// after that.
+    pub fn submit(&self, payloads: &[&[u8]], on_durable: Durable) -> io::Result<Vec<Loc>> {
+        let mut locs = Vec::with_capacity(payloads.len());
+        {
+            let mut st = self.state.borrow_mut();
+            if let Some(why) = &st.poisoned {
+                // The caller gets the error here; `on_durable` is dropped unrun.
+                return Err(io_err(format!("log engine stopped: {why}")));
+            }
+            for payload in payloads {
+                let flen = frame::frame_len(payload.len()) as u64;
+                let size = self.segment_size(st.assign_segment);
+                if st.assign_pos + flen > size {
+                    st.assign_segment += 1;
+                    st.assign_pos = SEGMENT_HEADER_BYTES;
+                }
+                let (segment, start) = (st.assign_segment, st.assign_pos);
+                let chunk = match st.pending.last_mut() {
+                    Some(c) if c.segment == segment => c,
+                    _ => {
+                        st.pending.push(Chunk { segment, start, bytes: Vec::new() });
+                        st.pending.last_mut().expect("just pushed")
+                    }
+                };
+                assert_eq!(chunk.start + chunk.bytes.len() as u64, start, "records are contiguous");
+                frame::encode_into(&mut chunk.bytes, payload);
+                locs.push(Loc { segment, offset: start as u32, payload_len: payload.len() as u32 });
+                st.assign_pos += flen;
+                st.pending_records += 1;
+            }
+            st.waiters.push(on_durable);
+            let size = self.segment_size(st.assign_segment);
+            if st.assign_pos * 100 >= size * SEGMENT_PREPARE_AT_PERCENT {
+                let next = st.assign_segment + 1;
+                self.start_preparing(&mut st, next);
+            }
+        }
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+        Ok(locs)
+    }
+
+    fn segment_size(&self, segment: u32) -> u64 {
+        self.sizes.borrow().get(&segment).copied().unwrap_or(self.segment_bytes)
+    }
+
+    fn start_preparing(&self, st: &mut State, segment: u32) {
+        if self.files.borrow().contains_key(&segment) {
+            return;
+        }
+        if matches!(&st.preparing, Some((s, _)) if *s == segment) {
+            return;
+        }
+        let dir = self.dir.clone();
+        let size = self.segment_bytes;
+        let fut: LocalBoxFuture<'static, Result<Rc<DmaFile>, String>> = async move {
+            create_segment(&dir, segment as u64, size)
+                .await
+                .map(Rc::new)
+                .map_err(|e| format!("creating segment {segment} in {}: {e}", dir.display()))
+        }
+        .boxed_local();
+        let shared = fut.shared();
+        // Drive it in the background so it is ready before the writer needs it.
+        glommio::spawn_local(shared.clone().map(|_| ())).detach();
+        st.preparing = Some((segment, shared));
+    }
+
+    async fn file_for_write(&self, segment: u32) -> Result<Rc<DmaFile>, String> {
+        if let Some(f) = self.files.borrow().get(&segment) {
+            return Ok(f.clone());
+        }
+        let prep = {
+            let mut st = self.state.borrow_mut();
+            self.start_preparing(&mut st, segment);
+            st.preparing.as_ref().expect("preparing").1.clone()
+        };
+        let file = prep.await?;
+        self.files.borrow_mut().insert(segment, file.clone());
+        self.sizes.borrow_mut().insert(segment, self.segment_bytes);
+        Ok(file)
+    }
+
+    /// Stop the writer after it finishes what is pending (tests use this to reopen a dir).
+    pub fn shutdown(&self) {
+        self.state.borrow_mut().shutdown = true;
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn check_durable(&self, loc: Loc) -> io::Result<()> {
+        let st = self.state.borrow();
+        let durable = loc.segment < st.durable_segment || (loc.segment == st.durable_segment && loc.end() <= st.durable_pos);
+        if durable {
+            Ok(())
+        } else {
+            Err(io_err(format!("record at segment {} offset {} is not durable yet", loc.segment, loc.offset)))
+        }
+    }
+
+    fn file(&self, segment: u32) -> io::Result<Rc<DmaFile>> {
+        self.files
+            .borrow()
+            .get(&segment)
+            .cloned()
+            .ok_or_else(|| io_err(format!("segment {segment} is not open")))
+    }
+
+    fn checked(&self, buf: ReadResult, rel: usize, loc: Loc) -> io::Result<RecordBuf> {
+        match decode(&buf[rel..]) {
+            Decoded::Record { payload, .. } if payload.len() == loc.payload_len as usize => Ok(RecordBuf {
+                start: rel + frame::FRAME_HEADER_BYTES,
+                len: payload.len(),
+                buf,
+            }),
+            other => Err(io_err(format!(
+                "corrupt record in {} at offset {}: {other:?}",
+                segment_path(&self.dir, loc.segment as u64).display(),
+                loc.offset
+            ))),
+        }
+    }
+
+    /// Read one durable record, verifying its frame.
+    pub async fn read(&self, loc: Loc) -> io::Result<RecordBuf> {
+        self.check_durable(loc)?;
+        let file = self.file(loc.segment)?;
+        let len = frame::frame_len(loc.payload_len as usize);
+        let buf = file.read_at(loc.offset as u64, len).await.map_err(io::Error::from)?;
+        if buf.len() < len {
+            return Err(io_err(format!("short read at segment {} offset {}", loc.segment, loc.offset)));
+        }
+        self.checked(buf, 0, loc)
+    }
+
+    /// Read several durable records; neighbours in the same segment share one I/O.
+    pub async fn read_many(&self, locs: &[Loc]) -> io::Result<Vec<RecordBuf>> {
+        let mut out = Vec::with_capacity(locs.len());
+        let mut i = 0;
+        while i < locs.len() {
+            let first = locs[i];
+            self.check_durable(first)?;
+            let mut j = i + 1;
+            let mut end = first.end();
+            while j < locs.len() {
+                let l = locs[j];
+                if l.segment != first.segment || (l.offset as u64) < first.offset as u64 || l.end() - first.offset as u64 > READ_COALESCE_BYTES {
+                    break;
+                }
+                end = end.max(l.end());
+                j += 1;
+            }
+            self.check_durable(locs[j - 1])?;
+            let file = self.file(first.segment)?;
+            let span = (end - first.offset as u64) as usize;
+            let buf = file.read_at(first.offset as u64, span).await.map_err(io::Error::from)?;
+            if buf.len() < span {
+                return Err(io_err(format!("short read at segment {} offset {}", first.segment, first.offset)));
+            }
+            for loc in &locs[i..j] {
+                let rel = (loc.offset - first.offset) as usize;
+                let len = frame::frame_len(loc.payload_len as usize);
+                let piece = ReadResult::slice(&buf, rel, len).ok_or_else(|| io_err("slice out of range"))?;
+                out.push(self.checked(piece, 0, *loc)?);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+}
+
+/// After recovery, make the last segment's bytes after `data_end` zero again (the torn
+/// tail or the cut-off part of the file), keeping the good prefix of the partial block.
+async fn repair_tail(file: &DmaFile, data_end: u64, size: u64) -> io::Result<()> {
+    let block_start = align_down(data_end);
+    let keep = (data_end - block_start) as usize;
+    let mut buf = file.alloc_dma_buffer(LOG_BLOCK_BYTES as usize);
+    buf.as_bytes_mut().fill(0);
+    if keep > 0 {
+        let old = file.read_at(block_start, keep).await.map_err(io::Error::from)?;
+        // The file may end inside the block's padding (a cut file): missing bytes are zeros.
+        let have = keep.min(old.len());
+        buf.as_bytes_mut()[..have].copy_from_slice(&old[..have]);
+    }
+    file.write_at(buf, block_start).await.map_err(io::Error::from)?;
+    zero_fill(file, block_start + LOG_BLOCK_BYTES, size.max(block_start + LOG_BLOCK_BYTES)).await
+}
+
+async fn wait_for_work(engine: &LogEngine) -> bool {
+    poll_fn(|cx| {
+        let st = engine.state.borrow();
+        if !st.waiters.is_empty() {
+            return Poll::Ready(true);
+        }
+        if st.shutdown {
+            return Poll::Ready(false);
+        }
+        engine.writer_waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    })
+    .await
+}
+
+async fn writer_loop(engine: Rc<LogEngine>) {
+    while wait_for_work(&engine).await {
+        let (chunks, waiters, records) = {
+            let mut st = engine.state.borrow_mut();
+            (std::mem::take(&mut st.pending), std::mem::take(&mut st.waiters), std::mem::take(&mut st.pending_records))
+        };
+        match write_batch(&engine, chunks).await {
+            Ok(bytes) => {
+                let s = &engine.stats;
+                s.records.set(s.records.get() + records);
+                s.bytes_written.set(s.bytes_written.get() + bytes);
+                s.batches.set(s.batches.get() + 1);
+                s.batch_records.borrow_mut().observe(records as f64);
+                for w in waiters {
+                    w(Ok(()));
+                }
+            }
+            Err(why) => {
+                eprintln!("starcite: log engine in {} stopped: {why}", engine.dir.display());
+                engine.state.borrow_mut().poisoned = Some(why.clone());
+                for w in waiters {
+                    w(Err(io_err(why.clone())));
+                }
+                // Everything submitted from now on fails in `submit`; fail what raced in.
+                loop {
+                    let late = std::mem::take(&mut engine.state.borrow_mut().waiters);
+                    if late.is_empty() {
+                        break;
+                    }
+                    for w in late {
+                        w(Err(io_err(why.clone())));
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Write the chunks in order in whole blocks, fdatasync each touched segment once, and
+/// advance the durable position. Returns bytes written to disk.
+async fn write_batch(engine: &LogEngine, chunks: Vec<Chunk>) -> Result<u64, String> {
+    let mut touched: Vec<(u32, Rc<DmaFile>)> = Vec::new();
+    let mut written = 0u64;
+    let mut new_durable = None;
+    for chunk in chunks {
+        let file = engine.file_for_write(chunk.segment).await?;
+        let (block_start, mut buf_bytes) = {
+            let mut st = engine.state.borrow_mut();
+            if chunk.segment != st.durable_segment {
+                assert!(chunk.segment > st.durable_segment, "segments only move forward");
+                st.durable_segment = chunk.segment;
+                st.durable_pos = SEGMENT_HEADER_BYTES;
+                st.last_block_start = SEGMENT_HEADER_BYTES;
+                st.last_block.clear();
+            }
+            assert_eq!(chunk.start, st.durable_pos, "a batch starts where durable data ends");
+            assert_eq!(st.last_block_start + st.last_block.len() as u64, st.durable_pos);
+            let mut bytes = std::mem::take(&mut st.last_block);
+            bytes.extend_from_slice(&chunk.bytes);
+            (st.last_block_start, bytes)
+        };
+        let end = block_start + buf_bytes.len() as u64;
+        let padded = (align_up(end) - block_start) as usize;
+        let mut buf = file.alloc_dma_buffer(padded);
+        buf.as_bytes_mut()[..buf_bytes.len()].copy_from_slice(&buf_bytes);
+        buf.as_bytes_mut()[buf_bytes.len()..].fill(0);
+        let n = file.write_at(buf, block_start).await.map_err(|e| format!("write at segment {} offset {block_start}: {e}", chunk.segment))?;
+        if n != padded {
+            return Err(format!("short write at segment {} offset {block_start}: {n} of {padded}", chunk.segment));
+        }
+        written += padded as u64;
+        // Keep the new partial block for the next batch.
+        let new_block_start = align_down(end);
+        let keep_from = (new_block_start - block_start) as usize;
+        buf_bytes.drain(..keep_from);
+        {
+            let mut st = engine.state.borrow_mut();
+            st.last_block_start = new_block_start;
+            st.last_block = buf_bytes;
+        }
+        if !touched.iter().any(|(s, _)| *s == chunk.segment) {
+            touched.push((chunk.segment, file));
+        }
+        new_durable = Some((chunk.segment, end));
+    }
+    for (segment, file) in &touched {
+        let started = Instant::now();
+        file.fdatasync().await.map_err(|e| format!("fdatasync of segment {segment}: {e}"))?;
+        engine.stats.fsyncs.set(engine.stats.fsyncs.get() + 1);
+        engine.stats.fsync_micros.borrow_mut().observe(started.elapsed().as_micros() as f64);
+    }
+    if let Some((segment, pos)) = new_durable {
+        let mut st = engine.state.borrow_mut();
+        assert!((segment, pos) >= (st.durable_segment, st.durable_pos), "durable position never regresses");
+        st.durable_segment = segment;
+        st.durable_pos = pos;
+    }
+    Ok(written)
+}

@@ -1,0 +1,41 @@
+//! The per-core log engine: segment files written through io_uring (glommio DMA files),
+//! group commit, CRC-framed records, recovery.
+//!
+//! One engine per core, shared by every Raft group hosted on that core, under
+//! `STARCITE_RAFT_DATA_DIR/<core>/`.
+//!
+//! Rules callers can rely on (they mirror openraft's storage contract):
+//! - [`engine::LogEngine::submit`] assigns each record its [`Loc`] synchronously and in
+//!   submission order; the durability callback runs only after the record's bytes and every
+//!   record submitted before it have been written *and* fdatasync'd;
+//! - an fdatasync or write error is fatal for the engine: every pending and later
+//!   submission fails; nothing is retried (a retried fsync can report success for data the
+//!   kernel already dropped);
+//! - [`engine::LogEngine::read`] only serves durable records, verifies the CRC again and
+//!   hands out the payload in place (8-aligned, ready for rkyv access).
+//!
+//! Design notes: writes overwrite pre-zeroed segments in whole 4 KiB blocks (the last,
+//! partial block is kept in memory and rewritten by the next batch) because growing a file
+//! with direct I/O costs a kernel tick here; see `docs/FORMAT.md` for the bytes.
+
+pub mod engine;
+pub mod frame;
+pub mod recovery;
+pub mod segment;
+
+pub use engine::{Durable, LogEngine, LogStats, RecordBuf};
+
+/// Where a record lives: segment sequence number, frame offset in it, payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub segment: u32,
+    pub offset: u32,
+    pub payload_len: u32,
+}
+
+impl Loc {
+    /// Offset just past this record's frame.
+    pub fn end(&self) -> u64 {
+        self.offset as u64 + frame::frame_len(self.payload_len as usize) as u64
+    }
+}
