@@ -1,4 +1,6 @@
 //! Starcite: a durable, ordered, replayable event log per session.
+pub mod http;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod session;

@@ -30,6 +30,56 @@ pub const READ_COALESCE_BYTES: u64 = 1024 * 1024;
 /// Start preparing (pre-zeroing) the next segment once the active one is this full (percent).
 pub const SEGMENT_PREPARE_AT_PERCENT: u64 = 50;
 
+// ---- sessions and reads ------------------------------------------------------------
+
+/// Longest accepted session id, in bytes (ids are ASCII, so also characters).
+pub const SESSION_ID_BYTES_MAX: usize = 128;
+
+/// Number of random `[a-z0-9]` characters after `ses_` in generated session ids
+/// (36^20 ≈ 2^103, so collisions are not a practical concern).
+pub const SESSION_ID_GENERATED_RANDOM_CHARS: usize = 20;
+
+/// Idempotency keys are remembered for at least this many most recent seqs of a
+/// session; a key whose event seq is `<= last_seq - this` is forgotten. This
+/// bounds per-session memory while giving clients a wide retry window.
+pub const IDEMPOTENCY_KEYS_REMEMBERED_MIN: u64 = 10_000;
+
+/// Page size used when a read request gives no `limit`.
+pub const PAGE_LIMIT_DEFAULT: usize = 100;
+
+/// Largest page a read returns; larger requested limits are clamped to it.
+pub const PAGE_LIMIT_MAX: usize = 1000;
+
+/// Batch size used when a request gives no `batch_size`.
+pub const BATCH_SIZE_DEFAULT: usize = 1;
+
+/// Largest accepted `batch_size`; larger values are rejected, not clamped.
+pub const BATCH_SIZE_MAX: usize = 1000;
+
+// ---- HTTP -------------------------------------------------------------------------
+
+/// Most bytes a request head (request line + header fields + the blank line)
+/// may take. A peer that has not finished its head within this many bytes
+/// gets 431; this also bounds how much the parser rescans per attempt.
+pub const REQUEST_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+/// Most header fields in one request head (and, separately, most trailer
+/// fields after a chunked body). More gets 431.
+pub const REQUEST_HEADERS_MAX: usize = 64;
+
+/// Most CR/LF bytes tolerated before a request line (clients may send a
+/// stray CRLF after a body). Bounded because each empty line would make the
+/// incremental parser re-run its head parse.
+pub const REQUEST_LEADING_CRLF_BYTES_MAX: usize = 64;
+
+/// Default most bytes of a request body, after de-chunking. More gets 413.
+pub const BODY_BYTES_MAX_DEFAULT: usize = 1024 * 1024;
+
+/// Most bytes of one chunk-size line (hex digits plus ignored chunk
+/// extensions, without the CRLF). Extensions are not counted as body, so
+/// without this bound a peer could stream an endless size line.
+pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
+
 // ---- compile-time relationships ---------------------------------------------------
 
 const _: () = assert!(LOG_BLOCK_BYTES as usize % FRAME_ALIGN_BYTES == 0);

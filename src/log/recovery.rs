@@ -113,7 +113,7 @@ pub async fn scan_segment(
                 let window_end = w.start + w.bytes.len() as u64;
                 if window_end < file_len && rel > 0 {
                     // The frame straddles the window: read again starting at it.
-                    window = None;
+                    // (the old window is dropped: it cannot hold this frame)
                     let fresh = read_window(file, path, pos, file_len).await?;
                     if fresh.start + fresh.bytes.len() as u64 > window_end {
                         window = Some(fresh);

@@ -1,0 +1,385 @@
+//! Snapshot encoding of a `ShardState`: everything except the hot tails
+//! (headers, idempotency memory, seq → log index, last applied index).
+//!
+//! Format (all integers little-endian; strings are u64 length + UTF-8 bytes;
+//! optional strings are a 0/1 tag byte then the string):
+//! ```text
+//! magic "STSHARD" + version byte 1
+//! u64 last_applied
+//! u64 session count, then per session, ascending by id:
+//!   id, title?, metadata_json, u64 last_seq, i64 created, i64 updated,
+//!   u64 n == last_seq, n × u64 log index (ascending),
+//!   u64 k, k × (key, u64 seq, u128 fingerprint) (ascending seq)
+//! u64 xxh3_64 of everything above
+//! ```
+//! Invariants: encoding is deterministic (same state → same bytes on every
+//! replica); decoding never panics or over-allocates on hostile input (every
+//! count is checked against the bytes remaining), verifies the checksum, and
+//! re-checks the structural invariants `apply` relies on (one log index per
+//! seq, idempotency keys unique and in ascending seq order within `1..=last_seq`,
+//! session ids unique). It deliberately does not re-check properties that only
+//! hold when callers behave (valid id charset, strictly increasing log indices),
+//! so any state `apply` can reach — even from hand-built commands — restores.
+//! A hand-written format is used instead of rkyv so encoding cannot fail and
+//! decoding needs no aligned buffer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::state::{RememberedKey, Session, SessionHeader, ShardState};
+
+const MAGIC: &[u8; 8] = b"STSHARD\x01";
+const CHECKSUM_BYTES: usize = 8;
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u64(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+    }
+}
+
+/// Bounds-checked cursor over the snapshot body.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if n > self.buf.len() {
+            return Err(format!(
+                "snapshot truncated: need {n} bytes, have {}",
+                self.buf.len()
+            ));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn u128(&mut self) -> Result<u128, String> {
+        Ok(u128::from_le_bytes(self.array()?))
+    }
+
+    /// A count of items each at least `min_item_bytes` long; rejecting counts the
+    /// remaining bytes cannot hold keeps allocations proportional to the input.
+    fn count(&mut self, min_item_bytes: usize) -> Result<usize, String> {
+        let n = self.u64()?;
+        let fits = usize::try_from(n)
+            .ok()
+            .filter(|&n| n.saturating_mul(min_item_bytes.max(1)) <= self.buf.len());
+        fits.ok_or_else(|| format!("snapshot count {n} exceeds remaining bytes"))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let n = self.count(1)?;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "snapshot string is not UTF-8".to_string())
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, String> {
+        match self.array::<1>()?[0] {
+            0 => Ok(None),
+            1 => Ok(Some(self.string()?)),
+            t => Err(format!("snapshot option tag {t} is not 0 or 1")),
+        }
+    }
+}
+
+impl ShardState {
+    /// Everything except the hot tail (headers, idempotency state, seq → log
+    /// index). Deterministic: sessions are written in ascending id order.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.sessions.len() * 128);
+        out.extend_from_slice(MAGIC);
+        put_u64(&mut out, self.last_applied);
+        let mut sessions: Vec<(&String, &Session)> = self.sessions.iter().collect();
+        sessions.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        put_u64(&mut out, sessions.len() as u64);
+        for (_, s) in sessions {
+            let h = &s.header;
+            put_str(&mut out, &h.id);
+            put_opt_str(&mut out, h.title.as_deref());
+            put_str(&mut out, &h.metadata_json);
+            put_u64(&mut out, h.last_seq);
+            out.extend_from_slice(&h.created_micros.to_le_bytes());
+            out.extend_from_slice(&h.updated_micros.to_le_bytes());
+            put_u64(&mut out, s.log_indices.len() as u64);
+            for &i in &s.log_indices {
+                put_u64(&mut out, i);
+            }
+            put_u64(&mut out, s.key_order.len() as u64);
+            for (seq, key) in &s.key_order {
+                let fingerprint = s.keys.get(key).map_or(0, |r| r.fingerprint);
+                put_str(&mut out, key);
+                put_u64(&mut out, *seq);
+                out.extend_from_slice(&fingerprint.to_le_bytes());
+            }
+        }
+        let sum = xxhash_rust::xxh3::xxh3_64(&out);
+        put_u64(&mut out, sum);
+        out
+    }
+
+    /// Rebuilds a state from `snapshot_bytes` output; hot tails start empty, so
+    /// reads are served from disk until new appends refill them.
+    pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize) -> Result<Self, String> {
+        if b.len() < MAGIC.len() + CHECKSUM_BYTES || !b.starts_with(MAGIC) {
+            return Err("not a shard snapshot (bad magic or version)".to_string());
+        }
+        let (content, sum) = b.split_at(b.len() - CHECKSUM_BYTES);
+        let mut sum_bytes = [0u8; CHECKSUM_BYTES];
+        sum_bytes.copy_from_slice(sum);
+        if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum_bytes) {
+            return Err("snapshot checksum mismatch".to_string());
+        }
+        let mut r = Reader {
+            buf: &content[MAGIC.len()..],
+        };
+        let last_applied = r.u64()?;
+        // Smallest possible encoded session is well above 8 bytes; 8 is a safe floor.
+        let n_sessions = r.count(8)?;
+        let mut sessions = HashMap::with_capacity(n_sessions);
+        for _ in 0..n_sessions {
+            let s = read_session(&mut r, last_applied)?;
+            let id = s.header.id.clone();
+            if sessions.insert(id.clone(), s).is_some() {
+                return Err(format!("snapshot has session {id} twice"));
+            }
+        }
+        if !r.buf.is_empty() {
+            return Err("snapshot has trailing bytes".to_string());
+        }
+        Ok(ShardState {
+            sessions,
+            tail_keep,
+            last_applied,
+        })
+    }
+}
+
+fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String> {
+    let header = SessionHeader {
+        id: r.string()?,
+        title: r.opt_string()?,
+        metadata_json: r.string()?,
+        last_seq: r.u64()?,
+        created_micros: r.i64()?,
+        updated_micros: r.i64()?,
+    };
+    let id = &header.id;
+    let n = r.count(8)?;
+    if n as u64 != header.last_seq {
+        return Err(format!(
+            "session {id}: {n} log indices for last_seq {}",
+            header.last_seq
+        ));
+    }
+    let mut log_indices = Vec::with_capacity(n);
+    for _ in 0..n {
+        let i = r.u64()?;
+        // last_applied is the max index ever applied, so nothing can exceed it.
+        if i > last_applied {
+            return Err(format!("session {id}: log index {i} is past last_applied"));
+        }
+        log_indices.push(i);
+    }
+    let k = r.count(8 + 8 + 16)?;
+    let mut keys = HashMap::with_capacity(k);
+    let mut key_order = VecDeque::with_capacity(k);
+    let mut prev_seq = 0;
+    for _ in 0..k {
+        let key: Arc<str> = Arc::from(r.string()?);
+        let seq = r.u64()?;
+        let fingerprint = r.u128()?;
+        if seq <= prev_seq || seq > header.last_seq {
+            return Err(format!(
+                "session {id}: idempotency keys out of order or out of range"
+            ));
+        }
+        prev_seq = seq;
+        if keys
+            .insert(Arc::clone(&key), RememberedKey { seq, fingerprint })
+            .is_some()
+        {
+            return Err(format!("session {id}: idempotency key repeated"));
+        }
+        key_order.push_back((seq, key));
+    }
+    let mut s = Session {
+        header,
+        log_indices,
+        tail: VecDeque::new(),
+        keys,
+        key_order,
+    };
+    // A snapshot written with a wider window is trimmed to this build's window.
+    s.evict_keys();
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::command::Command;
+    use crate::session::state::Outcome;
+    use crate::session::validate::parse_append;
+
+    fn append(st: &mut ShardState, idx: u64, session: &str, key: &str, payload: &str) -> Outcome {
+        let body =
+            format!(r#"{{"type":"t","payload":{payload},"actor":"a","idempotency_key":"{key}"}}"#);
+        let cmd = parse_append(body.as_bytes())
+            .expect("valid")
+            .into_command(session.into(), 7);
+        st.apply(idx, &cmd)
+    }
+
+    fn sample() -> ShardState {
+        let mut st = ShardState::new(4);
+        for (i, id) in ["b", "a"].iter().enumerate() {
+            let cmd = Command::CreateSession {
+                id: (*id).into(),
+                title: (i == 0).then(|| "T".to_string()),
+                metadata_json: r#"{"m":1}"#.into(),
+                now_micros: 3,
+            };
+            st.apply(i as u64 + 1, &cmd);
+        }
+        for i in 0..6u64 {
+            append(
+                &mut st,
+                10 + i,
+                if i % 2 == 0 { "a" } else { "b" },
+                &format!("k{i}"),
+                "{}",
+            );
+        }
+        st
+    }
+
+    #[test]
+    fn round_trip_preserves_headers_log_indices_and_keys() {
+        let st = sample();
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4).expect("decode");
+        assert_eq!(back.session_count(), 2);
+        assert_eq!(back.last_applied(), st.last_applied());
+        for id in ["a", "b"] {
+            assert_eq!(back.header(id), st.header(id));
+            for seq in 0..=4 {
+                assert_eq!(back.log_index_of(id, seq), st.log_index_of(id, seq));
+            }
+            assert_eq!(back.sessions[id].key_order, st.sessions[id].key_order);
+            assert_eq!(back.sessions[id].keys, st.sessions[id].keys);
+            assert!(back.sessions[id].tail.is_empty());
+        }
+    }
+
+    #[test]
+    fn snapshot_bytes_are_deterministic_across_replicas_and_reencoding() {
+        let (a, b) = (sample(), sample());
+        assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
+        let back = ShardState::from_snapshot_bytes(&a.snapshot_bytes(), 1).expect("decode");
+        assert_eq!(back.snapshot_bytes(), a.snapshot_bytes());
+    }
+
+    #[test]
+    fn empty_state_round_trips() {
+        let st = ShardState::new(0);
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 0).expect("decode");
+        assert_eq!(back.session_count(), 0);
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error_not_a_panic() {
+        let bytes = sample().snapshot_bytes();
+        for len in 0..bytes.len() {
+            assert!(
+                ShardState::from_snapshot_bytes(&bytes[..len], 1).is_err(),
+                "len {len}"
+            );
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(
+                ShardState::from_snapshot_bytes(&b, 1).is_err(),
+                "flip at {i}"
+            );
+        }
+    }
+
+    /// Re-seals a hand-built body with a valid checksum, to reach the structural checks.
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(body);
+        let sum = xxhash_rust::xxh3::xxh3_64(&out);
+        put_u64(&mut out, sum);
+        out
+    }
+
+    #[test]
+    fn hostile_counts_are_rejected_without_allocating() {
+        let mut body = Vec::new();
+        put_u64(&mut body, 0);
+        put_u64(&mut body, u64::MAX);
+        assert!(ShardState::from_snapshot_bytes(&sealed(&body), 1).is_err());
+    }
+
+    #[test]
+    fn structurally_inconsistent_sessions_are_rejected() {
+        let session = |id: &str, last_seq: u64, indices: &[u64]| {
+            let mut b = Vec::new();
+            put_str(&mut b, id);
+            put_opt_str(&mut b, None);
+            put_str(&mut b, "{}");
+            put_u64(&mut b, last_seq);
+            b.extend_from_slice(&0i64.to_le_bytes());
+            b.extend_from_slice(&0i64.to_le_bytes());
+            put_u64(&mut b, indices.len() as u64);
+            indices.iter().for_each(|&i| put_u64(&mut b, i));
+            put_u64(&mut b, 0);
+            b
+        };
+        let doc = |sessions: &[Vec<u8>]| {
+            let mut b = Vec::new();
+            put_u64(&mut b, 100);
+            put_u64(&mut b, sessions.len() as u64);
+            sessions.iter().for_each(|s| b.extend_from_slice(s));
+            sealed(&b)
+        };
+        assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9])]), 1).is_ok());
+        let bad = [
+            doc(&[session("ok", 3, &[3, 9])]), // count != last_seq
+            doc(&[session("ok", 1, &[101])]),  // past last_applied
+            doc(&[session("x", 0, &[]), session("x", 0, &[])]), // duplicate
+        ];
+        for (i, b) in bad.iter().enumerate() {
+            assert!(ShardState::from_snapshot_bytes(b, 1).is_err(), "case {i}");
+        }
+    }
+}

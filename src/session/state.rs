@@ -1,0 +1,853 @@
+//! The deterministic per-shard state machine: session headers, idempotency
+//! memory, the seq → Raft log index map, and a small in-memory tail of rendered
+//! events per session. Pure: no I/O, clocks or randomness.
+//!
+//! Invariants (per session):
+//! - `last_seq` equals the number of appended events; seqs are 1, 2, 3, … with
+//!   no gaps, and `log_indices[seq - 1]` is the log index of event `seq`.
+//! - `tail` holds the rendered events `last_seq - tail.len() + 1 ..= last_seq`
+//!   (at most `tail_keep` of them), as `Arc<str>` so readers on other threads
+//!   can take them without copying.
+//! - `keys` and `key_order` hold the same idempotency keys; `key_order` is in
+//!   ascending seq order and only keys with `seq > last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN`
+//!   are kept, which bounds memory per session.
+//! - Applying the same command sequence (same log indices) yields the same state,
+//!   the same outcomes and byte-identical snapshots on every replica: apply
+//!   reads only the command and the state, and snapshots sort sessions by id.
+//!
+//! The caller must apply each committed entry exactly once, in log order.
+//! Memory: tails and idempotency keys are bounded per session; `log_indices`
+//! costs 8 bytes per event for the session's lifetime, because it is what lets
+//! readers find events that have left the tail. Snapshot encoding lives in
+//! `snapshot.rs` (a sibling module with access to these private fields).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::command::{format_timestamp, Command, EventBody};
+use super::error::ApiError;
+use super::json::push_json_string;
+
+/// The public, mutable-by-append part of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHeader {
+    pub id: String,
+    pub title: Option<String>,
+    /// Compact JSON text of an object.
+    pub metadata_json: String,
+    pub last_seq: u64,
+    pub created_micros: i64,
+    pub updated_micros: i64,
+}
+
+impl SessionHeader {
+    /// `{"id","title","metadata","last_seq","created_at","updated_at"}`; title is
+    /// null when absent and metadata is spliced from its stored JSON text.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(128 + self.id.len() + self.metadata_json.len());
+        out.push_str("{\"id\":");
+        push_json_string(&mut out, &self.id);
+        out.push_str(",\"title\":");
+        push_opt_string(&mut out, self.title.as_deref());
+        out.push_str(",\"metadata\":");
+        out.push_str(&self.metadata_json);
+        out.push_str(",\"last_seq\":");
+        out.push_str(&self.last_seq.to_string());
+        out.push_str(",\"created_at\":");
+        push_json_string(&mut out, &format_timestamp(self.created_micros));
+        out.push_str(",\"updated_at\":");
+        push_json_string(&mut out, &format_timestamp(self.updated_micros));
+        out.push('}');
+        out
+    }
+}
+
+fn push_opt_string(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_json_string(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+/// Result of applying (or pre-checking) one command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Created(SessionHeader),
+    /// `deduped`: the idempotency key matched an earlier identical event, whose
+    /// `seq` is returned; nothing was appended. `last_seq` is the session's
+    /// current last seq either way.
+    Appended {
+        seq: u64,
+        last_seq: u64,
+        deduped: bool,
+    },
+    /// `session_exists` 409, `session_not_found` 404, `idempotency_conflict` 409,
+    /// `expected_seq_conflict` 409.
+    Rejected(ApiError),
+}
+
+/// An event of a page that is no longer in memory: read log entry `log_index`
+/// from disk and render it with `render_event(seq, …)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdEvent {
+    pub seq: u64,
+    pub log_index: u64,
+}
+
+/// One page of a session's events with `seq > after`, at most `max` of them,
+/// contiguous. The hot tail is always a suffix of the log, so a page is a
+/// (possibly empty) run of cold events followed by a (possibly empty) run of hot
+/// ones: seqs `after+1 ..= after+cold.len()` are cold, then
+/// `first_hot_seq() ..= next_cursor()` are hot. Serve them in that order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HotRead {
+    /// The cursor the page was read after.
+    pub after: u64,
+    /// The session's last seq when the page was taken; the page never passes it.
+    pub last_seq: u64,
+    /// Events to read from disk, ascending and gap-free, starting at `after + 1`.
+    pub cold: Vec<ColdEvent>,
+    /// Rendered events that directly follow `cold`, ascending and gap-free.
+    pub hot: Vec<Arc<str>>,
+}
+
+impl HotRead {
+    /// Number of events in the page.
+    pub fn len(&self) -> usize {
+        self.cold.len() + self.hot.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Seq of `hot[0]`, i.e. the first seq not read from disk.
+    pub fn first_hot_seq(&self) -> u64 {
+        self.after
+            .saturating_add(1)
+            .saturating_add(self.cold.len() as u64)
+    }
+
+    /// Cursor for the next page: the seq of the page's last event, or `after`
+    /// when the page is empty.
+    pub fn next_cursor(&self) -> u64 {
+        self.after.saturating_add(self.len() as u64)
+    }
+}
+
+/// Render one event as the public JSON object
+/// `{"seq","type","payload","actor","source","metadata","refs","idempotency_key","inserted_at"}`.
+/// payload/metadata/refs are spliced from their stored JSON text; source and
+/// idempotency_key are null when absent.
+pub fn render_event(
+    seq: u64,
+    event: &EventBody,
+    idempotency_key: Option<&str>,
+    inserted_micros: i64,
+) -> String {
+    let mut out = String::with_capacity(
+        192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len(),
+    );
+    out.push_str("{\"seq\":");
+    out.push_str(&seq.to_string());
+    out.push_str(",\"type\":");
+    push_json_string(&mut out, &event.event_type);
+    out.push_str(",\"payload\":");
+    out.push_str(&event.payload_json);
+    out.push_str(",\"actor\":");
+    push_json_string(&mut out, &event.actor);
+    out.push_str(",\"source\":");
+    push_opt_string(&mut out, event.source.as_deref());
+    out.push_str(",\"metadata\":");
+    out.push_str(&event.metadata_json);
+    out.push_str(",\"refs\":");
+    out.push_str(&event.refs_json);
+    out.push_str(",\"idempotency_key\":");
+    push_opt_string(&mut out, idempotency_key);
+    out.push_str(",\"inserted_at\":");
+    push_json_string(&mut out, &format_timestamp(inserted_micros));
+    out.push('}');
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RememberedKey {
+    pub(super) seq: u64,
+    pub(super) fingerprint: u128,
+}
+
+/// How strictly `expected_seq` is judged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Committed order: any mismatch is a conflict.
+    Apply,
+    /// Before proposing: appends still in flight may raise `last_seq`, so only
+    /// `expected_seq < last_seq` is certain to fail (last_seq never decreases).
+    Precheck,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Session {
+    pub(super) header: SessionHeader,
+    pub(super) log_indices: Vec<u64>,
+    pub(super) tail: VecDeque<Arc<str>>,
+    pub(super) keys: HashMap<Arc<str>, RememberedKey>,
+    pub(super) key_order: VecDeque<(u64, Arc<str>)>,
+}
+
+impl Session {
+    pub(super) fn new(header: SessionHeader) -> Self {
+        Session {
+            header,
+            log_indices: Vec::new(),
+            tail: VecDeque::new(),
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+        }
+    }
+
+    /// The SPEC's order: idempotency first (so a retry with a now-stale
+    /// expected_seq still gets its original answer), then expected_seq.
+    fn check_append(
+        &self,
+        key: Option<&str>,
+        fingerprint: u128,
+        expected_seq: Option<u64>,
+        mode: Mode,
+    ) -> Option<Outcome> {
+        let last_seq = self.header.last_seq;
+        if let Some(k) = key {
+            if let Some(seen) = self.keys.get(k) {
+                return Some(if seen.fingerprint == fingerprint {
+                    Outcome::Appended {
+                        seq: seen.seq,
+                        last_seq,
+                        deduped: true,
+                    }
+                } else {
+                    Outcome::Rejected(ApiError::idempotency_conflict())
+                });
+            }
+        }
+        let conflict = match (expected_seq, mode) {
+            (Some(e), Mode::Apply) => e != last_seq,
+            (Some(e), Mode::Precheck) => e < last_seq,
+            (None, _) => false,
+        };
+        match expected_seq {
+            Some(e) if conflict => Some(Outcome::Rejected(ApiError::expected_seq_conflict(
+                e, last_seq,
+            ))),
+            _ => None,
+        }
+    }
+
+    fn append(
+        &mut self,
+        log_index: u64,
+        event: &EventBody,
+        key: Option<&str>,
+        now_micros: i64,
+        tail_keep: usize,
+    ) -> Outcome {
+        let Some(seq) = self.header.last_seq.checked_add(1) else {
+            return Outcome::Rejected(ApiError::internal("session seq space exhausted"));
+        };
+        // Contiguity: one log index per seq, so event `seq` lands at log_indices[seq - 1].
+        debug_assert_eq!(self.log_indices.len() as u64, self.header.last_seq);
+        if tail_keep > 0 {
+            // Rendered once here so every read of a hot event is a cheap Arc clone.
+            self.tail
+                .push_back(Arc::from(render_event(seq, event, key, now_micros)));
+            while self.tail.len() > tail_keep {
+                self.tail.pop_front();
+            }
+        }
+        self.log_indices.push(log_index);
+        self.header.last_seq = seq;
+        self.header.updated_micros = now_micros;
+        if let Some(k) = key {
+            let k: Arc<str> = Arc::from(k);
+            let fingerprint = event.fingerprint;
+            self.keys
+                .insert(Arc::clone(&k), RememberedKey { seq, fingerprint });
+            self.key_order.push_back((seq, k));
+        }
+        self.evict_keys();
+        Outcome::Appended {
+            seq,
+            last_seq: seq,
+            deduped: false,
+        }
+    }
+
+    /// Forget keys whose seq <= last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN.
+    pub(super) fn evict_keys(&mut self) {
+        let window = crate::limits::IDEMPOTENCY_KEYS_REMEMBERED_MIN;
+        while let Some(&(seq, _)) = self.key_order.front() {
+            if seq.saturating_add(window) > self.header.last_seq {
+                break;
+            }
+            if let Some((seq, key)) = self.key_order.pop_front() {
+                if self.keys.get(&key).is_some_and(|r| r.seq == seq) {
+                    self.keys.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Seq of `tail[0]` (or `last_seq + 1` when the tail is empty).
+    fn tail_first_seq(&self) -> u64 {
+        // tail.len() <= last_seq by construction; saturating keeps this total anyway.
+        self.header
+            .last_seq
+            .saturating_sub(self.tail.len() as u64)
+            .saturating_add(1)
+    }
+}
+
+/// All sessions of one shard.
+#[derive(Debug, Clone)]
+pub struct ShardState {
+    pub(super) sessions: HashMap<String, Session>,
+    pub(super) tail_keep: usize,
+    pub(super) last_applied: u64,
+}
+
+impl ShardState {
+    /// `tail_keep`: rendered events kept in memory per session (0 = none).
+    pub fn new(tail_keep: usize) -> Self {
+        ShardState {
+            sessions: HashMap::new(),
+            tail_keep,
+            last_applied: 0,
+        }
+    }
+
+    /// Apply one committed command found at Raft log index `log_index`.
+    /// Deterministic: same command sequence → same state and outcomes on every replica.
+    pub fn apply(&mut self, log_index: u64, cmd: &Command) -> Outcome {
+        self.last_applied = self.last_applied.max(log_index);
+        match cmd {
+            Command::CreateSession {
+                id,
+                title,
+                metadata_json,
+                now_micros,
+            } => {
+                if self.sessions.contains_key(id.as_str()) {
+                    return Outcome::Rejected(ApiError::session_exists(id));
+                }
+                let header = SessionHeader {
+                    id: id.clone(),
+                    title: title.clone(),
+                    metadata_json: metadata_json.clone(),
+                    last_seq: 0,
+                    created_micros: *now_micros,
+                    updated_micros: *now_micros,
+                };
+                self.sessions
+                    .insert(id.clone(), Session::new(header.clone()));
+                Outcome::Created(header)
+            }
+            Command::Append {
+                session_id,
+                event,
+                idempotency_key,
+                expected_seq,
+                now_micros,
+            } => {
+                let tail_keep = self.tail_keep;
+                let Some(s) = self.sessions.get_mut(session_id.as_str()) else {
+                    return Outcome::Rejected(ApiError::session_not_found(session_id));
+                };
+                let key = idempotency_key.as_deref();
+                if let Some(o) = s.check_append(key, event.fingerprint, *expected_seq, Mode::Apply)
+                {
+                    return o;
+                }
+                s.append(log_index, event, key, *now_micros, tail_keep)
+            }
+        }
+    }
+
+    /// Advisory pre-check a leader may run before proposing (same rules, no
+    /// mutation): returns Some(outcome) when the command would certainly be
+    /// rejected or deduped. Sound only when this state has applied everything
+    /// that was acknowledged to clients (e.g. a leader that applied its term's
+    /// first entry); a lagging follower could wrongly report `session_not_found`.
+    /// `expected_seq` greater than the current last seq passes, since appends
+    /// still in flight may reach it. Apply stays the authority either way.
+    pub fn precheck(&self, cmd: &Command) -> Option<Outcome> {
+        match cmd {
+            Command::CreateSession { id, .. } => self
+                .sessions
+                .contains_key(id.as_str())
+                .then(|| Outcome::Rejected(ApiError::session_exists(id))),
+            Command::Append {
+                session_id,
+                event,
+                idempotency_key,
+                expected_seq,
+                ..
+            } => match self.sessions.get(session_id.as_str()) {
+                None => Some(Outcome::Rejected(ApiError::session_not_found(session_id))),
+                Some(s) => s.check_append(
+                    idempotency_key.as_deref(),
+                    event.fingerprint,
+                    *expected_seq,
+                    Mode::Precheck,
+                ),
+            },
+        }
+    }
+
+    pub fn header(&self, id: &str) -> Option<&SessionHeader> {
+        self.sessions.get(id).map(|s| &s.header)
+    }
+
+    /// Raft log index of the entry that carries event `seq` of `session` (for
+    /// reads from disk). None if the session or seq is unknown.
+    pub fn log_index_of(&self, session: &str, seq: u64) -> Option<u64> {
+        let s = self.sessions.get(session)?;
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        s.log_indices.get(i).copied()
+    }
+
+    /// The page of events with `seq > after`, at most `max`, contiguous, split
+    /// into a cold prefix (log indices to read from disk) and a hot suffix
+    /// (rendered JSON from memory). `None` when the session does not exist.
+    /// Callers should bound `max` (e.g. by PAGE_LIMIT_MAX): the cold part
+    /// allocates one entry per event.
+    pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Option<HotRead> {
+        let s = self.sessions.get(session)?;
+        let last_seq = s.header.last_seq;
+        let mut read = HotRead {
+            after,
+            last_seq,
+            cold: Vec::new(),
+            hot: Vec::new(),
+        };
+        let max = u64::try_from(max).unwrap_or(u64::MAX);
+        let end = after.saturating_add(max).min(last_seq);
+        if end <= after {
+            return Some(read);
+        }
+        let first = after + 1; // after < end <= last_seq, so no overflow
+        let tail_first = s.tail_first_seq();
+        let cold_end = end.min(tail_first.saturating_sub(1));
+        if first <= cold_end {
+            // log_indices[seq - 1] belongs to event seq, so this slice is first..=cold_end.
+            let bounds = usize::try_from(first - 1)
+                .ok()
+                .zip(usize::try_from(cold_end).ok());
+            if let Some(slice) = bounds.and_then(|(lo, hi)| s.log_indices.get(lo..hi)) {
+                read.cold = (first..)
+                    .zip(slice)
+                    .map(|(seq, &log_index)| ColdEvent { seq, log_index })
+                    .collect();
+            }
+        }
+        let hot_first = first.max(tail_first);
+        if hot_first <= end {
+            let skip = usize::try_from(hot_first - tail_first).unwrap_or(usize::MAX);
+            let take = usize::try_from(end - hot_first + 1).unwrap_or(usize::MAX);
+            read.hot
+                .extend(s.tail.iter().skip(skip).take(take).cloned());
+        }
+        Some(read)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Highest log index applied so far (0 before any), for snapshot metadata.
+    pub fn last_applied(&self) -> u64 {
+        self.last_applied
+    }
+
+    #[cfg(test)]
+    fn remembered_key_count(&self, session: &str) -> usize {
+        self.sessions.get(session).map_or(0, |s| s.keys.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::validate::parse_append;
+    use serde_json::{json, Value};
+
+    const NOW: i64 = 1_770_562_801_123_456;
+
+    fn create_cmd(id: &str) -> Command {
+        let metadata_json = r#"{"k":"v"}"#.into();
+        Command::CreateSession {
+            id: id.into(),
+            title: None,
+            metadata_json,
+            now_micros: NOW,
+        }
+    }
+
+    /// An append command built through the real validation path.
+    fn app(session: &str, payload: Value, key: Option<&str>, expected: Option<u64>) -> Command {
+        let body = json!({"type": "t", "payload": payload, "actor": "a",
+                          "idempotency_key": key, "expected_seq": expected});
+        stamped(session, body, NOW)
+    }
+
+    fn stamped(session: &str, body: Value, now: i64) -> Command {
+        let req = parse_append(body.to_string().as_bytes()).expect("valid body");
+        req.into_command(session.into(), now)
+    }
+
+    fn event_of(cmd: &Command) -> EventBody {
+        match cmd {
+            Command::Append { event, .. } => event.clone(),
+            Command::CreateSession { .. } => panic!("expected an append"),
+        }
+    }
+
+    /// The error of a rejection; anything else becomes a 500 so assertions fail loudly.
+    fn rejected(o: Outcome) -> ApiError {
+        match o {
+            Outcome::Rejected(e) => e,
+            other => ApiError::internal(format!("not rejected: {other:?}")),
+        }
+    }
+
+    /// Session "s" created at log index 1, then `n` appends at 2..=n+1.
+    fn with_events(tail_keep: usize, n: u64) -> ShardState {
+        let mut st = ShardState::new(tail_keep);
+        st.apply(1, &create_cmd("s"));
+        for i in 0..n {
+            let body = json!({"type": "t", "payload": {"i": i + 1}, "actor": "a"});
+            st.apply(i + 2, &stamped("s", body, NOW + i as i64));
+        }
+        st
+    }
+
+    fn appended(seq: u64, last_seq: u64, deduped: bool) -> Outcome {
+        Outcome::Appended {
+            seq,
+            last_seq,
+            deduped,
+        }
+    }
+
+    fn seq_of(event: &str) -> u64 {
+        let v = serde_json::from_str::<Value>(event).ok();
+        v.and_then(|v| v["seq"].as_u64()).unwrap_or(0)
+    }
+
+    #[test]
+    fn creating_a_session_sets_seq_zero_and_both_timestamps_to_now() {
+        let mut st = ShardState::new(2);
+        let Outcome::Created(h) = st.apply(1, &create_cmd("s")) else {
+            panic!("expected Created");
+        };
+        assert_eq!(
+            (h.last_seq, h.created_micros, h.updated_micros),
+            (0, NOW, NOW)
+        );
+        assert_eq!((st.header("s"), st.session_count()), (Some(&h), 1));
+    }
+
+    #[test]
+    fn creating_an_existing_session_is_rejected_with_409() {
+        let mut st = ShardState::new(2);
+        st.apply(1, &create_cmd("s"));
+        let e = rejected(st.apply(2, &create_cmd("s")));
+        assert_eq!((e.status, e.code), (409, "session_exists"));
+        assert_eq!(e.message, "Session s already exists");
+    }
+
+    #[test]
+    fn header_json_has_every_field_and_null_title() {
+        let st = with_events(2, 2);
+        let text = st
+            .header("s")
+            .map(SessionHeader::to_json)
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).expect("json");
+        let expected = json!({"id": "s", "title": null, "metadata": {"k": "v"}, "last_seq": 2,
+            "created_at": "2026-02-08T15:00:01.123456Z", "updated_at": "2026-02-08T15:00:01.123457Z"});
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn appending_to_an_unknown_session_is_a_404() {
+        let mut st = ShardState::new(2);
+        let e = rejected(st.apply(1, &app("nope", json!({}), None, None)));
+        assert_eq!((e.status, e.code), (404, "session_not_found"));
+        assert_eq!(e.message, "Session nope not found");
+    }
+
+    #[test]
+    fn appends_get_contiguous_seqs_and_remember_their_log_index() {
+        let mut st = with_events(8, 0);
+        let body = json!({"type": "t", "payload": {}, "actor": "a"});
+        for (seq, idx) in [(1, 5), (2, 9), (3, 10)] {
+            let out = st.apply(idx, &stamped("s", body.clone(), NOW + 10));
+            assert_eq!(out, appended(seq, seq, false));
+        }
+        let header = st.header("s").map(|h| (h.last_seq, h.updated_micros));
+        assert_eq!(header, Some((3, NOW + 10)));
+        let indices: Vec<_> = (0..=4).map(|seq| st.log_index_of("s", seq)).collect();
+        assert_eq!(indices, [None, Some(5), Some(9), Some(10), None]);
+        assert_eq!((st.log_index_of("other", 1), st.last_applied()), (None, 10));
+    }
+
+    #[test]
+    fn a_retry_with_the_same_key_is_deduped_even_with_a_stale_expected_seq() {
+        let mut st = with_events(4, 0);
+        let first = app("s", json!({"x": 1}), Some("k"), Some(0));
+        assert_eq!(st.apply(2, &first), appended(1, 1, false));
+        st.apply(3, &app("s", json!({}), None, None));
+        // Same content and key, expected_seq 0 is stale now: the original answer wins.
+        assert_eq!(st.apply(4, &first), appended(1, 2, true));
+        assert_eq!(st.header("s").map(|h| h.last_seq), Some(2));
+    }
+
+    #[test]
+    fn reusing_a_key_for_different_content_is_an_idempotency_conflict() {
+        let mut st = with_events(4, 0);
+        st.apply(2, &app("s", json!({"x": 1}), Some("k"), None));
+        let e = rejected(st.apply(3, &app("s", json!({"x": 2}), Some("k"), None)));
+        assert_eq!((e.status, e.code), (409, "idempotency_conflict"));
+        assert_eq!(st.header("s").map(|h| h.last_seq), Some(1));
+    }
+
+    #[test]
+    fn idempotency_keys_are_scoped_to_their_session() {
+        let mut st = with_events(4, 0);
+        st.apply(2, &create_cmd("t"));
+        st.apply(3, &app("s", json!({"x": 1}), Some("k"), None));
+        let out = st.apply(4, &app("t", json!({"x": 2}), Some("k"), None));
+        assert_eq!(out, appended(1, 1, false));
+    }
+
+    #[test]
+    fn a_wrong_expected_seq_is_rejected_with_the_exact_message_and_keeps_no_key() {
+        let mut st = with_events(4, 2);
+        let e = rejected(st.apply(10, &app("s", json!({}), Some("k"), Some(1))));
+        assert_eq!((e.status, e.code), (409, "expected_seq_conflict"));
+        assert_eq!(e.message, "Expected seq 1, current seq is 2");
+        // The rejected attempt did not consume the key.
+        let ok = app("s", json!({}), Some("k"), Some(2));
+        assert_eq!(st.apply(11, &ok), appended(3, 3, false));
+    }
+
+    #[test]
+    fn the_tail_keeps_only_the_last_tail_keep_events() {
+        let r = with_events(3, 5).hot_events("s", 0, 100).expect("session");
+        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.log_index)).collect();
+        let hot: Vec<_> = r.hot.iter().map(|e| seq_of(e)).collect();
+        assert_eq!((cold, hot), (vec![(1, 2), (2, 3)], vec![3, 4, 5]));
+        assert_eq!((r.first_hot_seq(), r.next_cursor(), r.len()), (3, 5, 5));
+    }
+
+    #[test]
+    fn hot_events_respects_after_max_and_last_seq_boundaries() {
+        let st = with_events(3, 5);
+        let page = |after, max| {
+            let r = st.hot_events("s", after, max).unwrap_or_default();
+            let cold: Vec<u64> = r.cold.iter().map(|c| c.seq).collect();
+            (cold, r.hot.iter().map(|e| seq_of(e)).collect::<Vec<_>>())
+        };
+        assert_eq!(page(0, 1), (vec![1], vec![]));
+        assert_eq!(page(1, 2), (vec![2], vec![3]));
+        assert_eq!(page(2, 2), (vec![], vec![3, 4]));
+        assert_eq!(page(3, 100), (vec![], vec![4, 5]));
+        assert_eq!(page(4, 1), (vec![], vec![5]));
+        for (after, max) in [(5, 10), (99, 10), (0, 0), (u64::MAX, usize::MAX)] {
+            assert_eq!(
+                page(after, max),
+                (vec![], vec![]),
+                "after {after} max {max}"
+            );
+        }
+        assert_eq!(page(0, usize::MAX), (vec![1, 2], vec![3, 4, 5]));
+        assert!(st.hot_events("missing", 0, 10).is_none());
+        let empty = st.hot_events("s", 5, 10).unwrap_or_default();
+        assert_eq!(
+            (empty.is_empty(), empty.next_cursor(), empty.last_seq),
+            (true, 5, 5)
+        );
+    }
+
+    #[test]
+    fn with_no_tail_every_event_is_cold() {
+        let r = with_events(0, 3).hot_events("s", 1, 10).expect("session");
+        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.log_index)).collect();
+        assert_eq!((cold, r.hot.len()), (vec![(2, 3), (3, 4)], 0));
+    }
+
+    #[test]
+    fn hot_events_are_the_rendered_event_text() {
+        let mut st = with_events(2, 0);
+        let cmd = app("s", json!({"b": 1, "a": 2}), Some("k"), None);
+        st.apply(2, &cmd);
+        let r = st.hot_events("s", 0, 1).expect("session");
+        let expected = render_event(1, &event_of(&cmd), Some("k"), NOW);
+        assert_eq!(
+            r.hot.iter().map(|e| e.as_ref()).collect::<Vec<_>>(),
+            [expected]
+        );
+    }
+
+    #[test]
+    fn rendered_events_have_every_public_field() {
+        let body = json!({"type": "msg", "payload": {"z": 1, "a": "\"q\""}, "actor": "u",
+                          "source": "web", "metadata": {"m": [1]}, "refs": {"step": 2}});
+        let event = event_of(&stamped("s", body, NOW));
+        let text = render_event(7, &event, Some("key-1"), NOW);
+        let v: Value = serde_json::from_str(&text).expect("valid JSON");
+        let keys: Vec<&str> = v
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .map(String::as_str)
+            .collect();
+        let want = [
+            "seq",
+            "type",
+            "payload",
+            "actor",
+            "source",
+            "metadata",
+            "refs",
+            "idempotency_key",
+            "inserted_at",
+        ];
+        assert_eq!(keys, want);
+        assert_eq!(
+            (&v["seq"], &v["type"], &v["actor"]),
+            (&json!(7), &json!("msg"), &json!("u"))
+        );
+        assert_eq!(v["payload"], json!({"z": 1, "a": "\"q\""}));
+        assert!(
+            text.contains(r#""payload":{"z":1,"a""#),
+            "client key order kept: {text}"
+        );
+        assert_eq!(
+            (&v["source"], &v["idempotency_key"]),
+            (&json!("web"), &json!("key-1"))
+        );
+        assert_eq!(
+            (&v["metadata"], &v["refs"]),
+            (&json!({"m": [1]}), &json!({"step": 2}))
+        );
+        assert_eq!(v["inserted_at"], "2026-02-08T15:00:01.123456Z");
+        let bare = render_event(
+            1,
+            &EventBody {
+                source: None,
+                ..event
+            },
+            None,
+            0,
+        );
+        let v: Value = serde_json::from_str(&bare).expect("valid JSON");
+        assert!(v["source"].is_null() && v["idempotency_key"].is_null());
+    }
+
+    #[test]
+    fn keys_older_than_the_window_are_forgotten_and_memory_stays_bounded() {
+        let window = crate::limits::IDEMPOTENCY_KEYS_REMEMBERED_MIN;
+        let n = window + 5;
+        let mut st = ShardState::new(1);
+        st.apply(1, &create_cmd("s"));
+        let cmd = |i: u64| app("s", json!({"i": i}), Some(&format!("k{i}")), None);
+        for i in 1..=n {
+            assert_eq!(st.apply(i + 1, &cmd(i)), appended(i, i, false));
+        }
+        assert_eq!(st.remembered_key_count("s"), window as usize);
+        // seq 6 > last_seq - window: still remembered.
+        assert_eq!(st.apply(n + 2, &cmd(6)), appended(6, n, true));
+        // seq 5 <= last_seq - window: forgotten, so the retry appends anew.
+        assert_eq!(st.apply(n + 3, &cmd(5)), appended(n + 1, n + 1, false));
+        assert_eq!(st.remembered_key_count("s"), window as usize);
+    }
+
+    #[test]
+    fn idempotency_answers_survive_a_snapshot_round_trip() {
+        let mut st = with_events(4, 0);
+        let keyed = app("s", json!({"x": 1}), Some("k"), None);
+        st.apply(2, &keyed);
+        st.apply(3, &app("s", json!({}), None, None));
+        let mut back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4).expect("decode");
+        let other = app("s", json!({"x": 2}), Some("k"), None);
+        for state in [&mut st, &mut back] {
+            assert_eq!(state.apply(4, &keyed), appended(1, 2, true));
+            assert_eq!(
+                rejected(state.apply(5, &other)).code,
+                "idempotency_conflict"
+            );
+            let fresh = app("s", json!({}), None, None);
+            assert_eq!(state.apply(6, &fresh), appended(3, 3, false));
+        }
+        let r = back.hot_events("s", 0, 10).expect("session");
+        assert_eq!(
+            (r.cold.len(), r.hot.len()),
+            (2, 1),
+            "restored tail starts empty"
+        );
+    }
+
+    #[test]
+    fn precheck_predicts_certain_outcomes_without_mutating() {
+        let mut st = with_events(4, 2);
+        st.apply(10, &app("s", json!({}), Some("k"), None));
+        let before = st.snapshot_bytes();
+        let cases = [
+            (create_cmd("s"), "session_exists"),
+            (create_cmd("new"), "pass"),
+            (app("x", json!({}), None, None), "session_not_found"),
+            (app("s", json!({}), Some("k"), Some(0)), "deduped"),
+            (
+                app("s", json!({"d": 1}), Some("k"), None),
+                "idempotency_conflict",
+            ),
+            (app("s", json!({}), None, Some(2)), "expected_seq_conflict"),
+            // Appends still in flight may raise last_seq to a larger expected_seq.
+            (app("s", json!({}), None, Some(3)), "pass"),
+            (app("s", json!({}), None, Some(9)), "pass"),
+        ];
+        for (cmd, want) in cases {
+            let got = match st.precheck(&cmd) {
+                Some(Outcome::Rejected(e)) => e.code,
+                Some(Outcome::Appended { deduped: true, .. }) => "deduped",
+                Some(_) => "other",
+                None => "pass",
+            };
+            assert_eq!(got, want, "{cmd:?}");
+        }
+        assert_eq!(st.snapshot_bytes(), before);
+    }
+
+    #[test]
+    fn replicas_applying_the_same_commands_agree_on_outcomes_and_state() {
+        let cmds: Vec<Command> = (0..50u64)
+            .map(|i| match i % 5 {
+                0 => create_cmd(&format!("s{}", i % 3)),
+                1 => app(
+                    "s0",
+                    json!({"i": i % 4}),
+                    Some(&format!("k{}", i % 7)),
+                    None,
+                ),
+                2 => app("s1", json!({}), None, Some(i % 3)),
+                _ => app("s2", json!({"i": i}), None, None),
+            })
+            .collect();
+        let (mut a, mut b) = (ShardState::new(3), ShardState::new(3));
+        for (i, c) in cmds.iter().enumerate() {
+            assert_eq!(a.apply(i as u64 + 1, c), b.apply(i as u64 + 1, c));
+        }
+        assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
+        assert_eq!(a.hot_events("s2", 0, 100), b.hot_events("s2", 0, 100));
+    }
+}
