@@ -3,4 +3,5 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod raft;
 pub mod session;

@@ -5,7 +5,7 @@
 
 // ---- log engine -------------------------------------------------------------------
 
-/// Records start at multiples of this; also the alignment rkyv needs for in-place access.
+/// Records start at multiples of this (keeps archived u64 fields naturally aligned).
 pub const FRAME_ALIGN_BYTES: usize = 8;
 /// Largest record payload the log accepts (a request body plus its envelope).
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = 3 * 1024 * 1024;

@@ -3,7 +3,9 @@
 //! Invariants:
 //! - every frame starts at an offset that is a multiple of [`FRAME_ALIGN_BYTES`], so the
 //!   payload that follows the 8-byte header is 8-aligned in any buffer whose base is
-//!   aligned (DMA buffers are): rkyv can then access it in place;
+//!   aligned (DMA buffers are). rkyv is built with its `unaligned` feature (archived
+//!   primitives have alignment 1, free on x86-64), so in-place access never depends on
+//!   where a record sits; the 8-byte alignment keeps loads of archived u64s cheap;
 //! - `crc32` covers the 4 length bytes and the payload, so a corrupted length is caught;
 //! - `len == 0` never describes a record: it marks the end of written data in a
 //!   pre-zeroed segment.

@@ -458,6 +458,11 @@ impl ShardState {
         Some(read)
     }
 
+    /// How many rendered events each session keeps in memory.
+    pub fn tail_keep(&self) -> usize {
+        self.tail_keep
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }

@@ -1,0 +1,367 @@
+//! openraft's `RaftLogStorage` for one shard, over the core's shared log engine.
+//!
+//! Storage contract (openraft's, restated for this store):
+//! - entries are readable as soon as `append` returns (they sit in `ShardLog::cache` until
+//!   they are durable and applied), and durable when the flush callback fires (the engine
+//!   runs it after the group commit's fdatasync);
+//! - `save_vote` returns only after the vote record is fdatasync'd;
+//! - `truncate`, `purge` and `save_committed` write a record and return: the log is
+//!   ordered, so any later durable record makes them durable too, and recovery replays
+//!   them in order;
+//! - indices are contiguous from the first kept index to the last (asserted); there is no
+//!   hole after truncate or purge.
+//!
+//! Purge discards only the in-memory index: the bytes stay in their segment. Whether an
+//! event stays readable is decided above this layer (Starcite never purges unarchived
+//! events; with the archive disabled the Raft log is never purged).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::rc::Rc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, CommittedLeaderId, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend,
+    RaftLogReader, StorageError, StorageIOError, Vote,
+};
+
+use super::record::{self, ArchivedLogRecord, LogRecord, RecordPayload};
+use super::TypeConfig;
+use crate::log::{LogEngine, Loc};
+
+pub type NodeId = u64;
+
+pub fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, msg: impl ToString) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::error(msg.to_string())).into()
+}
+
+/// Everything this node knows about one shard's Raft log.
+#[derive(Debug, Default)]
+pub struct ShardLog {
+    /// Index of `locs[0]`.
+    first_index: u64,
+    locs: VecDeque<Loc>,
+    /// (first index, leader) at every leader change, ascending: the log ids of the entries.
+    leaders: Vec<(u64, CommittedLeaderId<NodeId>)>,
+    last_purged: Option<LogId<NodeId>>,
+    vote: Option<Vote<NodeId>>,
+    committed: Option<LogId<NodeId>>,
+    /// Recently appended entries: served without I/O until applied (and while not durable).
+    cache: BTreeMap<u64, Entry<TypeConfig>>,
+}
+
+impl ShardLog {
+    fn next_index(&self) -> u64 {
+        self.first_index + self.locs.len() as u64
+    }
+
+    fn leader_at(&self, index: u64) -> Option<CommittedLeaderId<NodeId>> {
+        let pos = self.leaders.partition_point(|(first, _)| *first <= index);
+        pos.checked_sub(1).map(|i| self.leaders[i].1)
+    }
+
+    fn last_log_id(&self) -> Option<LogId<NodeId>> {
+        if self.locs.is_empty() {
+            return self.last_purged;
+        }
+        let index = self.next_index() - 1;
+        self.leader_at(index).map(|l| LogId::new(l, index))
+    }
+
+    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc) -> Result<(), String> {
+        if self.last_purged.is_some_and(|p| index <= p.index) {
+            // Already covered by the purge (and the snapshot behind it): nothing to keep.
+            return Ok(());
+        }
+        if self.locs.is_empty() && self.last_purged.is_none() && self.first_index == 0 {
+            self.first_index = index;
+        }
+        if index != self.next_index() {
+            return Err(format!("log index {index} does not follow {}", self.next_index()));
+        }
+        if self.leaders.last().map(|(_, l)| *l) != Some(leader) {
+            self.leaders.push((index, leader));
+        }
+        self.locs.push_back(loc);
+        Ok(())
+    }
+
+    fn truncate(&mut self, since: u64) {
+        let keep = since.saturating_sub(self.first_index).min(self.locs.len() as u64) as usize;
+        self.locs.truncate(keep);
+        self.leaders.retain(|(first, _)| *first < since);
+        self.cache.retain(|i, _| *i < since);
+        if self.locs.is_empty() && self.last_purged.is_none() {
+            // Nothing kept and nothing purged: the next entry may start anywhere.
+            self.first_index = 0;
+        }
+        if self.committed.is_some_and(|c| c.index >= since) {
+            // Never happens in a correct Raft (committed entries are not truncated).
+            panic!("truncating committed entries since {since}");
+        }
+    }
+
+    fn purge(&mut self, upto: LogId<NodeId>) {
+        let drop_n = (upto.index + 1).saturating_sub(self.first_index).min(self.locs.len() as u64) as usize;
+        self.locs.drain(..drop_n);
+        self.first_index = upto.index + 1;
+        // Keep the leader covering the new first index.
+        let keep_from = self.leaders.partition_point(|(first, _)| *first <= upto.index).saturating_sub(1);
+        self.leaders.drain(..keep_from);
+        self.cache.retain(|i, _| *i > upto.index);
+        self.last_purged = Some(upto);
+    }
+
+    /// Forget cached entries up to `index` (they are applied; reads go to disk).
+    pub fn evict_cache_upto(&mut self, index: u64) {
+        while let Some((&first, _)) = self.cache.first_key_value() {
+            if first > index {
+                break;
+            }
+            self.cache.pop_first();
+        }
+    }
+
+    pub fn loc_of(&self, index: u64) -> Option<Loc> {
+        index.checked_sub(self.first_index).and_then(|i| self.locs.get(i as usize)).copied()
+    }
+
+    pub fn vote(&self) -> Option<Vote<NodeId>> {
+        self.vote
+    }
+
+    /// Replay one recovered record into this shard's state.
+    pub fn recover(&mut self, loc: Loc, rec: &ArchivedLogRecord) -> Result<(), String> {
+        match rec {
+            ArchivedLogRecord::Entry { term, node, index, .. } => {
+                self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc)?
+            }
+            ArchivedLogRecord::Vote { term, node, committed, .. } => {
+                let v = if *committed { Vote::new_committed(term.to_native(), node.to_native()) } else { Vote::new(term.to_native(), node.to_native()) };
+                self.vote = Some(v);
+            }
+            ArchivedLogRecord::Committed { term, node, index, .. } => {
+                self.committed = Some(LogId::new(CommittedLeaderId::new(term.to_native(), node.to_native()), index.to_native()))
+            }
+            ArchivedLogRecord::Truncate { since, .. } => self.truncate(since.to_native()),
+            ArchivedLogRecord::Purge { term, node, index, .. } => {
+                self.purge(LogId::new(CommittedLeaderId::new(term.to_native(), node.to_native()), index.to_native()))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A shard's log store (and, cloned, its log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    pub shard: u32,
+    pub engine: Rc<LogEngine>,
+    pub log: Rc<RefCell<ShardLog>>,
+}
+
+pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
+    let payload = match &entry.payload {
+        EntryPayload::Blank => RecordPayload::Blank,
+        EntryPayload::Normal(cmd) => RecordPayload::Normal(cmd.clone()),
+        EntryPayload::Membership(m) => RecordPayload::Membership(serde_json::to_string(m).expect("membership serializes")),
+    };
+    LogRecord::Entry {
+        shard,
+        term: entry.log_id.leader_id.term,
+        node: entry.log_id.leader_id.node_id,
+        index: entry.log_id.index,
+        payload,
+    }
+}
+
+pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, String> {
+    let LogRecord::Entry { term, node, index, payload, .. } = rec else {
+        return Err("expected an entry record".into());
+    };
+    let payload = match payload {
+        RecordPayload::Blank => EntryPayload::Blank,
+        RecordPayload::Normal(cmd) => EntryPayload::Normal(cmd),
+        RecordPayload::Membership(json) => {
+            EntryPayload::Membership(serde_json::from_str(&json).map_err(|e| format!("membership record: {e}"))?)
+        }
+    };
+    Ok(Entry { log_id: LogId::new(CommittedLeaderId::new(term, node), index), payload })
+}
+
+impl LogStore {
+    pub fn new(shard: u32, engine: Rc<LogEngine>, log: Rc<RefCell<ShardLog>>) -> Self {
+        LogStore { shard, engine, log }
+    }
+
+    /// Write a bookkeeping record; `wait` blocks until it is durable.
+    async fn write_meta(&self, rec: LogRecord, wait: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let bytes = rec.encode();
+        let (tx, rx) = futures::channel::oneshot::channel::<io::Result<()>>();
+        let on_durable: crate::log::Durable = if wait { Box::new(move |r| drop(tx.send(r))) } else { Box::new(|_| {}) };
+        self.engine
+            .submit(&[&bytes], on_durable)
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        if wait {
+            rx.await
+                .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?
+                .map_err(|e| storage_error(subject, ErrorVerb::Write, e))?;
+        }
+        Ok(())
+    }
+
+    /// Entries `[start, end)` that exist, in order, from the cache or the disk.
+    pub async fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let mut out = Vec::new();
+        let mut disk: Vec<(u64, Loc)> = Vec::new();
+        let mut slots: Vec<Option<Entry<TypeConfig>>> = Vec::new();
+        {
+            let log = self.log.borrow();
+            let start = start.max(log.first_index);
+            let end = end.min(log.next_index());
+            for index in start..end {
+                if let Some(e) = log.cache.get(&index) {
+                    slots.push(Some(e.clone()));
+                } else {
+                    disk.push((index, log.loc_of(index).expect("index within the kept range")));
+                    slots.push(None);
+                }
+            }
+        }
+        let mut from_disk = Vec::with_capacity(disk.len());
+        if !disk.is_empty() {
+            let locs: Vec<Loc> = disk.iter().map(|(_, l)| *l).collect();
+            let bufs = self.engine.read_many(&locs).await.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            for ((index, _), buf) in disk.iter().zip(bufs) {
+                let entry = record::decode(buf.payload())
+                    .and_then(record_entry)
+                    .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+                assert_eq!(entry.log_id.index, *index, "the index maps to the entry it names");
+                from_disk.push(entry);
+            }
+        }
+        let mut disk_iter = from_disk.into_iter();
+        for slot in slots {
+            match slot {
+                Some(e) => out.push(e),
+                None => out.push(disk_iter.next().expect("one disk entry per slot")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn range_to_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let (start, end) = range_to_bounds(&range);
+        self.read_entries(start, end).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
+        let log = self.log.borrow();
+        Ok(LogState { last_purged_log_id: log.last_purged, last_log_id: log.last_log_id() })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let rec = LogRecord::Vote { shard: self.shard, term: vote.leader_id.term, node: vote.leader_id.node_id, committed: vote.committed };
+        self.write_meta(rec, true, ErrorSubject::Vote).await?;
+        self.log.borrow_mut().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
+        Ok(self.log.borrow().vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        if let Some(c) = committed {
+            let rec = LogRecord::Committed { shard: self.shard, term: c.leader_id.term, node: c.leader_id.node_id, index: c.index };
+            self.write_meta(rec, false, ErrorSubject::Store).await?;
+        }
+        self.log.borrow_mut().committed = committed;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
+        Ok(self.log.borrow().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let encoded: Vec<Vec<u8>> = entries.iter().map(|e| entry_record(self.shard, e).encode()).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
+        let locs = self
+            .engine
+            .submit(&refs, Box::new(move |r| callback.log_io_completed(r)))
+            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let mut log = self.log.borrow_mut();
+        for (entry, loc) in entries.into_iter().zip(locs) {
+            log.push(entry.log_id.index, entry.log_id.leader_id, loc)
+                .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            if log.loc_of(entry.log_id.index) == Some(loc) {
+                log.cache.insert(entry.log_id.index, entry);
+            }
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.write_meta(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs).await?;
+        self.log.borrow_mut().truncate(log_id.index);
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let rec = LogRecord::Purge { shard: self.shard, term: log_id.leader_id.term, node: log_id.leader_id.node_id, index: log_id.index };
+        self.write_meta(rec, false, ErrorSubject::Logs).await?;
+        self.log.borrow_mut().purge(log_id);
+        Ok(())
+    }
+}
+
+/// Open a core's log engine and rebuild every shard's log index from it.
+pub async fn open_core_log(
+    dir: &std::path::Path,
+    segment_bytes: u64,
+) -> Result<(Rc<LogEngine>, std::collections::HashMap<u32, Rc<RefCell<ShardLog>>>), String> {
+    let mut shards: std::collections::HashMap<u32, Rc<RefCell<ShardLog>>> = std::collections::HashMap::new();
+    let engine = LogEngine::open(dir, segment_bytes, &mut |loc, payload| {
+        let rec = record::access(payload).map_err(|e| format!("segment {} offset {}: {e}", loc.segment, loc.offset))?;
+        let log = shards.entry(rec.shard()).or_default();
+        log.borrow_mut().recover(loc, rec).map_err(|e| format!("segment {} offset {}: {e}", loc.segment, loc.offset))
+    })
+    .await?;
+    Ok((engine, shards))
+}

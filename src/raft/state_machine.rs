@@ -1,0 +1,237 @@
+//! openraft's `RaftStateMachine` for one shard: applies committed commands to the pure
+//! session state machine ([`crate::session::ShardState`]) and handles snapshots.
+//!
+//! Applied state is not written on its own: the Raft log is the source of truth and
+//! openraft re-applies committed entries at startup. Snapshots (session headers,
+//! idempotency memory, seq → log index, membership; never event bodies) are written to
+//! `<core dir>/snapshots/<shard>.snap` atomically when built or installed, and loaded at
+//! start, so a purged log prefix is always covered by a durable snapshot.
+
+use std::cell::RefCell;
+use std::io::{self, Cursor};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+
+use super::log_store::{storage_error, NodeId, ShardLog};
+use super::TypeConfig;
+use crate::session::{Outcome, ShardState};
+
+/// What applying one entry answers to the client that proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Blank and membership entries.
+    None,
+    Created { header_json: String },
+    Appended { seq: u64, last_seq: u64, deduped: bool },
+    Rejected { status: u16, code: String, message: String },
+}
+
+impl From<Outcome> for Reply {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Created(h) => Reply::Created { header_json: h.to_json() },
+            Outcome::Appended { seq, last_seq, deduped } => Reply::Appended { seq, last_seq, deduped },
+            Outcome::Rejected(e) => Reply::Rejected { status: e.status, code: e.code.to_string(), message: e.message },
+        }
+    }
+}
+
+/// Called after each applied batch with the sessions that got new events (and their new
+/// last seq) and the payload bytes appended: the runtime wakes tails and counts metrics.
+pub type ApplyListener = Rc<dyn Fn(u32, &[(String, u64)], u64)>;
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotMetaFile {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+}
+
+pub struct ShardMachine {
+    pub shard: u32,
+    pub state: ShardState,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    pub listener: Option<ApplyListener>,
+}
+
+#[derive(Clone)]
+pub struct StateMachine {
+    pub inner: Rc<RefCell<ShardMachine>>,
+    log: Rc<RefCell<ShardLog>>,
+    snapshot_path: PathBuf,
+}
+
+fn encode_snapshot(meta: &SnapshotMeta<NodeId, BasicNode>, state: &[u8]) -> Vec<u8> {
+    let meta_json = serde_json::to_vec(&SnapshotMetaFile { meta: meta.clone() }).expect("meta serializes");
+    let mut out = Vec::with_capacity(8 + meta_json.len() + state.len());
+    out.extend_from_slice(&(meta_json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&meta_json);
+    out.extend_from_slice(state);
+    out
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, BasicNode>, &[u8]), String> {
+    let len = bytes.get(..8).ok_or("snapshot too short")?;
+    let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
+    let meta = bytes.get(8..8usize.saturating_add(len)).ok_or("snapshot meta truncated")?;
+    let meta: SnapshotMetaFile = serde_json::from_slice(meta).map_err(|e| format!("snapshot meta: {e}"))?;
+    Ok((meta.meta, &bytes[8 + len..]))
+}
+
+impl StateMachine {
+    /// A state machine for `shard`, starting from its snapshot file when there is one.
+    pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Result<Self, String> {
+        let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
+        let mut machine = ShardMachine {
+            shard,
+            state: ShardState::new(tail_keep),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            snapshot: None,
+            listener: None,
+        };
+        match std::fs::read(&snapshot_path) {
+            Ok(bytes) => {
+                let (meta, state) = decode_snapshot(&bytes).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+                machine.state = ShardState::from_snapshot_bytes(state, tail_keep).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+                machine.last_applied = meta.last_log_id;
+                machine.membership = meta.last_membership.clone();
+                machine.snapshot = Some((meta, bytes));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("reading {}: {e}", snapshot_path.display())),
+        }
+        Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path })
+    }
+
+    fn persist_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
+        let dir = self.snapshot_path.parent().expect("snapshot dir");
+        std::fs::create_dir_all(dir)?;
+        let tmp = self.snapshot_path.with_extension("snap.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+        }
+        std::fs::rename(&tmp, &self.snapshot_path)?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (meta, bytes) = {
+            let m = self.inner.borrow();
+            let meta = SnapshotMeta {
+                last_log_id: m.last_applied,
+                last_membership: m.membership.clone(),
+                snapshot_id: format!("{}-{}", m.shard, m.last_applied.map(|l| l.index + 1).unwrap_or(0)),
+            };
+            let bytes = encode_snapshot(&meta, &m.state.snapshot_bytes());
+            (meta, bytes)
+        };
+        self.persist_snapshot(&bytes)
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        self.inner.borrow_mut().snapshot = Some((meta.clone(), bytes.clone()));
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
+        let m = self.inner.borrow();
+        Ok((m.last_applied, m.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let mut appended: Vec<(String, u64)> = Vec::new();
+        let mut payload_bytes = 0u64;
+        let (listener, shard, last) = {
+            let mut m = self.inner.borrow_mut();
+            for entry in entries {
+                if let Some(prev) = m.last_applied {
+                    assert!(entry.log_id.index > prev.index, "entries apply in log order, once");
+                }
+                let reply = match &entry.payload {
+                    EntryPayload::Blank => Reply::None,
+                    EntryPayload::Normal(cmd) => {
+                        let outcome = m.state.apply(entry.log_id.index, cmd);
+                        if let (Outcome::Appended { last_seq, deduped: false, .. }, crate::session::Command::Append { session_id, event, .. }) = (&outcome, cmd) {
+                            payload_bytes += event.payload_json.len() as u64;
+                            match appended.last_mut() {
+                                Some((s, seq)) if s == session_id => *seq = *last_seq,
+                                _ => appended.push((session_id.clone(), *last_seq)),
+                            }
+                        }
+                        outcome.into()
+                    }
+                    EntryPayload::Membership(mem) => {
+                        m.membership = StoredMembership::new(Some(entry.log_id), mem.clone());
+                        Reply::None
+                    }
+                };
+                m.last_applied = Some(entry.log_id);
+                replies.push(reply);
+            }
+            (m.listener.clone(), m.shard, m.last_applied)
+        };
+        if let Some(last) = last {
+            self.log.borrow_mut().evict_cache_upto(last.index);
+        }
+        if let Some(listener) = listener {
+            if !appended.is_empty() {
+                listener(shard, &appended, payload_bytes);
+            }
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let (_, state_bytes) = decode_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        let tail_keep = self.inner.borrow().state.tail_keep();
+        let state = ShardState::from_snapshot_bytes(state_bytes, tail_keep).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        // Store the snapshot under the meta we were given.
+        let bytes = encode_snapshot(meta, state_bytes);
+        self.persist_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
+        let mut m = self.inner.borrow_mut();
+        m.state = state;
+        m.last_applied = meta.last_log_id;
+        m.membership = meta.last_membership.clone();
+        m.snapshot = Some((meta.clone(), bytes));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let m = self.inner.borrow();
+        Ok(m.snapshot.as_ref().map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
+    }
+}
