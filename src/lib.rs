@@ -1,7 +1,34 @@
-//! Starcite: a durable, ordered, replayable event log per session.
+//! Starcite: a durable, ordered, replayable event log per session, for AI applications.
+//!
+//! The write path, top to bottom:
+//!
+//! ```text
+//! http (server/, http/)  ──► runtime::api ──► owner core (runtime/core.rs, channel mesh)
+//!   ──► shard Raft group (raft/: openraft on glommio) ──► propose
+//!   ──► log engine append (log/: group commit, one write + fdatasync per batch)
+//!   ──► commit ──► apply to the session state machine (session/)
+//!   ──► reply to the client + wake tails (runtime/watch.rs, tail/) ──► (archive: to come)
+//! ```
+//!
+//! Modules:
+//! - [`config`]: environment variables, validated at startup;
+//! - [`limits`]: every bound and default, with units;
+//! - [`runtime`]: cores, placement, the cross-core mesh, shards, the in-process API;
+//! - [`log`]: the per-core segment log (records, segments, writer, recovery);
+//! - [`raft`]: openraft glue (runtime, log storage, state machine, network);
+//! - [`session`]: request validation and the pure session state machine;
+//! - [`http`]: HTTP/1.1 request parsing, responses, routing (pure codecs);
+//! - [`server`]: per-core listeners and connection handling;
+//! - [`tail`]: WebSocket and SSE tails;
+//! - [`metrics`]: per-core counters merged into a Prometheus exposition.
+
+pub mod config;
 pub mod http;
 pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod raft;
+pub mod runtime;
+pub mod server;
 pub mod session;
+pub mod tail;

@@ -88,3 +88,54 @@ const _: () = assert!(SEGMENT_BYTES_MIN >= SEGMENT_HEADER_BYTES + RECORD_PAYLOAD
 const _: () = assert!(SEGMENT_BYTES_DEFAULT >= SEGMENT_BYTES_MIN && SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT % LOG_BLOCK_BYTES == 0);
 const _: () = assert!(SEGMENT_ZERO_FILL_CHUNK_BYTES as u64 % LOG_BLOCK_BYTES == 0);
+
+// ---- server defaults (configurable, see `config.rs`) --------------------------------
+
+pub const PORT_DEFAULT: u16 = 4000;
+pub const CLUSTER_PORT_DEFAULT: u16 = 4100;
+pub const SHARDS_DEFAULT: u32 = 256;
+pub const SHARDS_MAX: u32 = 65_536;
+/// Events each session keeps in memory (`STARCITE_TAIL_KEEP`).
+pub const TAIL_KEEP_DEFAULT: usize = 1000;
+pub const TAIL_KEEP_MAX: usize = 1_000_000;
+/// Largest accepted `STARCITE_MAX_BODY_BYTES`: a body must fit in one log record.
+pub const BODY_BYTES_MAX_LIMIT: usize = 2 * 1024 * 1024;
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+pub const TAIL_IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+pub const ARCHIVE_FLUSH_INTERVAL_MS_DEFAULT: u64 = 5_000;
+pub const DB_POOL_SIZE_DEFAULT: u32 = 10;
+pub const DNS_POLL_INTERVAL_MS_DEFAULT: u64 = 5_000;
+/// Open client connections per core before new ones are refused (`STARCITE_MAX_CONNECTIONS_PER_CORE`).
+pub const CONNECTIONS_PER_CORE_MAX_DEFAULT: usize = 20_000;
+/// Time a client has to send a complete request head once it started one (408 after).
+pub const REQUEST_HEAD_TIMEOUT_MS: u64 = 10_000;
+/// Idle keep-alive connections are closed after this long without a request.
+pub const KEEP_ALIVE_IDLE_TIMEOUT_MS: u64 = 120_000;
+/// Pipelined requests one connection may have in flight at once (answered in order).
+pub const PIPELINE_IN_FLIGHT_MAX: usize = 64;
+/// Socket read size per syscall.
+pub const CONNECTION_READ_BYTES: usize = 64 * 1024;
+/// glommio io_uring buffer memory per executor (`STARCITE_IO_MEMORY_BYTES`): fits the
+/// default 8 MiB `ulimit -l` with two executors when the process cannot raise it.
+pub const IO_MEMORY_BYTES_DEFAULT: usize = 2 * 1024 * 1024;
+pub const IO_MEMORY_BYTES_MIN: usize = 512 * 1024;
+/// Cross-core request channel depth (per pair of cores).
+pub const MESH_CHANNEL_DEPTH: usize = 1024;
+/// Events a tail fetches from the owner core per round trip.
+pub const TAIL_FETCH_EVENTS_MAX: usize = 1000;
+/// Rendered bytes a tail fetch stops after (bounds one tail's memory with big events).
+pub const TAIL_FETCH_BYTES_MAX: usize = 1024 * 1024;
+/// An events page stops early (fewer than `limit` events, `next_cursor` says where)
+/// once its events reach this many bytes of JSON.
+pub const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// SSE comment heartbeat period.
+pub const SSE_HEARTBEAT_MS: u64 = 15_000;
+/// Raft timing (milliseconds).
+pub const RAFT_HEARTBEAT_MS: u64 = 100;
+pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 300;
+pub const RAFT_ELECTION_TIMEOUT_MAX_MS: u64 = 600;
+
+const _: () = assert!(TAIL_FETCH_EVENTS_MAX >= PAGE_LIMIT_MAX);
+const _: () = assert!(BODY_BYTES_MAX_LIMIT + 64 * 1024 <= RECORD_PAYLOAD_BYTES_MAX);
+const _: () = assert!(BODY_BYTES_MAX_DEFAULT <= BODY_BYTES_MAX_LIMIT);
+const _: () = assert!(IO_MEMORY_BYTES_DEFAULT >= IO_MEMORY_BYTES_MIN);

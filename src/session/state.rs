@@ -458,6 +458,11 @@ impl ShardState {
         Some(read)
     }
 
+    /// Rendered events currently held in memory over all sessions (a metrics gauge).
+    pub fn hot_event_count(&self) -> usize {
+        self.sessions.values().map(|s| s.tail.len()).sum()
+    }
+
     /// How many rendered events each session keeps in memory.
     pub fn tail_keep(&self) -> usize {
         self.tail_keep

@@ -1,0 +1,147 @@
+//! One client connection: read, parse (pipelined requests back to back), answer in
+//! request order, keep alive, or hand the socket to a tail.
+//!
+//! Pipelined requests already in the buffer run concurrently (up to
+//! [`PIPELINE_IN_FLIGHT_MAX`]) so a pipelining client feeds the group commit, while
+//! `FuturesOrdered` keeps the responses in request order. A framing error answers once and
+//! closes only this connection.
+
+use std::time::Duration;
+
+use futures::stream::FuturesOrdered;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::net::TcpStream;
+
+use super::handlers::{self, Response};
+use crate::http::request::{HttpError, Limits, Parse, Request, RequestParser};
+use crate::http::response::{write_error, CONTINUE_100};
+use crate::http::router::Route;
+use crate::limits::{CONNECTION_READ_BYTES, KEEP_ALIVE_IDLE_TIMEOUT_MS, PIPELINE_IN_FLIGHT_MAX, REQUEST_HEADERS_MAX, REQUEST_HEAD_BYTES_MAX, REQUEST_HEAD_TIMEOUT_MS};
+use crate::runtime::core::current;
+
+/// Refuse a connection over the per-core limit with a clear answer, then close.
+pub async fn refuse(mut stream: TcpStream) {
+    let mut out = Vec::new();
+    let e = HttpError::new(503, "too_many_connections", "this node is at its connection limit; retry later");
+    write_error(&mut out, 1, &e, false);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
+}
+
+fn limits() -> Limits {
+    Limits { head_bytes_max: REQUEST_HEAD_BYTES_MAX, headers_max: REQUEST_HEADERS_MAX, body_bytes_max: current().config.max_body_bytes }
+}
+
+fn count(resp: &Response) {
+    current().metrics.count_request(resp.route, resp.status);
+}
+
+enum Next {
+    Read,
+    Close,
+    Tail(Box<Request>, String),
+}
+
+pub async fn serve(mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut parser = RequestParser::new(limits());
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; CONNECTION_READ_BYTES];
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let mut inflight = FuturesOrdered::new();
+        let mut next = Next::Read;
+        while inflight.len() < PIPELINE_IN_FLIGHT_MAX {
+            match parser.parse(&buf) {
+                Ok(Parse::Complete { request, consumed }) => {
+                    buf.drain(..consumed);
+                    let keep_alive = request.keep_alive;
+                    match handlers::resolve(&request) {
+                        Err(resp) => inflight.push_back(futures::future::Either::Left(futures::future::ready(resp))),
+                        Ok(Route::Tail(id)) => {
+                            next = Next::Tail(Box::new(request), id);
+                            break;
+                        }
+                        Ok(route) => inflight.push_back(futures::future::Either::Right(handlers::respond(request, route))),
+                    }
+                    if !keep_alive {
+                        next = Next::Close;
+                        break;
+                    }
+                }
+                Ok(Parse::Incomplete) => {
+                    if parser.take_continue() {
+                        out.extend_from_slice(CONTINUE_100);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    write_error(out_after(&mut inflight, &mut out).await, 1, &e, false);
+                    current().metrics.count_request("bad_request", e.status);
+                    next = Next::Close;
+                    break;
+                }
+            }
+        }
+        while let Some(resp) = inflight.next().await {
+            count(&resp);
+            out.extend_from_slice(&resp.bytes);
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        match next {
+            Next::Close => {
+                let _ = stream.close().await;
+                return;
+            }
+            Next::Tail(request, id) => {
+                match crate::tail::prepare(&request, id).await {
+                    Ok(plan) => {
+                        crate::tail::run(stream, plan, std::mem::take(&mut buf)).await;
+                        return;
+                    }
+                    Err(resp) => {
+                        count(&resp);
+                        if stream.write_all(&resp.bytes).await.is_err() || !request.keep_alive {
+                            return;
+                        }
+                    }
+                }
+                continue;
+            }
+            Next::Read => {}
+        }
+        // A request in progress gets the head timeout; an idle keep-alive connection the idle one.
+        let wait = if buf.is_empty() { KEEP_ALIVE_IDLE_TIMEOUT_MS } else { REQUEST_HEAD_TIMEOUT_MS };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(wait)));
+        match stream.read(&mut chunk).await {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !buf.is_empty() => {
+                let mut out = Vec::new();
+                write_error(&mut out, 1, &HttpError::new(408, "request_timeout", "the request was not received in time"), false);
+                current().metrics.count_request("bad_request", 408);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.close().await;
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Responses already queued must go out before an error that closes the connection.
+async fn out_after<'a, F>(inflight: &mut FuturesOrdered<F>, out: &'a mut Vec<u8>) -> &'a mut Vec<u8>
+where
+    F: std::future::Future<Output = Response>,
+{
+    while let Some(resp) = inflight.next().await {
+        count(&resp);
+        out.extend_from_slice(&resp.bytes);
+    }
+    out
+}

@@ -1,0 +1,98 @@
+//! Request → response for every non-streaming route of SPEC §3. Bodies are validated
+//! before any session lookup (a bad body for an unknown session is a 400, not a 404).
+
+use crate::http::request::{HttpError, Request};
+use crate::http::response::{write_error_with_headers, write_response};
+use crate::http::router::{route, Route, RouteError};
+use crate::limits::PAGE_BYTES_MAX;
+use crate::runtime::api;
+use crate::session::{self, ApiError};
+
+/// A finished response, ready to write.
+pub struct Response {
+    pub bytes: Vec<u8>,
+    pub status: u16,
+    pub route: &'static str,
+}
+
+fn json(req: &Request, status: u16, body: &[u8], route: &'static str) -> Response {
+    let mut bytes = Vec::with_capacity(body.len() + 128);
+    write_response(&mut bytes, req.version_minor, status, &[], Some("application/json"), body, req.keep_alive);
+    Response { bytes, status, route }
+}
+
+pub fn api_error(req: &Request, e: &ApiError, route: &'static str) -> Response {
+    json(req, e.status, e.to_json().as_bytes(), route)
+}
+
+pub fn http_error(req: &Request, e: &HttpError, allow: Option<&str>, route: &'static str) -> Response {
+    let mut bytes = Vec::new();
+    let headers: Vec<(&str, &str)> = allow.map(|a| vec![("allow", a)]).unwrap_or_default();
+    write_error_with_headers(&mut bytes, req.version_minor, e, &headers, req.keep_alive);
+    Response { bytes, status: e.status, route }
+}
+
+/// Which route a request is for, or the error response for an unroutable one.
+pub fn resolve(req: &Request) -> Result<Route, Response> {
+    route(&req.method, &req.path).map_err(|e| {
+        let label = crate::http::router::route_label(&req.path);
+        let allow = match &e {
+            RouteError::MethodNotAllowed { allow } => Some(*allow),
+            _ => None,
+        };
+        http_error(req, &e.to_http_error(), allow, label)
+    })
+}
+
+/// Answer a non-tail request.
+pub async fn respond(req: Request, route: Route) -> Response {
+    let label = route.label();
+    let result: Result<(u16, Vec<u8>), ApiError> = match &route {
+        Route::CreateSession => match session::parse_create(&req.body) {
+            Err(e) => Err(e),
+            Ok(create) => api::create(create).await.map(|json| (201, json.into_bytes())),
+        },
+        Route::GetSession(id) => api::get(id).await.map(|json| (200, json.into_bytes())),
+        Route::Append(id) => match session::parse_append(&req.body) {
+            Err(e) => Err(e),
+            Ok(append) => api::append(id, append).await.map(|ok| {
+                (201, format!("{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped).into_bytes())
+            }),
+        },
+        Route::Events(id) => events_page(&req, id).await,
+        Route::HealthLive => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
+        Route::HealthReady => match api::ready_all().await {
+            Ok(()) => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
+            Err(_) => Ok((503, b"{\"status\":\"starting\",\"reason\":\"raft_sync\"}".to_vec())),
+        },
+        Route::Metrics => {
+            let text = crate::metrics::render(&api::stats_all().await);
+            let mut bytes = Vec::with_capacity(text.len() + 128);
+            write_response(&mut bytes, req.version_minor, 200, &[], Some(prometheus::TEXT_FORMAT), text.as_bytes(), req.keep_alive);
+            return Response { bytes, status: 200, route: label };
+        }
+        Route::Tail(_) => Err(ApiError::internal("tail requests are served by the tail module")),
+    };
+    match result {
+        Ok((status, body)) => json(&req, status, &body, label),
+        Err(e) => api_error(&req, &e, label),
+    }
+}
+
+async fn events_page(req: &Request, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
+    let cursor = session::parse_cursor(req.query_param("cursor"))?;
+    let limit = session::parse_limit(req.query_param("limit"))?;
+    let page = api::read(id, cursor, limit, PAGE_BYTES_MAX).await?;
+    let next_cursor = cursor + page.events.len() as u64;
+    let size: usize = page.events.iter().map(|e| e.len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 64);
+    body.extend_from_slice(b"{\"events\":[");
+    for (i, e) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e.as_bytes());
+    }
+    body.extend_from_slice(format!("],\"next_cursor\":{next_cursor},\"last_seq\":{}}}", page.last_seq).as_bytes());
+    Ok((200, body))
+}

@@ -1,0 +1,101 @@
+//! Tails: replay then live over WebSocket or SSE, from a cursor.
+//!
+//! The pump is the same for both transports: read the next committed events after the
+//! cursor from the owner shard (memory or disk, at most [`TAIL_FETCH_EVENTS_MAX`] events /
+//! [`TAIL_FETCH_BYTES_MAX`] bytes), send them, advance the cursor; when caught up, wait for
+//! a commit announcement. Because every event comes from a read by cursor, a connection
+//! sees strictly increasing seqs with no gap and no duplicate, also when appends race the
+//! replay. Because nothing is pushed into a per-connection queue, a slow client costs one
+//! fetch batch of memory: when its socket is full the pump simply stops reading, and it
+//! resumes from storage when the client catches up. A send that makes no progress for
+//! `STARCITE_TAIL_IDLE_TIMEOUT_MS` closes the connection (WebSocket close code 1008).
+
+pub mod sse;
+pub mod ws;
+
+use std::sync::Arc;
+
+use crate::http::request::Request;
+use crate::http::response::websocket_accept;
+use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX};
+use crate::runtime::api;
+use crate::runtime::core::current;
+use crate::server::handlers::{api_error, http_error, Response};
+use crate::session::{self, ApiError};
+
+pub enum Transport {
+    WebSocket { handshake: Vec<u8> },
+    Sse { version_minor: u8 },
+}
+
+pub struct TailPlan {
+    pub session: String,
+    pub cursor: u64,
+    pub batch_size: usize,
+    pub transport: Transport,
+}
+
+const ROUTE: &str = "tail";
+
+/// Validate a tail request (cursor, batch size, upgrade, session) before upgrading.
+pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Response> {
+    let sse = req.accepts_event_stream();
+    let last_event_id = if sse { req.header("last-event-id").map(|v| String::from_utf8_lossy(v).trim().to_string()) } else { None };
+    let cursor = match &last_event_id {
+        Some(id) => session::parse_cursor(Some(id)),
+        None => session::parse_cursor(req.query_param("cursor")),
+    }
+    .map_err(|e| api_error(req, &e, ROUTE))?;
+    let batch_size = session::parse_batch_size(req.query_param("batch_size")).map_err(|e| api_error(req, &e, ROUTE))?;
+    let transport = if sse {
+        Transport::Sse { version_minor: req.version_minor }
+    } else if req.is_websocket_upgrade() {
+        Transport::WebSocket { handshake: websocket_accept(req).map_err(|e| http_error(req, &e, None, ROUTE))? }
+    } else {
+        let e = ApiError::new(400, "invalid_websocket_upgrade", "this endpoint needs a WebSocket upgrade or `Accept: text/event-stream`");
+        return Err(api_error(req, &e, ROUTE));
+    };
+    api::get(&session).await.map_err(|e| api_error(req, &e, ROUTE))?;
+    Ok(TailPlan { session, cursor, batch_size, transport })
+}
+
+/// Serve the tail until the client leaves, the session becomes unreadable, or the client
+/// stays stuck past the idle timeout.
+pub async fn run(stream: glommio::net::TcpStream, plan: TailPlan, leftover: Vec<u8>) {
+    let core = current();
+    core.metrics.count_request(ROUTE, 101);
+    core.metrics.open_tails.set(core.metrics.open_tails.get() + 1);
+    match plan.transport {
+        Transport::WebSocket { ref handshake } => {
+            let handshake = handshake.clone();
+            ws::run(stream, &plan, handshake, leftover).await
+        }
+        Transport::Sse { version_minor } => sse::run(stream, &plan, version_minor).await,
+    }
+    let core = current();
+    core.metrics.open_tails.set(core.metrics.open_tails.get() - 1);
+}
+
+/// The next events after `cursor` (empty when caught up).
+pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError> {
+    api::read(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX).await.map(|p| p.events)
+}
+
+/// Join events into one JSON array frame.
+pub fn json_array(events: &[Arc<str>]) -> String {
+    let mut s = String::with_capacity(events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    s.push('[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(e);
+    }
+    s.push(']');
+    s
+}
+
+pub fn count_sent(n: usize) {
+    let core = current();
+    core.metrics.tail_events_sent.set(core.metrics.tail_events_sent.get() + n as u64);
+}

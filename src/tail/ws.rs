@@ -1,0 +1,68 @@
+//! WebSocket tail (RFC 6455 framing by tungstenite): one event per text frame, or a JSON
+//! array of up to `batch_size` events per frame. Inbound data frames are ignored, pings
+//! are answered by tungstenite, a close is answered and ends the tail.
+
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use futures::{AsyncWriteExt, FutureExt, StreamExt};
+use openraft::AsyncRuntime;
+
+use super::{count_sent, fetch, json_array, TailPlan};
+use crate::raft::runtime::GlommioRuntime;
+use crate::runtime::api;
+use crate::runtime::core::current;
+
+pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake: Vec<u8>, leftover: Vec<u8>) {
+    if stream.write_all(&handshake).await.is_err() {
+        return;
+    }
+    let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, None).await;
+    let (mut sender, mut receiver) = ws.split();
+    // Inbound: drive tungstenite's reader (pongs, close replies) until the client leaves.
+    let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
+    let reader = glommio::spawn_local(async move {
+        while let Some(msg) = receiver.next().await {
+            match msg {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = closed_tx.send(());
+    });
+    let idle = Duration::from_millis(current().config.tail_idle_timeout_ms);
+    let subscription = api::subscribe(&plan.session).await;
+    let mut cursor = plan.cursor;
+    let close_reason = 'pump: loop {
+        let events = match fetch(&plan.session, cursor).await {
+            Ok(events) => events,
+            Err(e) => break Some((CloseCode::Error, e.message)),
+        };
+        if events.is_empty() {
+            futures::select! {
+                _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
+                _ = (&mut closed_rx).fuse() => break None,
+            }
+        }
+        for group in events.chunks(plan.batch_size) {
+            let text = if plan.batch_size == 1 { group[0].to_string() } else { json_array(group) };
+            match GlommioRuntime::timeout(idle, sender.send(Message::text(text))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break 'pump None,
+                Err(_) => break 'pump Some((CloseCode::Policy, "client did not read within the tail idle timeout".to_string())),
+            }
+            cursor += group.len() as u64;
+            count_sent(group.len());
+        }
+    };
+    if let Some((code, reason)) = close_reason {
+        let frame = CloseFrame { code, reason: reason.chars().take(120).collect::<String>().into() };
+        let _ = GlommioRuntime::timeout(Duration::from_secs(1), sender.close(Some(frame))).await;
+    }
+    drop(subscription);
+    drop(sender);
+    reader.cancel().await;
+}
