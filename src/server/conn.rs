@@ -1,9 +1,10 @@
 //! One client connection: read, parse (pipelined requests back to back), answer in
 //! request order, keep alive, or hand the socket to a tail.
 //!
-//! Pipelined requests already in the buffer run concurrently (up to
+//! Pipelined appends already in the buffer run concurrently (up to
 //! [`PIPELINE_IN_FLIGHT_MAX`]) so a pipelining client feeds the group commit, while
-//! `FuturesOrdered` keeps the responses in request order. A framing error answers once and
+//! `FuturesOrdered` keeps the responses in request order; any other request first waits
+//! for the ones before it, so pipelined requests behave as if run one by one. A framing error answers once and
 //! closes only this connection.
 
 use std::time::Duration;
@@ -62,7 +63,15 @@ pub async fn serve(mut stream: TcpStream) {
                             next = Next::Tail(Box::new(request), id);
                             break;
                         }
-                        Ok(route) => inflight.push_back(futures::future::Either::Right(handlers::respond(request, route))),
+                        Ok(route) => {
+                            // Appends may overlap (they are proposed in request order over
+                            // FIFO channels, so seqs follow request order); anything else
+                            // waits for what came before it, so a read sees earlier writes.
+                            if !matches!(route, Route::Append(_)) {
+                                out_after(&mut inflight, &mut out).await;
+                            }
+                            inflight.push_back(futures::future::Either::Right(handlers::respond(request, route)))
+                        }
                     }
                     if !keep_alive {
                         next = Next::Close;

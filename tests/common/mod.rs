@@ -1,0 +1,341 @@
+//! Test support: start the real `starcite` binary on a free port with a temp data dir,
+//! and talk to it over real sockets (raw HTTP/1.1, WebSocket, SSE).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+pub const READY_WAIT: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Server {
+    pub port: u16,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut s = Server {
+            port: free_port(),
+            data_dir,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            child: None,
+            _tmp: Some(tmp),
+        };
+        s.spawn();
+        s.wait_ready();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_starcite"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", self.port.to_string())
+            .env("STARCITE_RAFT_DATA_DIR", &self.data_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        // Die with the test process, whatever happens to it.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start starcite");
+        // Drain stderr in the background so the server never blocks on it.
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var("STARCITE_TEST_LOG").is_ok() {
+                    eprintln!("[server] {line}");
+                }
+            }
+        });
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_WAIT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited during startup: {status}");
+            }
+            if let Ok(r) = try_request(self.port, "GET", "/health/ready", &[], b"") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "server not ready within {READY_WAIT:?}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn conn(&self) -> Conn {
+        Conn::open(self.port)
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: &str) -> Resp {
+        request(self.port, method, path, &[], body.as_bytes())
+    }
+
+    pub fn json(&self, method: &str, path: &str, body: Value) -> Resp {
+        self.req(method, path, &body.to_string())
+    }
+
+    pub fn create(&self, id: &str) -> Resp {
+        let r = self.json("POST", "/v1/sessions", json!({ "id": id }));
+        assert_eq!(r.status, 201, "create {id}: {}", r.text());
+        r
+    }
+
+    pub fn append(&self, id: &str, body: Value) -> Resp {
+        self.json("POST", &format!("/v1/sessions/{id}/append"), body)
+    }
+
+    /// All events of a session through the events page.
+    pub fn all_events(&self, id: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let r = self.req("GET", &format!("/v1/sessions/{id}/events?cursor={cursor}&limit=1000"), "");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let v = r.json();
+            let events = v["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            cursor = v["next_cursor"].as_u64().unwrap();
+            out.extend(events);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|s| s.as_str())
+    }
+    /// Assert an error response: status, code, JSON content type.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        let v = self.json();
+        assert_eq!(v["error"], code, "body: {}", self.text());
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "message missing: {}", self.text());
+    }
+}
+
+/// A keep-alive HTTP/1.1 connection.
+pub struct Conn {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn open(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Conn { stream, reader }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_raw(&bytes);
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.send(method, path, headers, body);
+        self.read_response().unwrap()
+    }
+
+    /// Read one response (content-length or chunked body).
+    pub fn read_response(&mut self) -> std::io::Result<Resp> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap();
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+        let mut body = Vec::new();
+        if let Some(len) = headers.get("content-length") {
+            body.resize(len.parse().unwrap(), 0);
+            self.reader.read_exact(&mut body)?;
+        } else if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            loop {
+                let mut size = String::new();
+                self.reader.read_line(&mut size)?;
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                self.reader.read_exact(&mut chunk)?;
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        Ok(Resp { status, headers, body })
+    }
+
+    /// Read raw bytes until the peer closes or the timeout passes.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = self.reader.read_to_end(&mut out);
+        out
+    }
+
+    pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
+        &mut self.reader
+    }
+}
+
+pub fn try_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let reader = BufReader::new(stream.try_clone()?);
+    let mut c = Conn { stream, reader };
+    c.send(method, path, headers, body);
+    c.read_response()
+}
+
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    try_request(port, method, path, headers, body).unwrap()
+}
+
+pub type Ws = async_tungstenite::tungstenite::WebSocket<TcpStream>;
+
+/// Open a WebSocket tail.
+pub fn ws_connect(port: u16, path: &str) -> Result<Ws, async_tungstenite::tungstenite::Error> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let url = format!("ws://127.0.0.1:{port}{path}");
+    async_tungstenite::tungstenite::client::client(url, stream).map(|(ws, _)| ws).map_err(|e| match e {
+        async_tungstenite::tungstenite::HandshakeError::Failure(e) => e,
+        _ => panic!("handshake interrupted"),
+    })
+}
+
+/// Read the next `n` events from a WebSocket tail (frames may be single events or arrays).
+pub fn ws_read_events(ws: &mut Ws, n: usize) -> Vec<Value> {
+    use async_tungstenite::tungstenite::Message;
+    let mut out = Vec::new();
+    while out.len() < n {
+        match ws.read().expect("ws read") {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                match v {
+                    Value::Array(items) => out.extend(items),
+                    other => out.push(other),
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    out
+}
+
+/// Assert events have seqs from..from+len, contiguous.
+pub fn assert_contiguous(events: &[Value], from: u64) {
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(from + i as u64), "event {i}: {e}");
+    }
+}
+
+pub fn event(i: usize) -> Value {
+    json!({ "type": "msg", "payload": { "i": i }, "actor": "tester" })
+}
+
+pub fn data_path(dir: &Path) -> PathBuf {
+    dir.to_path_buf()
+}
