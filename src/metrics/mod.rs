@@ -26,6 +26,8 @@ pub struct CoreMetrics {
     pub refused_connections: Cell<u64>,
     pub open_tails: Cell<u64>,
     pub tail_events_sent: Cell<u64>,
+    /// Tail reads served from this core's mirror (`STARCITE_TAIL_SOURCE=ets`).
+    pub tail_mirror_reads: Cell<u64>,
 }
 
 impl Default for CoreMetrics {
@@ -40,6 +42,7 @@ impl Default for CoreMetrics {
             refused_connections: Cell::new(0),
             open_tails: Cell::new(0),
             tail_events_sent: Cell::new(0),
+            tail_mirror_reads: Cell::new(0),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct CoreStats {
     pub refused_connections: u64,
     pub open_tails: u64,
     pub tail_events_sent: u64,
+    pub tail_mirror_reads: u64,
     pub log_records: u64,
     pub log_bytes_written: u64,
     pub log_batches: u64,
@@ -106,6 +110,7 @@ impl CoreStats {
             refused_connections: 0,
             open_tails: 0,
             tail_events_sent: 0,
+            tail_mirror_reads: 0,
             log_records: 0,
             log_bytes_written: 0,
             log_batches: 0,
@@ -196,6 +201,7 @@ pub fn render(cores: &[CoreStats]) -> String {
         total.refused_connections += c.refused_connections;
         total.open_tails += c.open_tails;
         total.tail_events_sent += c.tail_events_sent;
+        total.tail_mirror_reads += c.tail_mirror_reads;
         total.log_records += c.log_records;
         total.log_bytes_written += c.log_bytes_written;
         total.log_batches += c.log_batches;
@@ -231,6 +237,7 @@ pub fn render(cores: &[CoreStats]) -> String {
         counter("starcite_refused_connections_total", "Connections refused at the per-core limit.", t.refused_connections as f64),
         gauge("starcite_open_tails", "Open WebSocket and SSE tails.", t.open_tails as f64),
         counter("starcite_tail_events_sent_total", "Events delivered to tails.", t.tail_events_sent as f64),
+        counter("starcite_tail_mirror_reads_total", "Tail reads served from the local mirror (tail source ets).", t.tail_mirror_reads as f64),
         gauge("starcite_sessions", "Sessions hosted by this node's shards.", t.sessions as f64),
     ];
     let requests: Vec<Metric> = t

@@ -43,9 +43,9 @@ impl From<Outcome> for Reply {
     }
 }
 
-/// Called after each applied batch with the sessions that got new events (and their new
-/// last seq) and the payload bytes appended: the runtime wakes tails and counts metrics.
-pub type ApplyListener = Rc<dyn Fn(u32, &[(String, u64)], u64)>;
+/// Called after each applied batch with the sessions that got new events (first and last
+/// new seq of each run) and the payload bytes appended: the runtime wakes tails.
+pub type ApplyListener = Rc<dyn Fn(u32, &[(String, u64, u64)], u64)>;
 
 #[derive(Serialize, Deserialize)]
 struct SnapshotMetaFile {
@@ -159,7 +159,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
-        let mut appended: Vec<(String, u64)> = Vec::new();
+        let mut appended: Vec<(String, u64, u64)> = Vec::new();
         let mut payload_bytes = 0u64;
         let (listener, shard, last) = {
             let mut m = self.inner.borrow_mut();
@@ -174,8 +174,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         if let (Outcome::Appended { last_seq, deduped: false, .. }, crate::session::Command::Append { session_id, event, .. }) = (&outcome, cmd) {
                             payload_bytes += event.payload_json.len() as u64;
                             match appended.last_mut() {
-                                Some((s, seq)) if s == session_id => *seq = *last_seq,
-                                _ => appended.push((session_id.clone(), *last_seq)),
+                                Some((s, _, last)) if s == session_id => *last = *last_seq,
+                                _ => appended.push((session_id.clone(), *last_seq, *last_seq)),
                             }
                         }
                         outcome.into()

@@ -15,7 +15,7 @@ use glommio::channels::channel_mesh::Senders;
 use super::placement::{owner_core, shard_of};
 use super::shard::{outcome_error, raft_unavailable, Page, Shard};
 use super::watch::WatchRegistry;
-use crate::config::Config;
+use crate::config::{Config, PayloadPlane};
 use crate::log::LogEngine;
 use crate::metrics::{CoreMetrics, CoreStats, ShardStats};
 use crate::raft::Reply;
@@ -51,7 +51,10 @@ pub enum OpReply {
 
 pub enum CoreMsg {
     Request(Op, oneshot::Sender<OpReply>),
-    Notify { session: String, last_seq: u64 },
+    /// Events `first_seq..=last_seq` of `session` committed. With the dual-write payload
+    /// plane, `events` carries them (shared, not copied) for the receiving core's mirror;
+    /// otherwise it is empty.
+    Notify { session: String, first_seq: u64, last_seq: u64, events: Vec<Arc<str>> },
 }
 
 pub struct Core {
@@ -87,6 +90,8 @@ pub fn with_current<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
 
 impl Core {
     pub fn new(id: usize, config: Arc<Config>, node_id: u64, senders: Senders<CoreMsg>) -> Core {
+        let watch = WatchRegistry::default();
+        watch.set_mirror_keep(config.tail_keep);
         Core {
             id,
             cores: config.cores,
@@ -96,7 +101,7 @@ impl Core {
             shards: RefCell::new(HashMap::new()),
             engine: RefCell::new(None),
             metrics: CoreMetrics::default(),
-            watch: WatchRegistry::default(),
+            watch,
             started: Cell::new(false),
         }
     }
@@ -119,8 +124,7 @@ impl Core {
     }
 
     /// Send a notify to another core without blocking the caller (apply path).
-    pub fn send_notify(&self, core: usize, session: &str, last_seq: u64) {
-        let msg = CoreMsg::Notify { session: session.to_string(), last_seq };
+    fn send_notify(&self, core: usize, msg: CoreMsg) {
         if let Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) = self.senders.try_send_to(core, msg) {
             // The channel is full: deliver later, from a task, rather than drop a wake-up.
             let me = current();
@@ -131,14 +135,32 @@ impl Core {
         }
     }
 
-    /// Announce committed events of `session` (up to `last_seq`) to every core tailing it.
-    pub fn announce(&self, session: &str, last_seq: u64) {
-        for core in self.watch.watching_cores(session) {
+    /// Announce committed events `first_seq..=last_seq` of `session` to every core tailing it.
+    pub fn announce(&self, session: &str, first_seq: u64, last_seq: u64) {
+        let cores = self.watch.watching_cores(session);
+        if cores.is_empty() {
+            return;
+        }
+        let events = if self.config.payload_plane == PayloadPlane::DualWrite { self.committed_events(session, first_seq, last_seq) } else { Vec::new() };
+        for core in cores {
             if core == self.id {
-                self.watch.notify_local(session, last_seq);
+                self.watch.notify_local(session, first_seq, last_seq, &events);
             } else {
-                self.send_notify(core, session, last_seq);
+                let msg = CoreMsg::Notify { session: session.to_string(), first_seq, last_seq, events: events.clone() };
+                self.send_notify(core, msg);
             }
+        }
+    }
+
+    /// The rendered events `first..=last` from the owner's hot tail (empty when some of
+    /// them already left it; the mirrors then simply miss and tails read from the owner).
+    fn committed_events(&self, session: &str, first: u64, last: u64) -> Vec<Arc<str>> {
+        let (shard, _) = self.owner_of(session);
+        let Some(shard) = self.shards.borrow().get(&shard).cloned() else { return Vec::new() };
+        let machine = shard.machine.borrow();
+        match machine.state.hot_events(session, first - 1, (last - first + 1) as usize) {
+            Some(read) if read.cold.is_empty() && read.hot.len() as u64 == last - first + 1 => read.hot,
+            _ => Vec::new(),
         }
     }
 
@@ -171,6 +193,7 @@ impl Core {
         s.refused_connections = m.refused_connections.get();
         s.open_tails = m.open_tails.get();
         s.tail_events_sent = m.tail_events_sent.get();
+        s.tail_mirror_reads = m.tail_mirror_reads.get();
         if let Some(engine) = self.engine.borrow().as_ref() {
             let l = &engine.stats;
             s.log_records = l.records.get();

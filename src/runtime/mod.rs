@@ -163,7 +163,9 @@ async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, glommio::chan
                         })
                         .detach();
                     }
-                    CoreMsg::Notify { session, last_seq } => self::core::current().watch.notify_local(&session, last_seq),
+                    CoreMsg::Notify { session, first_seq, last_seq, events } => {
+                        self::core::current().watch.notify_local(&session, first_seq, last_seq, &events)
+                    }
                 }
             }
         })
@@ -183,8 +185,8 @@ async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, glommio::chan
         let opened = shard::Shard::open(shard, node_id, raft_config.clone(), store, sm).await?;
         opened.machine.borrow_mut().listener = Some(Rc::new(|_shard, appended, _bytes| {
             self::core::with_current(|c| {
-                for (session, last_seq) in appended {
-                    c.announce(session, *last_seq);
+                for (session, first, last) in appended {
+                    c.announce(session, *first, *last);
                 }
             });
         }));

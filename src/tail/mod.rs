@@ -15,6 +15,7 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use crate::config::TailSource;
 use crate::http::request::Request;
 use crate::http::response::websocket_accept;
 use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX};
@@ -76,8 +77,16 @@ pub async fn run(stream: glommio::net::TcpStream, plan: TailPlan, leftover: Vec<
     core.metrics.open_tails.set(core.metrics.open_tails.get() - 1);
 }
 
-/// The next events after `cursor` (empty when caught up).
+/// The next events after `cursor` (empty when caught up): from this core's mirror when the
+/// tail source is `ets` and the mirror holds them, else from the owner shard.
 pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError> {
+    let core = current();
+    if core.config.tail_source == TailSource::Ets {
+        if let Some(events) = core.watch.read_mirror(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX) {
+            core.metrics.tail_mirror_reads.set(core.metrics.tail_mirror_reads.get() + 1);
+            return Ok(events);
+        }
+    }
     api::read(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX).await.map(|p| p.events)
 }
 
