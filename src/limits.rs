@@ -139,3 +139,16 @@ const _: () = assert!(TAIL_FETCH_EVENTS_MAX >= PAGE_LIMIT_MAX);
 const _: () = assert!(BODY_BYTES_MAX_LIMIT + 64 * 1024 <= RECORD_PAYLOAD_BYTES_MAX);
 const _: () = assert!(BODY_BYTES_MAX_DEFAULT <= BODY_BYTES_MAX_LIMIT);
 const _: () = assert!(IO_MEMORY_BYTES_DEFAULT >= IO_MEMORY_BYTES_MIN);
+
+// ---- proposals ---------------------------------------------------------------------
+
+/// Commands a shard packs into one Raft entry while the previous entry is being committed.
+pub const PROPOSAL_COMMANDS_MAX: usize = 1024;
+/// A proposal stops growing once its commands' JSON reaches this many bytes (one command
+/// alone may be larger, up to the body limit).
+pub const PROPOSAL_BYTES_MAX: usize = 512 * 1024;
+/// Bits of an event position that hold the command's slot in its Raft entry.
+pub const POSITION_SLOT_BITS: u32 = 16;
+
+const _: () = assert!(PROPOSAL_COMMANDS_MAX < (1 << POSITION_SLOT_BITS));
+const _: () = assert!(BODY_BYTES_MAX_LIMIT + PROPOSAL_BYTES_MAX + 256 * 1024 <= RECORD_PAYLOAD_BYTES_MAX);

@@ -166,7 +166,7 @@ pub struct LogStore {
 pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
     let payload = match &entry.payload {
         EntryPayload::Blank => RecordPayload::Blank,
-        EntryPayload::Normal(cmd) => RecordPayload::Normal(cmd.clone()),
+        EntryPayload::Normal(proposal) => RecordPayload::Normal(proposal.0.clone()),
         EntryPayload::Membership(m) => RecordPayload::Membership(serde_json::to_string(m).expect("membership serializes")),
     };
     LogRecord::Entry {
@@ -184,7 +184,7 @@ pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, String> {
     };
     let payload = match payload {
         RecordPayload::Blank => EntryPayload::Blank,
-        RecordPayload::Normal(cmd) => EntryPayload::Normal(cmd),
+        RecordPayload::Normal(cmds) => EntryPayload::Normal(super::Proposal(cmds)),
         RecordPayload::Membership(json) => {
             EntryPayload::Membership(serde_json::from_str(&json).map_err(|e| format!("membership record: {e}"))?)
         }

@@ -11,11 +11,33 @@ pub mod state_machine;
 pub use log_store::{LogStore, NodeId, ShardLog};
 pub use state_machine::{Reply, StateMachine};
 
+use crate::limits::POSITION_SLOT_BITS;
+use crate::session::Command;
+
+/// What one Raft entry carries: the commands a shard collected while its previous entry
+/// was being committed (openraft 0.9 waits for each entry's flush before taking the next
+/// one, so packing commands is what lets one hot shard go faster than one fdatasync per
+/// append). Commands apply in order, each with its own outcome.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Proposal(pub Vec<Command>);
+
+/// An event's position: the Raft log index of its entry and its slot in that entry.
+pub fn position(log_index: u64, slot: usize) -> u64 {
+    assert!(slot < 1 << POSITION_SLOT_BITS, "proposal slot {slot} out of range");
+    assert!(log_index < 1 << (64 - POSITION_SLOT_BITS), "log index {log_index} out of range");
+    (log_index << POSITION_SLOT_BITS) | slot as u64
+}
+
+/// (log index, slot) of a position.
+pub fn split_position(position: u64) -> (u64, usize) {
+    (position >> POSITION_SLOT_BITS, (position & ((1 << POSITION_SLOT_BITS) - 1)) as usize)
+}
+
 openraft::declare_raft_types!(
-    /// Starcite's Raft types: commands are session commands, replies are apply outcomes.
+    /// Starcite's Raft types: entries carry proposals, replies are one outcome per command.
     pub TypeConfig:
-        D = crate::session::Command,
-        R = Reply,
+        D = Proposal,
+        R = Vec<Reply>,
         NodeId = u64,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
@@ -24,3 +46,15 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_round_trip_and_order_like_log_order() {
+        assert_eq!(split_position(position(42, 7)), (42, 7));
+        assert!(position(42, 7) < position(42, 8));
+        assert!(position(42, 1023) < position(43, 0));
+    }
+}

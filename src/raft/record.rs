@@ -14,7 +14,8 @@ use crate::session::Command;
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub enum RecordPayload {
     Blank,
-    Normal(Command),
+    /// The commands of one proposal, applied in order.
+    Normal(Vec<Command>),
     /// openraft `Membership` as JSON (rare, small; keeps the schema independent of it).
     Membership(String),
 }
@@ -71,7 +72,7 @@ mod tests {
             term: 3,
             node: 1,
             index: 42,
-            payload: RecordPayload::Normal(Command::Append {
+            payload: RecordPayload::Normal(vec![Command::Append {
                 session_id: "s1".into(),
                 event: EventBody {
                     event_type: "t".into(),
@@ -85,7 +86,7 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 expected_seq: None,
                 now_micros: 5,
-            }),
+            }]),
         };
         let bytes = rec.encode();
         let mut aligned = rkyv::util::AlignedVec::<16>::new();

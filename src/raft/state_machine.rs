@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::log_store::{storage_error, NodeId, ShardLog};
 use super::TypeConfig;
-use crate::session::{Outcome, ShardState};
+use super::position;
+use crate::session::{Command, Outcome, ShardState};
 
 /// What applying one entry answers to the client that proposed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +154,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((m.last_applied, m.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Reply>>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -168,21 +169,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     assert!(entry.log_id.index > prev.index, "entries apply in log order, once");
                 }
                 let reply = match &entry.payload {
-                    EntryPayload::Blank => Reply::None,
-                    EntryPayload::Normal(cmd) => {
-                        let outcome = m.state.apply(entry.log_id.index, cmd);
-                        if let (Outcome::Appended { last_seq, deduped: false, .. }, crate::session::Command::Append { session_id, event, .. }) = (&outcome, cmd) {
-                            payload_bytes += event.payload_json.len() as u64;
-                            match appended.last_mut() {
-                                Some((s, _, last)) if s == session_id => *last = *last_seq,
-                                _ => appended.push((session_id.clone(), *last_seq, *last_seq)),
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(proposal) => {
+                        let mut outcomes = Vec::with_capacity(proposal.0.len());
+                        for (slot, cmd) in proposal.0.iter().enumerate() {
+                            let outcome = m.state.apply(position(entry.log_id.index, slot), cmd);
+                            if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) = (&outcome, cmd) {
+                                payload_bytes += event.payload_json.len() as u64;
+                                match appended.last_mut() {
+                                    Some((s, _, last)) if s == session_id => *last = *last_seq,
+                                    _ => appended.push((session_id.clone(), *last_seq, *last_seq)),
+                                }
                             }
+                            outcomes.push(outcome.into());
                         }
-                        outcome.into()
+                        outcomes
                     }
                     EntryPayload::Membership(mem) => {
                         m.membership = StoredMembership::new(Some(entry.log_id), mem.clone());
-                        Reply::None
+                        Vec::new()
                     }
                 };
                 m.last_applied = Some(entry.log_id);

@@ -242,7 +242,7 @@ pub async fn handle(op: Op) -> OpReply {
             let cmd = req.into_command(now_micros());
             let result = match core.shard(cmd.session_id()) {
                 Err(e) => Err(e),
-                Ok(shard) => match shard.write(cmd, core.timeout()).await {
+                Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
                     Ok(Reply::Created { header_json }) => Ok(header_json),
                     Ok(other) => Err(outcome_error(other)),
                     Err(e) => Err(e),
@@ -259,7 +259,7 @@ pub async fn handle(op: Op) -> OpReply {
             };
             let result = match core.shard(&session) {
                 Err(e) => Err(e),
-                Ok(shard) => match shard.write(cmd, core.timeout()).await {
+                Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
                     Ok(Reply::Appended { seq, last_seq, deduped }) => {
                         if deduped {
                             core.metrics.deduped.set(core.metrics.deduped.get() + 1);

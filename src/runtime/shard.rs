@@ -1,8 +1,8 @@
 //! One shard on its owner core: its Raft group, its state machine, its log store, and the
 //! operations the owner core runs for it (write through Raft, read committed state).
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{AsyncRuntime, BasicNode};
 
-use crate::raft::record::{self, RecordPayload};
+use futures::channel::oneshot;
+
+use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
+use crate::log::Loc;
+use crate::raft::record::{self, LogRecord, RecordPayload};
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::state_machine::ShardMachine;
-use crate::raft::{LogStore, NodeId, Raft, Reply, StateMachine};
+use crate::raft::{split_position, LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
 use crate::session::{render_event, ApiError, Command};
 
 pub struct Shard {
@@ -21,6 +25,71 @@ pub struct Shard {
     pub raft: Raft,
     pub machine: Rc<RefCell<ShardMachine>>,
     pub store: LogStore,
+    /// Commands waiting for the next proposal.
+    queue: RefCell<VecDeque<Queued>>,
+    /// A proposer task is running (it drains `queue` until empty).
+    proposing: Cell<bool>,
+}
+
+struct Queued {
+    cmd: Command,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Reply, ApiError>>,
+}
+
+fn command_bytes(cmd: &Command) -> usize {
+    match cmd {
+        Command::Append { event, .. } => event.payload_json.len() + event.metadata_json.len() + event.refs_json.len() + 128,
+        Command::CreateSession { metadata_json, .. } => metadata_json.len() + 128,
+    }
+}
+
+/// Drain the shard's queue: each round proposes everything queued (up to the proposal
+/// bounds) as one entry and answers each command with its own outcome.
+async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
+    loop {
+        let batch: Vec<Queued> = {
+            let mut queue = shard.queue.borrow_mut();
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(q) = queue.front() {
+                if !batch.is_empty() && (batch.len() >= PROPOSAL_COMMANDS_MAX || bytes + q.bytes > PROPOSAL_BYTES_MAX) {
+                    break;
+                }
+                bytes += q.bytes;
+                batch.push(queue.pop_front().expect("front exists"));
+            }
+            batch
+        };
+        if batch.is_empty() {
+            shard.proposing.set(false);
+            return;
+        }
+        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, ApiError>>>) = batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+        let n = cmds.len();
+        let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal(cmds))).await;
+        let outcome: Result<Vec<Reply>, ApiError> = match result {
+            Err(_) => Err(ApiError::new(503, "raft_timeout", format!("write not committed within {} ms", timeout.as_millis()))),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(raft_unavailable(format!("shard {} has no reachable leader (leader: {:?})", shard.id, f.leader_id)))
+            }
+            Ok(Err(e)) => Err(raft_unavailable(format!("shard {}: {e}", shard.id))),
+            Ok(Ok(resp)) => Ok(resp.data),
+        };
+        match outcome {
+            Ok(replies) => {
+                assert_eq!(replies.len(), n, "one reply per proposed command");
+                for (reply, waiter) in replies.into_iter().zip(waiters) {
+                    let _ = waiter.send(Ok(reply));
+                }
+            }
+            Err(e) => {
+                for waiter in waiters {
+                    let _ = waiter.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// A page of committed events: contiguous seqs starting right after the cursor.
@@ -52,26 +121,25 @@ impl Shard {
             members.insert(node_id, BasicNode::default());
             raft.initialize(members).await.map_err(|e| format!("initializing shard {id}: {e}"))?;
         }
-        Ok(Shard { id, raft, machine, store })
+        Ok(Shard { id, raft, machine, store, queue: RefCell::new(VecDeque::new()), proposing: Cell::new(false) })
     }
 
     /// Propose `cmd` and wait until it is committed and applied (or the timeout passes).
-    pub async fn write(&self, cmd: Command, timeout: Duration) -> Result<Reply, ApiError> {
-        if let Some(outcome) = self.machine.borrow().state.precheck(&cmd) {
+    ///
+    /// Commands queue per shard; one proposer task packs everything queued into a single
+    /// Raft entry while the previous entry is being committed (see [`Proposal`]).
+    pub async fn write(this: &Rc<Shard>, cmd: Command, timeout: Duration) -> Result<Reply, ApiError> {
+        if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
             return Ok(Reply::from(outcome));
         }
         let started = Instant::now();
-        let result = GlommioRuntime::timeout(timeout, self.raft.client_write(cmd)).await;
-        let reply = match result {
-            Err(_) => {
-                return Err(ApiError::new(503, "raft_timeout", format!("write not committed within {} ms", timeout.as_millis())))
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                return Err(raft_unavailable(format!("shard {} has no reachable leader (leader: {:?})", self.id, f.leader_id)))
-            }
-            Ok(Err(e)) => return Err(raft_unavailable(format!("shard {}: {e}", self.id))),
-            Ok(Ok(resp)) => resp.data,
-        };
+        let (tx, rx) = oneshot::channel();
+        let bytes = command_bytes(&cmd);
+        this.queue.borrow_mut().push_back(Queued { cmd, bytes, reply: tx });
+        if !this.proposing.replace(true) {
+            glommio::spawn_local(propose_queued(this.clone(), timeout)).detach();
+        }
+        let reply = rx.await.unwrap_or_else(|_| Err(raft_unavailable(format!("shard {} dropped the proposal", this.id))))?;
         crate::runtime::core::with_current(|core| {
             core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64)
         });
@@ -100,29 +168,47 @@ impl Shard {
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
         let mut bytes = 0usize;
         if !hot.cold.is_empty() {
-            let locs = {
+            // Cold events → the distinct log entries that carry them (one read and one
+            // decode per entry, however many of its commands we need).
+            let mut entries: Vec<(u64, Loc)> = Vec::new();
+            {
                 let log = self.store.log.borrow();
-                let mut locs = Vec::with_capacity(hot.cold.len());
                 for c in &hot.cold {
-                    let loc = log
-                        .loc_of(c.log_index)
-                        .ok_or_else(|| ApiError::internal(format!("event {} of {session} is no longer in the log", c.seq)))?;
-                    locs.push(loc);
+                    let (index, _) = split_position(c.position);
+                    if entries.last().map(|(i, _)| *i) != Some(index) {
+                        let loc = log
+                            .loc_of(index)
+                            .ok_or_else(|| ApiError::internal(format!("event {} of {session} is no longer in the log", c.seq)))?;
+                        entries.push((index, loc));
+                    }
                 }
-                locs
-            };
+            }
+            let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();
             let bufs = self
                 .store
                 .engine
                 .read_many(&locs)
                 .await
                 .map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
-            for (c, buf) in hot.cold.iter().zip(bufs) {
-                let rec = record::decode(buf.payload()).map_err(|e| ApiError::internal(format!("event {} of {session}: {e}", c.seq)))?;
-                let crate::raft::record::LogRecord::Entry { payload: RecordPayload::Normal(Command::Append { event, idempotency_key, now_micros, .. }), .. } = rec else {
-                    return Err(ApiError::internal(format!("log entry for event {} of {session} is not an append", c.seq)));
+            let mut decoded: Vec<(u64, Vec<Command>)> = Vec::with_capacity(bufs.len());
+            for ((index, _), buf) in entries.iter().zip(bufs) {
+                match record::decode(buf.payload()) {
+                    Ok(LogRecord::Entry { payload: RecordPayload::Normal(cmds), .. }) => decoded.push((*index, cmds)),
+                    Ok(_) => return Err(ApiError::internal(format!("log entry {index} of {session} carries no commands"))),
+                    Err(e) => return Err(ApiError::internal(format!("log entry {index} of {session}: {e}"))),
+                }
+            }
+            let mut entry = decoded.iter();
+            let mut current = entry.next();
+            for c in &hot.cold {
+                let (index, slot) = split_position(c.position);
+                while current.is_some_and(|(i, _)| *i != index) {
+                    current = entry.next();
+                }
+                let Some(Command::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
+                    return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
                 };
-                let json: Arc<str> = render_event(c.seq, &event, idempotency_key.as_deref(), now_micros).into();
+                let json: Arc<str> = render_event(c.seq, event, idempotency_key.as_deref(), *now_micros).into();
                 bytes += json.len();
                 events.push(json);
                 if bytes >= max_bytes {

@@ -1,5 +1,5 @@
 //! Snapshot encoding of a `ShardState`: everything except the hot tails
-//! (headers, idempotency memory, seq → log index, last applied index).
+//! (headers, idempotency memory, seq → position, last applied position).
 //!
 //! Format (all integers little-endian; strings are u64 length + UTF-8 bytes;
 //! optional strings are a 0/1 tag byte then the string):
@@ -8,17 +8,17 @@
 //! u64 last_applied
 //! u64 session count, then per session, ascending by id:
 //!   id, title?, metadata_json, u64 last_seq, i64 created, i64 updated,
-//!   u64 n == last_seq, n × u64 log index (ascending),
+//!   u64 n == last_seq, n × u64 position (ascending),
 //!   u64 k, k × (key, u64 seq, u128 fingerprint) (ascending seq)
 //! u64 xxh3_64 of everything above
 //! ```
 //! Invariants: encoding is deterministic (same state → same bytes on every
 //! replica); decoding never panics or over-allocates on hostile input (every
 //! count is checked against the bytes remaining), verifies the checksum, and
-//! re-checks the structural invariants `apply` relies on (one log index per
+//! re-checks the structural invariants `apply` relies on (one position per
 //! seq, idempotency keys unique and in ascending seq order within `1..=last_seq`,
 //! session ids unique). It deliberately does not re-check properties that only
-//! hold when callers behave (valid id charset, strictly increasing log indices),
+//! hold when callers behave (valid id charset, strictly increasing positions),
 //! so any state `apply` can reach — even from hand-built commands — restores.
 //! A hand-written format is used instead of rkyv so encoding cannot fail and
 //! decoding needs no aligned buffer.
@@ -129,8 +129,8 @@ impl ShardState {
             put_u64(&mut out, h.last_seq);
             out.extend_from_slice(&h.created_micros.to_le_bytes());
             out.extend_from_slice(&h.updated_micros.to_le_bytes());
-            put_u64(&mut out, s.log_indices.len() as u64);
-            for &i in &s.log_indices {
+            put_u64(&mut out, s.positions.len() as u64);
+            for &i in &s.positions {
                 put_u64(&mut out, i);
             }
             put_u64(&mut out, s.key_order.len() as u64);
@@ -196,18 +196,18 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
     let n = r.count(8)?;
     if n as u64 != header.last_seq {
         return Err(format!(
-            "session {id}: {n} log indices for last_seq {}",
+            "session {id}: {n} positions for last_seq {}",
             header.last_seq
         ));
     }
-    let mut log_indices = Vec::with_capacity(n);
+    let mut positions = Vec::with_capacity(n);
     for _ in 0..n {
         let i = r.u64()?;
         // last_applied is the max index ever applied, so nothing can exceed it.
         if i > last_applied {
-            return Err(format!("session {id}: log index {i} is past last_applied"));
+            return Err(format!("session {id}: position {i} is past last_applied"));
         }
-        log_indices.push(i);
+        positions.push(i);
     }
     let k = r.count(8 + 8 + 16)?;
     let mut keys = HashMap::with_capacity(k);
@@ -233,7 +233,7 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
     }
     let mut s = Session {
         header,
-        log_indices,
+        positions,
         tail: VecDeque::new(),
         keys,
         key_order,
@@ -291,7 +291,7 @@ mod tests {
         for id in ["a", "b"] {
             assert_eq!(back.header(id), st.header(id));
             for seq in 0..=4 {
-                assert_eq!(back.log_index_of(id, seq), st.log_index_of(id, seq));
+                assert_eq!(back.position_of(id, seq), st.position_of(id, seq));
             }
             assert_eq!(back.sessions[id].key_order, st.sessions[id].key_order);
             assert_eq!(back.sessions[id].keys, st.sessions[id].keys);

@@ -1,22 +1,22 @@
 //! The deterministic per-shard state machine: session headers, idempotency
-//! memory, the seq → Raft log index map, and a small in-memory tail of rendered
+//! memory, the seq → event position map (a position is the Raft log index of the entry carrying the event and the event's slot in that entry, `crate::raft::position`), and a small in-memory tail of rendered
 //! events per session. Pure: no I/O, clocks or randomness.
 //!
 //! Invariants (per session):
 //! - `last_seq` equals the number of appended events; seqs are 1, 2, 3, … with
-//!   no gaps, and `log_indices[seq - 1]` is the log index of event `seq`.
+//!   no gaps, and `positions[seq - 1]` is the position of event `seq`.
 //! - `tail` holds the rendered events `last_seq - tail.len() + 1 ..= last_seq`
 //!   (at most `tail_keep` of them), as `Arc<str>` so readers on other threads
 //!   can take them without copying.
 //! - `keys` and `key_order` hold the same idempotency keys; `key_order` is in
 //!   ascending seq order and only keys with `seq > last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN`
 //!   are kept, which bounds memory per session.
-//! - Applying the same command sequence (same log indices) yields the same state,
+//! - Applying the same command sequence (same positions) yields the same state,
 //!   the same outcomes and byte-identical snapshots on every replica: apply
 //!   reads only the command and the state, and snapshots sort sessions by id.
 //!
 //! The caller must apply each committed entry exactly once, in log order.
-//! Memory: tails and idempotency keys are bounded per session; `log_indices`
+//! Memory: tails and idempotency keys are bounded per session; `positions`
 //! costs 8 bytes per event for the session's lifetime, because it is what lets
 //! readers find events that have left the tail. Snapshot encoding lives in
 //! `snapshot.rs` (a sibling module with access to these private fields).
@@ -86,12 +86,12 @@ pub enum Outcome {
     Rejected(ApiError),
 }
 
-/// An event of a page that is no longer in memory: read log entry `log_index`
+/// An event of a page that is no longer in memory: read log entry `position`
 /// from disk and render it with `render_event(seq, …)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ColdEvent {
     pub seq: u64,
-    pub log_index: u64,
+    pub position: u64,
 }
 
 /// One page of a session's events with `seq > after`, at most `max` of them,
@@ -189,7 +189,7 @@ enum Mode {
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     pub(super) header: SessionHeader,
-    pub(super) log_indices: Vec<u64>,
+    pub(super) positions: Vec<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
     pub(super) keys: HashMap<Arc<str>, RememberedKey>,
     pub(super) key_order: VecDeque<(u64, Arc<str>)>,
@@ -199,7 +199,7 @@ impl Session {
     pub(super) fn new(header: SessionHeader) -> Self {
         Session {
             header,
-            log_indices: Vec::new(),
+            positions: Vec::new(),
             tail: VecDeque::new(),
             keys: HashMap::new(),
             key_order: VecDeque::new(),
@@ -244,7 +244,7 @@ impl Session {
 
     fn append(
         &mut self,
-        log_index: u64,
+        position: u64,
         event: &EventBody,
         key: Option<&str>,
         now_micros: i64,
@@ -253,8 +253,8 @@ impl Session {
         let Some(seq) = self.header.last_seq.checked_add(1) else {
             return Outcome::Rejected(ApiError::internal("session seq space exhausted"));
         };
-        // Contiguity: one log index per seq, so event `seq` lands at log_indices[seq - 1].
-        debug_assert_eq!(self.log_indices.len() as u64, self.header.last_seq);
+        // Contiguity: one position per seq, so event `seq` lands at positions[seq - 1].
+        debug_assert_eq!(self.positions.len() as u64, self.header.last_seq);
         if tail_keep > 0 {
             // Rendered once here so every read of a hot event is a cheap Arc clone.
             self.tail
@@ -263,7 +263,7 @@ impl Session {
                 self.tail.pop_front();
             }
         }
-        self.log_indices.push(log_index);
+        self.positions.push(position);
         self.header.last_seq = seq;
         self.header.updated_micros = now_micros;
         if let Some(k) = key {
@@ -324,10 +324,10 @@ impl ShardState {
         }
     }
 
-    /// Apply one committed command found at Raft log index `log_index`.
+    /// Apply one committed command found at event position `position` (strictly increasing).
     /// Deterministic: same command sequence → same state and outcomes on every replica.
-    pub fn apply(&mut self, log_index: u64, cmd: &Command) -> Outcome {
-        self.last_applied = self.last_applied.max(log_index);
+    pub fn apply(&mut self, position: u64, cmd: &Command) -> Outcome {
+        self.last_applied = self.last_applied.max(position);
         match cmd {
             Command::CreateSession {
                 id,
@@ -366,7 +366,7 @@ impl ShardState {
                 {
                     return o;
                 }
-                s.append(log_index, event, key, *now_micros, tail_keep)
+                s.append(position, event, key, *now_micros, tail_keep)
             }
         }
     }
@@ -406,16 +406,16 @@ impl ShardState {
         self.sessions.get(id).map(|s| &s.header)
     }
 
-    /// Raft log index of the entry that carries event `seq` of `session` (for
+    /// Position (log index and slot) of the entry that carries event `seq` of `session` (for
     /// reads from disk). None if the session or seq is unknown.
-    pub fn log_index_of(&self, session: &str, seq: u64) -> Option<u64> {
+    pub fn position_of(&self, session: &str, seq: u64) -> Option<u64> {
         let s = self.sessions.get(session)?;
         let i = usize::try_from(seq.checked_sub(1)?).ok()?;
-        s.log_indices.get(i).copied()
+        s.positions.get(i).copied()
     }
 
     /// The page of events with `seq > after`, at most `max`, contiguous, split
-    /// into a cold prefix (log indices to read from disk) and a hot suffix
+    /// into a cold prefix (positions to read from disk) and a hot suffix
     /// (rendered JSON from memory). `None` when the session does not exist.
     /// Callers should bound `max` (e.g. by PAGE_LIMIT_MAX): the cold part
     /// allocates one entry per event.
@@ -437,14 +437,14 @@ impl ShardState {
         let tail_first = s.tail_first_seq();
         let cold_end = end.min(tail_first.saturating_sub(1));
         if first <= cold_end {
-            // log_indices[seq - 1] belongs to event seq, so this slice is first..=cold_end.
+            // positions[seq - 1] belongs to event seq, so this slice is first..=cold_end.
             let bounds = usize::try_from(first - 1)
                 .ok()
                 .zip(usize::try_from(cold_end).ok());
-            if let Some(slice) = bounds.and_then(|(lo, hi)| s.log_indices.get(lo..hi)) {
+            if let Some(slice) = bounds.and_then(|(lo, hi)| s.positions.get(lo..hi)) {
                 read.cold = (first..)
                     .zip(slice)
-                    .map(|(seq, &log_index)| ColdEvent { seq, log_index })
+                    .map(|(seq, &position)| ColdEvent { seq, position })
                     .collect();
             }
         }
@@ -472,7 +472,7 @@ impl ShardState {
         self.sessions.len()
     }
 
-    /// Highest log index applied so far (0 before any), for snapshot metadata.
+    /// Highest position applied so far (0 before any), for snapshot metadata.
     pub fn last_applied(&self) -> u64 {
         self.last_applied
     }
@@ -605,9 +605,9 @@ mod tests {
         }
         let header = st.header("s").map(|h| (h.last_seq, h.updated_micros));
         assert_eq!(header, Some((3, NOW + 10)));
-        let indices: Vec<_> = (0..=4).map(|seq| st.log_index_of("s", seq)).collect();
+        let indices: Vec<_> = (0..=4).map(|seq| st.position_of("s", seq)).collect();
         assert_eq!(indices, [None, Some(5), Some(9), Some(10), None]);
-        assert_eq!((st.log_index_of("other", 1), st.last_applied()), (None, 10));
+        assert_eq!((st.position_of("other", 1), st.last_applied()), (None, 10));
     }
 
     #[test]
@@ -653,7 +653,7 @@ mod tests {
     #[test]
     fn the_tail_keeps_only_the_last_tail_keep_events() {
         let r = with_events(3, 5).hot_events("s", 0, 100).expect("session");
-        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.log_index)).collect();
+        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.position)).collect();
         let hot: Vec<_> = r.hot.iter().map(|e| seq_of(e)).collect();
         assert_eq!((cold, hot), (vec![(1, 2), (2, 3)], vec![3, 4, 5]));
         assert_eq!((r.first_hot_seq(), r.next_cursor(), r.len()), (3, 5, 5));
@@ -691,7 +691,7 @@ mod tests {
     #[test]
     fn with_no_tail_every_event_is_cold() {
         let r = with_events(0, 3).hot_events("s", 1, 10).expect("session");
-        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.log_index)).collect();
+        let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.position)).collect();
         assert_eq!((cold, r.hot.len()), (vec![(2, 3), (3, 4)], 0));
     }
 
