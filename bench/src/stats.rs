@@ -1,0 +1,319 @@
+//! Measurements and results: latency histograms (hdrhistogram, µs), counters, errors by kind, verification violations, and the summary printed for a person and written as JSON.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::sys::CpuReport;
+
+/// Highest latency recorded: one hour, in µs (larger values are clamped).
+const HIST_MAX_US: u64 = 3_600_000_000;
+/// Violation messages kept verbatim (counts are always complete).
+const VIOLATION_SAMPLES_MAX: usize = 20;
+
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// Counters and histograms of one measured window.
+pub struct Stats {
+    pub hists: BTreeMap<&'static str, Histogram<u64>>,
+    /// Requests that got the answer the scenario wanted.
+    pub ok: u64,
+    /// Requests answered or lost in any way.
+    pub completed: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Contract outcomes that are not errors (409 expected_seq_conflict, deduped, ...).
+    pub outcomes: BTreeMap<&'static str, u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats {
+            hists: BTreeMap::new(),
+            ok: 0,
+            completed: 0,
+            errors: BTreeMap::new(),
+            outcomes: BTreeMap::new(),
+        }
+    }
+
+    pub fn record_us(&mut self, name: &'static str, us: u64) {
+        self.hists.entry(name).or_insert_with(new_hist).saturating_record(us.clamp(1, HIST_MAX_US));
+    }
+
+    pub fn error(&mut self, kind: impl Into<String>) {
+        *self.errors.entry(kind.into()).or_default() += 1;
+    }
+
+    pub fn outcome(&mut self, kind: &'static str) {
+        *self.outcomes.entry(kind).or_default() += 1;
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Data-contract violations (gaps, duplicates, wrong counts, dedupe failures). Never reset.
+#[derive(Default, Debug, Clone, Serialize)]
+pub struct Violations {
+    pub counts: BTreeMap<String, u64>,
+    pub samples: Vec<String>,
+}
+
+impl Violations {
+    pub fn add(&mut self, kind: &str, message: impl FnOnce() -> String) {
+        *self.counts.entry(kind.to_string()).or_default() += 1;
+        if self.samples.len() < VIOLATION_SAMPLES_MAX {
+            self.samples.push(format!("{kind}: {}", message()));
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    pub fn merge(&mut self, other: Violations) {
+        for (k, v) in other.counts {
+            *self.counts.entry(k).or_default() += v;
+        }
+        for s in other.samples {
+            if self.samples.len() < VIOLATION_SAMPLES_MAX {
+                self.samples.push(s);
+            }
+        }
+    }
+}
+
+/// Latency percentiles in µs.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl LatencySummary {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        LatencySummary {
+            count: h.len(),
+            min: if h.is_empty() { 0 } else { h.min() },
+            mean: if h.is_empty() { 0.0 } else { h.mean() },
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// Everything a scenario reports.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub scenario: &'static str,
+    pub params: Value,
+    /// Seconds of the measured phase.
+    pub elapsed_secs: f64,
+    pub requests: u64,
+    pub ok: u64,
+    /// `ok` operations per second over the measured phase.
+    pub throughput_ops_per_sec: f64,
+    pub errors_total: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub outcomes: BTreeMap<String, u64>,
+    /// Latency percentiles in µs, per histogram name.
+    pub latency_us: BTreeMap<String, LatencySummary>,
+    pub cpu: CpuReport,
+    pub verification: Verification,
+    /// Scenario-specific numbers.
+    pub extra: Map<String, Value>,
+    /// Replaces the generic throughput line of the human summary when set.
+    #[serde(skip)]
+    pub headline: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub performed: Vec<String>,
+    pub passed: bool,
+    pub violations_total: u64,
+    pub violations: BTreeMap<String, u64>,
+    pub samples: Vec<String>,
+}
+
+impl Summary {
+    /// Build from a measured window's stats.
+    pub fn new(
+        scenario: &'static str,
+        params: &impl Serialize,
+        stats: &Stats,
+        elapsed_secs: f64,
+        cpu: CpuReport,
+        violations: &Violations,
+        performed: Vec<String>,
+    ) -> Self {
+        let elapsed_secs = elapsed_secs.max(1e-9);
+        Summary {
+            scenario,
+            params: serde_json::to_value(params).unwrap_or(Value::Null),
+            elapsed_secs,
+            requests: stats.completed,
+            ok: stats.ok,
+            throughput_ops_per_sec: stats.ok as f64 / elapsed_secs,
+            errors_total: stats.errors_total(),
+            errors: stats.errors.clone(),
+            outcomes: stats.outcomes.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            latency_us: stats.hists.iter().map(|(k, h)| (k.to_string(), LatencySummary::of(h))).collect(),
+            cpu,
+            verification: Verification {
+                performed,
+                passed: violations.total() == 0,
+                violations_total: violations.total(),
+                violations: violations.counts.clone(),
+                samples: violations.samples.clone(),
+            },
+            extra: Map::new(),
+            headline: None,
+        }
+    }
+
+    pub fn extra(&mut self, key: &str, value: impl Serialize) {
+        self.extra.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
+    }
+
+    /// The human summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let mut line = |t: String| {
+            s.push_str(&t);
+            s.push('\n');
+        };
+        line(format!("== starcite-bench {} ==", self.scenario));
+        line(format!("params      {}", compact(&self.params)));
+        match &self.headline {
+            Some(h) => line(format!("throughput  {h}")),
+            None => line(format!(
+                "throughput  {:.1} ops/s  ({} ok of {} requests in {:.3} s)",
+                self.throughput_ops_per_sec, self.ok, self.requests, self.elapsed_secs
+            )),
+        }
+        if self.errors.is_empty() {
+            line("errors      none".into());
+        } else {
+            let parts: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line(format!("errors      {} ({})", self.errors_total, parts.join(", ")));
+        }
+        if !self.outcomes.is_empty() {
+            let parts: Vec<String> = self.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line(format!("outcomes    {}", parts.join(", ")));
+        }
+        if !self.latency_us.is_empty() {
+            line(format!(
+                "latency µs  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+                "", "count", "p50", "p90", "p99", "p99.9", "max", "mean"
+            ));
+            for (name, l) in &self.latency_us {
+                line(format!(
+                    "            {:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10.1}",
+                    name, l.count, l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+                ));
+            }
+        }
+        let mut cpu = format!(
+            "bench cpu   {:.3} s ({:.3} user + {:.3} sys) = {:.1}% of one core over {:.3} s wall",
+            self.cpu.cpu_secs, self.cpu.user_secs, self.cpu.sys_secs, self.cpu.cpu_percent, self.cpu.wall_secs
+        );
+        if let (Some(secs), Some(pct)) = (self.cpu.server_cpu_secs, self.cpu.server_cpu_percent) {
+            cpu.push_str(&format!("\nserver cpu  {secs:.3} s = {pct:.1}% of one core"));
+        }
+        line(cpu);
+        for (k, v) in &self.extra {
+            match v {
+                Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+                    line(format!("{k}:"));
+                    for item in items {
+                        line(format!("            {}", compact(item)));
+                    }
+                }
+                Value::Number(n) if n.is_f64() => line(format!("{:<11} {:.3}", k, n.as_f64().unwrap_or_default())),
+                _ => line(format!("{:<11} {}", k, compact(v))),
+            }
+        }
+        let v = &self.verification;
+        if v.passed {
+            line(format!(
+                "verified    OK ({})",
+                if v.performed.is_empty() {
+                    "nothing to verify".into()
+                } else {
+                    v.performed.join("; ")
+                }
+            ));
+        } else {
+            let parts: Vec<String> = v.violations.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            line(format!("verified    FAILED: {} violations ({})", v.violations_total, parts.join(", ")));
+            for sample in &v.samples {
+                line(format!("            - {sample}"));
+            }
+        }
+        s
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| format!("serialise result: {e}"))?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("write {}: {e}", path.display()))
+    }
+}
+
+fn compact(v: &Value) -> String {
+    let t = v.to_string();
+    if t.len() > 400 {
+        format!("{}…", &t[..t.char_indices().take_while(|(i, _)| *i < 400).last().map_or(0, |(i, _)| i)])
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_renders_and_serialises() {
+        let mut st = Stats::new();
+        for i in 1..=1000 {
+            st.record_us("append", i);
+        }
+        st.ok = 1000;
+        st.completed = 1001;
+        st.error("http_503");
+        let mut v = Violations::default();
+        v.add("gap", || "session s: expected 3 got 5".into());
+        let cpu = crate::sys::CpuWindow::start(None).finish();
+        let s = Summary::new("append", &serde_json::json!({"c": 1}), &st, 2.0, cpu, &v, vec!["x".into()]);
+        assert_eq!(s.throughput_ops_per_sec, 500.0);
+        let l = &s.latency_us["append"];
+        assert!((499..=501).contains(&l.p50) && l.max >= 1000 && l.p999 >= 998);
+        let text = s.render();
+        assert!(text.contains("FAILED") && text.contains("http_503=1"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["verification"]["passed"], false);
+        assert_eq!(json["errors"]["http_503"], 1);
+    }
+}
