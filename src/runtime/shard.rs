@@ -14,11 +14,14 @@ use futures::channel::oneshot;
 
 use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
 use crate::log::Loc;
-use crate::raft::record::{self, LogRecord, RecordPayload};
+use rkyv::vec::ArchivedVec;
+
+use crate::raft::record::{self, ArchivedLogRecord, ArchivedRecordPayload};
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::state_machine::ShardMachine;
 use crate::raft::{split_position, LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
-use crate::session::{render_event, ApiError, Command};
+use crate::session::command::ArchivedCommand;
+use crate::session::{render_event_parts, ApiError, Command, EventParts};
 
 pub struct Shard {
     pub id: u32,
@@ -190,25 +193,35 @@ impl Shard {
                 .read_many(&locs)
                 .await
                 .map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
-            let mut decoded: Vec<(u64, Vec<Command>)> = Vec::with_capacity(bufs.len());
-            for ((index, _), buf) in entries.iter().zip(bufs) {
-                match record::decode(buf.payload()) {
-                    Ok(LogRecord::Entry { payload: RecordPayload::Normal(cmds), .. }) => decoded.push((*index, cmds)),
+            // Validate each record once and render from it in place (no decoded copy).
+            let mut archived: Vec<(u64, &ArchivedVec<ArchivedCommand>)> = Vec::with_capacity(bufs.len());
+            for ((index, _), buf) in entries.iter().zip(&bufs) {
+                match record::access(buf.payload()) {
+                    Ok(ArchivedLogRecord::Entry { payload: ArchivedRecordPayload::Normal(cmds), .. }) => archived.push((*index, cmds)),
                     Ok(_) => return Err(ApiError::internal(format!("log entry {index} of {session} carries no commands"))),
                     Err(e) => return Err(ApiError::internal(format!("log entry {index} of {session}: {e}"))),
                 }
             }
-            let mut entry = decoded.iter();
+            let mut entry = archived.iter();
             let mut current = entry.next();
             for c in &hot.cold {
                 let (index, slot) = split_position(c.position);
                 while current.is_some_and(|(i, _)| *i != index) {
                     current = entry.next();
                 }
-                let Some(Command::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
+                let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
                     return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
                 };
-                let json: Arc<str> = render_event(c.seq, event, idempotency_key.as_deref(), *now_micros).into();
+                let parts = EventParts {
+                    event_type: event.event_type.as_str(),
+                    payload_json: event.payload_json.as_str(),
+                    actor: event.actor.as_str(),
+                    source: event.source.as_ref().map(|s| s.as_str()),
+                    metadata_json: event.metadata_json.as_str(),
+                    refs_json: event.refs_json.as_str(),
+                };
+                let key = idempotency_key.as_ref().map(|k| k.as_str());
+                let json: Arc<str> = render_event_parts(c.seq, parts, key, now_micros.to_native()).into();
                 bytes += json.len();
                 events.push(json);
                 if bytes >= max_bytes {

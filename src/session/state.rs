@@ -135,6 +135,31 @@ impl HotRead {
     }
 }
 
+/// Borrowed fields of a stored event, from an owned [`EventBody`] or straight from an
+/// archived log record (replay renders from the read buffer without decoding a copy).
+#[derive(Debug, Clone, Copy)]
+pub struct EventParts<'a> {
+    pub event_type: &'a str,
+    pub payload_json: &'a str,
+    pub actor: &'a str,
+    pub source: Option<&'a str>,
+    pub metadata_json: &'a str,
+    pub refs_json: &'a str,
+}
+
+impl<'a> From<&'a EventBody> for EventParts<'a> {
+    fn from(e: &'a EventBody) -> Self {
+        EventParts {
+            event_type: &e.event_type,
+            payload_json: &e.payload_json,
+            actor: &e.actor,
+            source: e.source.as_deref(),
+            metadata_json: &e.metadata_json,
+            refs_json: &e.refs_json,
+        }
+    }
+}
+
 /// Render one event as the public JSON object
 /// `{"seq","type","payload","actor","source","metadata","refs","idempotency_key","inserted_at"}`.
 /// payload/metadata/refs are spliced from their stored JSON text; source and
@@ -145,23 +170,33 @@ pub fn render_event(
     idempotency_key: Option<&str>,
     inserted_micros: i64,
 ) -> String {
+    render_event_parts(seq, event.into(), idempotency_key, inserted_micros)
+}
+
+/// [`render_event`] over borrowed parts.
+pub fn render_event_parts(
+    seq: u64,
+    event: EventParts<'_>,
+    idempotency_key: Option<&str>,
+    inserted_micros: i64,
+) -> String {
     let mut out = String::with_capacity(
         192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len(),
     );
     out.push_str("{\"seq\":");
     out.push_str(&seq.to_string());
     out.push_str(",\"type\":");
-    push_json_string(&mut out, &event.event_type);
+    push_json_string(&mut out, event.event_type);
     out.push_str(",\"payload\":");
-    out.push_str(&event.payload_json);
+    out.push_str(event.payload_json);
     out.push_str(",\"actor\":");
-    push_json_string(&mut out, &event.actor);
+    push_json_string(&mut out, event.actor);
     out.push_str(",\"source\":");
-    push_opt_string(&mut out, event.source.as_deref());
+    push_opt_string(&mut out, event.source);
     out.push_str(",\"metadata\":");
-    out.push_str(&event.metadata_json);
+    out.push_str(event.metadata_json);
     out.push_str(",\"refs\":");
-    out.push_str(&event.refs_json);
+    out.push_str(event.refs_json);
     out.push_str(",\"idempotency_key\":");
     push_opt_string(&mut out, idempotency_key);
     out.push_str(",\"inserted_at\":");
