@@ -283,3 +283,34 @@ fn metrics_expose_the_required_names() {
     }
     assert!(!text.contains("session=\""), "no session labels");
 }
+
+#[test]
+fn a_slow_request_head_gets_408_and_only_its_connection_closes() {
+    let s = Server::start();
+    let mut c = s.conn();
+    c.send_raw(b"GET /health/live HTTP/1.1\r\nhost: x\r\n");
+    // The head never completes: the server answers 408 after its head timeout (10 s).
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.json()["error"], "request_timeout");
+    assert!(c.read_to_close().is_empty(), "closed after the 408");
+    assert_eq!(s.req("GET", "/health/live", "").status, 200);
+}
+
+#[test]
+fn connections_over_the_per_core_limit_are_refused_cleanly() {
+    let s = Server::start_with(&[("STARCITE_CORES", "1"), ("STARCITE_MAX_CONNECTIONS_PER_CORE", "3")]);
+    let mut held: Vec<Conn> = (0..3).map(|_| s.conn()).collect();
+    for c in held.iter_mut() {
+        assert_eq!(c.request("GET", "/health/live", &[], b"").status, 200);
+    }
+    let refused = request(s.port, "GET", "/health/live", &[], b"");
+    refused.assert_error(503, "too_many_connections");
+    // Existing connections are unaffected.
+    for c in held.iter_mut() {
+        assert_eq!(c.request("GET", "/health/live", &[], b"").status, 200);
+    }
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(s.req("GET", "/health/live", "").status, 200, "capacity comes back when connections close");
+}
