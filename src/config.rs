@@ -85,7 +85,13 @@ impl Env<'_> {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
 
-    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError> {
+    fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        name: &str,
+        default: T,
+        min: T,
+        max: T,
+    ) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
             Some(raw) => match raw.parse::<T>() {
@@ -98,14 +104,10 @@ impl Env<'_> {
     fn choice<T: Copy>(&self, name: &str, default: T, options: &[(&str, T)]) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => options
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(raw))
-                .map(|(_, v)| *v)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
-                    ConfigError(format!("invalid {name}={raw:?}: accepted values: {}", names.join(", ")))
-                }),
+            Some(raw) => options.iter().find(|(k, _)| k.eq_ignore_ascii_case(raw)).map(|(_, v)| *v).ok_or_else(|| {
+                let names: Vec<&str> = options.iter().map(|(k, _)| *k).collect();
+                ConfigError(format!("invalid {name}={raw:?}: accepted values: {}", names.join(", ")))
+            }),
         }
     }
 
@@ -178,8 +180,13 @@ impl Config {
         if !cluster_nodes.is_empty() && !cluster_nodes.iter().any(|n| n.name == node_name) {
             return Err(ConfigError(format!("invalid NODE_NAME={node_name:?}: it must be one of the names in CLUSTER_NODES")));
         }
-        let payload_plane = env.choice("STARCITE_PAYLOAD_PLANE", PayloadPlane::Legacy, &[("legacy", PayloadPlane::Legacy), ("dual_write", PayloadPlane::DualWrite)])?;
-        let tail_source = env.choice("STARCITE_TAIL_SOURCE", TailSource::Legacy, &[("legacy", TailSource::Legacy), ("ets", TailSource::Ets)])?;
+        let payload_plane = env.choice(
+            "STARCITE_PAYLOAD_PLANE",
+            PayloadPlane::Legacy,
+            &[("legacy", PayloadPlane::Legacy), ("dual_write", PayloadPlane::DualWrite)],
+        )?;
+        let tail_source =
+            env.choice("STARCITE_TAIL_SOURCE", TailSource::Legacy, &[("legacy", TailSource::Legacy), ("ets", TailSource::Ets)])?;
         if tail_source == TailSource::Ets && payload_plane != PayloadPlane::DualWrite {
             return Err(ConfigError("invalid STARCITE_TAIL_SOURCE=\"ets\": requires STARCITE_PAYLOAD_PLANE=dual_write".into()));
         }
@@ -190,19 +197,27 @@ impl Config {
         }
         if let Some(url) = &database_url {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ConfigError(format!("invalid DATABASE_URL/STARCITE_POSTGRES_URL={url:?}: expected a postgres:// or postgresql:// URL")));
+                return Err(ConfigError(format!(
+                    "invalid DATABASE_URL/STARCITE_POSTGRES_URL={url:?}: expected a postgres:// or postgresql:// URL"
+                )));
             }
         }
         let secret_key_base = env.get("SECRET_KEY_BASE").map(str::to_string);
         if cluster_nodes.len() > 1 && secret_key_base.is_none() {
-            return Err(ConfigError("SECRET_KEY_BASE is required for a multi-node CLUSTER_NODES: accepted values: a shared secret of at least 32 bytes".into()));
+            return Err(ConfigError(
+                "SECRET_KEY_BASE is required for a multi-node CLUSTER_NODES: accepted values: a shared secret of at least 32 bytes".into(),
+            ));
         }
         if let Some(s) = &secret_key_base {
             if s.len() < 32 {
                 return Err(ConfigError("invalid SECRET_KEY_BASE: accepted values: a shared secret of at least 32 bytes".into()));
             }
         }
-        let pubsub_adapter = env.choice("STARCITE_PUBSUB_ADAPTER", PubsubAdapter::Local, &[("local", PubsubAdapter::Local), ("redis", PubsubAdapter::Redis)])?;
+        let pubsub_adapter = env.choice(
+            "STARCITE_PUBSUB_ADAPTER",
+            PubsubAdapter::Local,
+            &[("local", PubsubAdapter::Local), ("redis", PubsubAdapter::Redis)],
+        )?;
         let cores_max = available_cores();
         Ok(Config {
             port,
@@ -218,7 +233,12 @@ impl Config {
             tail_source,
             archiver_enabled,
             database_url,
-            archive_flush_interval_ms: env.number("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS", ARCHIVE_FLUSH_INTERVAL_MS_DEFAULT, 10, 3_600_000)?,
+            archive_flush_interval_ms: env.number(
+                "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS",
+                ARCHIVE_FLUSH_INTERVAL_MS_DEFAULT,
+                10,
+                3_600_000,
+            )?,
             db_pool_size: env.number("DB_POOL_SIZE", DB_POOL_SIZE_DEFAULT, 1, 1000)?,
             pubsub_adapter,
             redis_host: env.get("REDIS_HOST").unwrap_or("localhost").to_string(),
@@ -284,7 +304,12 @@ mod tests {
 
     #[test]
     fn cluster_nodes_accept_explicit_ports_and_require_a_secret() {
-        let c = parse(&[("CLUSTER_NODES", "starcite-1@127.0.0.1:4101,starcite-2@host2"), ("NODE_NAME", "starcite-1"), ("SECRET_KEY_BASE", &"x".repeat(40))]).unwrap();
+        let c = parse(&[
+            ("CLUSTER_NODES", "starcite-1@127.0.0.1:4101,starcite-2@host2"),
+            ("NODE_NAME", "starcite-1"),
+            ("SECRET_KEY_BASE", &"x".repeat(40)),
+        ])
+        .unwrap();
         assert_eq!(c.cluster_nodes[0], NodeSpec { name: "starcite-1".into(), host: "127.0.0.1".into(), port: 4101 });
         assert_eq!(c.cluster_nodes[1].port, 4100);
         let e = parse(&[("CLUSTER_NODES", "a@h1,b@h2"), ("NODE_NAME", "a")]).unwrap_err().0;

@@ -93,7 +93,8 @@ fn a_restart_keeps_sessions_seqs_and_idempotency_answers() {
     assert_eq!(s.req("GET", "/v1/sessions/keep", "").json(), header_before);
     let r = s.append("keep", json!({"type": "t", "payload": {"i": 4}, "actor": "a", "idempotency_key": "k4"}));
     assert_eq!(r.json(), json!({"seq": 5, "last_seq": 10, "deduped": true}));
-    s.append("keep", json!({"type": "t", "payload": {"i": 5}, "actor": "a", "idempotency_key": "k4"})).assert_error(409, "idempotency_conflict");
+    s.append("keep", json!({"type": "t", "payload": {"i": 5}, "actor": "a", "idempotency_key": "k4"}))
+        .assert_error(409, "idempotency_conflict");
     let r = s.append("keep", json!({"type": "t", "payload": {}, "actor": "a"}));
     assert_eq!(r.json()["seq"], 11);
     s.json("POST", "/v1/sessions", json!({"id": "keep"})).assert_error(409, "session_exists");

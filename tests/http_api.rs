@@ -128,7 +128,8 @@ fn appends_are_contiguous_idempotent_and_optimistically_guarded() {
     let r = s.append("s", json!({"actor": "a", "payload": {"i": 1}, "type": "t", "metadata": {}, "idempotency_key": "k1"}));
     assert_eq!((r.status, r.json()), (201, json!({"seq": 1, "last_seq": 3, "deduped": true})));
     // Same key, different event: conflict.
-    s.append("s", json!({"type": "t", "payload": {"i": 99}, "actor": "a", "idempotency_key": "k1"})).assert_error(409, "idempotency_conflict");
+    s.append("s", json!({"type": "t", "payload": {"i": 99}, "actor": "a", "idempotency_key": "k1"}))
+        .assert_error(409, "idempotency_conflict");
     // Dedupe is checked before expected_seq: a stale retry gets deduped, not a conflict.
     let r = s.append("s", json!({"type": "t", "payload": {"i": 2}, "actor": "a", "idempotency_key": "k2", "expected_seq": 1}));
     assert_eq!(r.json(), json!({"seq": 2, "last_seq": 3, "deduped": true}));
@@ -191,7 +192,9 @@ fn pipelined_chunked_and_http10_requests() {
     let mut batch = Vec::new();
     for i in 0..3 {
         let body = event(i).to_string();
-        batch.extend_from_slice(format!("POST /v1/sessions/pipe/append HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        batch.extend_from_slice(
+            format!("POST /v1/sessions/pipe/append HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+        );
     }
     batch.extend_from_slice(b"GET /v1/sessions/pipe HTTP/1.1\r\nhost: x\r\n\r\n");
     c.send_raw(&batch);
@@ -203,7 +206,9 @@ fn pipelined_chunked_and_http10_requests() {
     let mut chain = Vec::new();
     for i in 0..50u64 {
         let body = json!({"type": "t", "payload": {"i": i}, "actor": "a", "expected_seq": 3 + i}).to_string();
-        chain.extend_from_slice(format!("POST /v1/sessions/pipe/append HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        chain.extend_from_slice(
+            format!("POST /v1/sessions/pipe/append HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+        );
     }
     c.send_raw(&chain);
     for i in 0..50u64 {

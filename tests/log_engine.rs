@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use starcite::log::{LogEngine, Loc};
+use starcite::log::{Loc, LogEngine};
 
 const SMALL_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 

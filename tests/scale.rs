@@ -57,7 +57,8 @@ fn a_tail_that_stops_reading_does_not_grow_server_memory_and_catches_up_from_sto
     // a tiny receive buffer would only exercise TCP's zero-window probing).
     let stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let (mut ws, _) = async_tungstenite::tungstenite::client::client(format!("ws://127.0.0.1:{}/v1/sessions/slow/tail", s.port), stream).unwrap();
+    let (mut ws, _) =
+        async_tungstenite::tungstenite::client::client(format!("ws://127.0.0.1:{}/v1/sessions/slow/tail", s.port), stream).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let rss_before = s.rss_kib();
     // ~48 MiB of events while the client reads nothing.

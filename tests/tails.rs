@@ -9,10 +9,7 @@ use std::time::Duration;
 use async_tungstenite::tungstenite::Message;
 use common::*;
 
-const MODES: &[&[(&str, &str)]] = &[
-    &[],
-    &[("STARCITE_PAYLOAD_PLANE", "dual_write"), ("STARCITE_TAIL_SOURCE", "ets")],
-];
+const MODES: &[&[(&str, &str)]] = &[&[], &[("STARCITE_PAYLOAD_PLANE", "dual_write"), ("STARCITE_TAIL_SOURCE", "ets")]];
 
 fn fill(s: &Server, id: &str, n: usize) {
     let mut c = s.conn();
@@ -40,11 +37,8 @@ fn websocket_tail_replays_then_goes_live_in_both_modes() {
         assert_contiguous(&live, 21);
         // Live events come from the local mirror exactly when the tail source is ets.
         let metrics = s.req("GET", "/metrics", "").text();
-        let mirror_reads: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("starcite_tail_mirror_reads_total "))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
+        let mirror_reads: f64 =
+            metrics.lines().find_map(|l| l.strip_prefix("starcite_tail_mirror_reads_total ")).and_then(|v| v.parse().ok()).unwrap();
         assert_eq!(mirror_reads > 0.0, !mode.is_empty(), "mirror reads {mirror_reads} in mode {mode:?}");
         // Pings get pongs; inbound data frames are ignored; close is answered.
         ws.send(Message::Ping(b"hi".to_vec().into())).unwrap();

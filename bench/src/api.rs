@@ -33,10 +33,7 @@ pub fn padding(payload_bytes: usize) -> String {
 /// Write an append body. The `payload` object is `{"t_ns":..,"pad":".."}`, sized to
 /// `payload_bytes` when that is at least 37 (t_ns has 19 digits until 2286).
 pub fn write_append_body(out: &mut Vec<u8>, pad: &str, t_ns: u64, key: Option<&str>, expected_seq: Option<u64>) {
-    let _ = write!(
-        out,
-        "{{\"type\":\"bench\",\"payload\":{{\"t_ns\":{t_ns},\"pad\":\"{pad}\"}},\"actor\":\"bench\""
-    );
+    let _ = write!(out, "{{\"type\":\"bench\",\"payload\":{{\"t_ns\":{t_ns},\"pad\":\"{pad}\"}},\"actor\":\"bench\"");
     if let Some(k) = key {
         let _ = write!(out, ",\"idempotency_key\":\"{k}\"");
     }
@@ -115,9 +112,7 @@ pub fn parse_tail_frame(text: &[u8]) -> Result<Vec<TailEvent<'_>>, String> {
     if first == Some(b'[') {
         serde_json::from_slice::<Vec<TailEvent<'_>>>(text).map_err(|e| format!("tail frame: {e}"))
     } else {
-        serde_json::from_slice::<TailEvent<'_>>(text)
-            .map(|e| vec![e])
-            .map_err(|e| format!("tail frame: {e}"))
+        serde_json::from_slice::<TailEvent<'_>>(text).map(|e| vec![e]).map_err(|e| format!("tail frame: {e}"))
     }
 }
 

@@ -415,10 +415,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Append(a) = cli.command else { panic!() };
-        assert_eq!(
-            (a.load.connections, a.load.pipeline, a.load.requests, a.load.rate, a.verify),
-            (8, 4, Some(100), Some(500.0), true)
-        );
+        assert_eq!((a.load.connections, a.load.pipeline, a.load.requests, a.load.rate, a.verify), (8, 4, Some(100), Some(500.0), true));
         assert!(Cli::try_parse_from(["starcite-bench", "append", "--requests", "1", "--duration-secs", "1"]).is_err());
     }
 }

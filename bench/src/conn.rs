@@ -152,10 +152,7 @@ impl<M> Conn<M> {
             let Some(s) = self.stream.as_mut() else { return Ok(()) };
             let n = match s.read(scratch) {
                 Ok(0) => {
-                    return Err(ConnError::new(
-                        "conn_closed_by_peer",
-                        format!("EOF with {} requests in flight", self.inflight.len()),
-                    ));
+                    return Err(ConnError::new("conn_closed_by_peer", format!("EOF with {} requests in flight", self.inflight.len())));
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

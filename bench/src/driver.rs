@@ -94,13 +94,10 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
     let mut poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
     let mut conns: Vec<Conn<W::Meta>> = Vec::with_capacity(spec.connections);
     for i in 0..spec.connections {
-        conns.push(Conn::connect(spec.addr, poll.registry(), Token(i)).map_err(|e| format!("connect {} (connection {i}): {e}", spec.addr))?);
+        conns
+            .push(Conn::connect(spec.addr, poll.registry(), Token(i)).map_err(|e| format!("connect {} (connection {i}): {e}", spec.addr))?);
     }
-    let timer = if spec.rate.is_some() {
-        Some(Timer::new(poll.registry(), TIMER).map_err(|e| format!("timerfd: {e}"))?)
-    } else {
-        None
-    };
+    let timer = if spec.rate.is_some() { Some(Timer::new(poll.registry(), TIMER).map_err(|e| format!("timerfd: {e}"))?) } else { None };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 256 * 1024];
     let mut dead_since: Vec<Option<Instant>> = vec![None; spec.connections];
@@ -325,22 +322,9 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
     for c in conns.iter_mut() {
         c.close(poll.registry());
     }
-    let elapsed = last_completion
-        .max(stopped_at.unwrap_or(last_completion))
-        .saturating_duration_since(measure_start);
-    let elapsed = if elapsed.is_zero() {
-        Instant::now().saturating_duration_since(measure_start)
-    } else {
-        elapsed
-    };
-    Ok(LoadResult {
-        stats,
-        elapsed,
-        cpu,
-        issued: issued_measured,
-        reconnects,
-        max_backlog,
-    })
+    let elapsed = last_completion.max(stopped_at.unwrap_or(last_completion)).saturating_duration_since(measure_start);
+    let elapsed = if elapsed.is_zero() { Instant::now().saturating_duration_since(measure_start) } else { elapsed };
+    Ok(LoadResult { stats, elapsed, cpu, issued: issued_measured, reconnects, max_backlog })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -163,34 +163,17 @@ fn parse_one(buf: &[u8]) -> Result<Option<Parsed<'_>>, ParseError> {
     }
     let rest = &buf[head_end..];
     if status == 101 || status == 204 || status == 304 {
-        let resp = Response {
-            status,
-            body: Cow::Borrowed(&[][..]),
-            close,
-            upgrade,
-        };
+        let resp = Response { status, body: Cow::Borrowed(&[][..]), close, upgrade };
         return Ok(Some(Parsed::Final(resp, head_end)));
     }
     if chunked {
-        return Ok(parse_chunked(rest)?.map(|(body, n)| {
-            Parsed::Final(
-                Response {
-                    status,
-                    body: Cow::Owned(body),
-                    close,
-                    upgrade,
-                },
-                head_end + n,
-            )
-        }));
+        return Ok(
+            parse_chunked(rest)?.map(|(body, n)| Parsed::Final(Response { status, body: Cow::Owned(body), close, upgrade }, head_end + n))
+        );
     }
     let len = match content_length {
         Some(n) => n,
-        None => {
-            return err(format!(
-                "status {status} response has neither Content-Length nor chunked encoding (unsupported)"
-            ))
-        }
+        None => return err(format!("status {status} response has neither Content-Length nor chunked encoding (unsupported)")),
     };
     if len > BODY_BYTES_MAX as u64 {
         return err(format!("Content-Length {len} is over the {BODY_BYTES_MAX} byte limit"));
@@ -199,15 +182,7 @@ fn parse_one(buf: &[u8]) -> Result<Option<Parsed<'_>>, ParseError> {
     if rest.len() < len {
         return Ok(None);
     }
-    Ok(Some(Parsed::Final(
-        Response {
-            status,
-            body: Cow::Borrowed(&rest[..len]),
-            close,
-            upgrade,
-        },
-        head_end + len,
-    )))
+    Ok(Some(Parsed::Final(Response { status, body: Cow::Borrowed(&rest[..len]), close, upgrade }, head_end + len)))
 }
 
 /// Decode a chunked body; returns the body and the bytes consumed (including trailers).
@@ -232,9 +207,7 @@ fn parse_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ParseError> {
         }
         let mut size: usize = 0;
         for b in size_part {
-            let d = (*b as char)
-                .to_digit(16)
-                .ok_or_else(|| ParseError(format!("bad chunk size {:?}", String::from_utf8_lossy(line))))?;
+            let d = (*b as char).to_digit(16).ok_or_else(|| ParseError(format!("bad chunk size {:?}", String::from_utf8_lossy(line))))?;
             size = size * 16 + d as usize;
         }
         pos = line_end + 2;
@@ -306,13 +279,7 @@ impl OwnedResponse {
 
 impl BlockingClient {
     pub fn new(addr: SocketAddr, timeout: Duration) -> Self {
-        BlockingClient {
-            addr,
-            host: addr.to_string(),
-            stream: None,
-            buf: Vec::with_capacity(64 * 1024),
-            timeout,
-        }
+        BlockingClient { addr, host: addr.to_string(), stream: None, buf: Vec::with_capacity(64 * 1024), timeout }
     }
 
     /// One request; reconnects once if a kept-alive connection turned out to be closed.
@@ -322,8 +289,7 @@ impl BlockingClient {
             Ok(r) => Ok(r),
             Err(e) if reused => {
                 self.stream = None;
-                self.try_request(method, path, body)
-                    .map_err(|e2| format!("{e2} (after retry; first error: {e})"))
+                self.try_request(method, path, body).map_err(|e2| format!("{e2} (after retry; first error: {e})"))
             }
             Err(e) => Err(e),
         }
@@ -348,10 +314,7 @@ impl BlockingClient {
         loop {
             match parse_response(&self.buf) {
                 Ok(Some((resp, consumed))) => {
-                    let out = OwnedResponse {
-                        status: resp.status,
-                        body: resp.body.into_owned(),
-                    };
+                    let out = OwnedResponse { status: resp.status, body: resp.body.into_owned() };
                     let close = resp_close(&self.buf[..consumed]);
                     self.buf.drain(..consumed);
                     if close {

@@ -48,10 +48,7 @@ fn main() {
         std::process::exit(EXIT_VERIFY_FAILED);
     }
     if summary.errors_total > 0 && !common.allow_errors {
-        eprintln!(
-            "starcite-bench: {} requests failed ({:?}); pass --allow-errors to accept that",
-            summary.errors_total, summary.errors
-        );
+        eprintln!("starcite-bench: {} requests failed ({:?}); pass --allow-errors to accept that", summary.errors_total, summary.errors);
         std::process::exit(EXIT_REQUEST_ERRORS);
     }
 }

@@ -168,11 +168,7 @@ impl BlockingRedis {
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, String> {
         let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);
-        Ok(BlockingRedis {
-            stream,
-            buf: Vec::new(),
-            timeout,
-        })
+        Ok(BlockingRedis { stream, buf: Vec::new(), timeout })
     }
 
     pub fn command(&mut self, args: &[&[u8]]) -> Result<OwnedReply, String> {
@@ -232,13 +228,7 @@ mod tests {
         let raw = b"*2\r\n*2\r\n$1\r\na\r\n:1\r\n$-1\r\n";
         let (r, n) = one(raw);
         assert_eq!(n, raw.len());
-        assert_eq!(
-            r,
-            Reply::Array(Some(vec![
-                Reply::Array(Some(vec![Reply::Bulk(Some(b"a")), Reply::Integer(1)])),
-                Reply::Bulk(None)
-            ]))
-        );
+        assert_eq!(r, Reply::Array(Some(vec![Reply::Array(Some(vec![Reply::Bulk(Some(b"a")), Reply::Integer(1)])), Reply::Bulk(None)])));
     }
 
     #[test]

@@ -39,11 +39,7 @@ impl Server {
             .map_err(|e| format!("open {}: {e}", spec.log.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(&spec.bin);
-        cmd.env("PORT", spec.port.to_string())
-            .env("STARCITE_RAFT_DATA_DIR", &spec.data_dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.env("PORT", spec.port.to_string()).env("STARCITE_RAFT_DATA_DIR", &spec.data_dir).stdin(Stdio::null()).stdout(log).stderr(log2);
         if let Some(c) = spec.cores {
             cmd.env("STARCITE_CORES", c.to_string());
         }
@@ -53,12 +49,7 @@ impl Server {
         let started = Instant::now();
         let child = cmd.spawn().map_err(|e| format!("start {}: {e}", spec.bin.display()))?;
         let pid = child.id();
-        Ok(Server {
-            child: Some(child),
-            pid,
-            addr: SocketAddr::from(([127, 0, 0, 1], spec.port)),
-            started,
-        })
+        Ok(Server { child: Some(child), pid, addr: SocketAddr::from(([127, 0, 0, 1], spec.port)), started })
     }
 
     /// Poll `GET /health/ready` every 10 ms until it answers 200. Returns (time from spawn to

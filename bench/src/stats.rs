@@ -38,13 +38,7 @@ impl Default for Stats {
 
 impl Stats {
     pub fn new() -> Self {
-        Stats {
-            hists: BTreeMap::new(),
-            ok: 0,
-            completed: 0,
-            errors: BTreeMap::new(),
-            outcomes: BTreeMap::new(),
-        }
+        Stats { hists: BTreeMap::new(), ok: 0, completed: 0, errors: BTreeMap::new(), outcomes: BTreeMap::new() }
     }
 
     pub fn record_us(&mut self, name: &'static str, us: u64) {
@@ -257,14 +251,7 @@ impl Summary {
         }
         let v = &self.verification;
         if v.passed {
-            line(format!(
-                "verified    OK ({})",
-                if v.performed.is_empty() {
-                    "nothing to verify".into()
-                } else {
-                    v.performed.join("; ")
-                }
-            ));
+            line(format!("verified    OK ({})", if v.performed.is_empty() { "nothing to verify".into() } else { v.performed.join("; ") }));
         } else {
             let parts: Vec<String> = v.violations.iter().map(|(k, n)| format!("{k}={n}")).collect();
             line(format!("verified    FAILED: {} violations ({})", v.violations_total, parts.join(", ")));

@@ -17,10 +17,7 @@ pub fn self_cpu() -> CpuTimes {
         return CpuTimes::default();
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    CpuTimes {
-        user: tv(ru.ru_utime),
-        sys: tv(ru.ru_stime),
-    }
+    CpuTimes { user: tv(ru.ru_utime), sys: tv(ru.ru_stime) }
 }
 
 /// VmRSS of `pid` in KiB.
@@ -81,12 +78,7 @@ pub struct CpuReport {
 
 impl CpuWindow {
     pub fn start(server_pid: Option<u32>) -> Self {
-        CpuWindow {
-            start_wall: Instant::now(),
-            start_self: self_cpu(),
-            server_pid,
-            start_server: server_pid.and_then(proc_cpu_secs),
-        }
+        CpuWindow { start_wall: Instant::now(), start_self: self_cpu(), server_pid, start_server: server_pid.and_then(proc_cpu_secs) }
     }
 
     pub fn finish(&self) -> CpuReport {
@@ -114,7 +106,8 @@ impl CpuWindow {
 /// offset) into nanoseconds since the Unix epoch.
 pub fn parse_rfc3339_ns(s: &str) -> Option<i128> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {

@@ -27,12 +27,7 @@ pub enum Insert {
 
 impl SeqSet {
     pub fn new(base: u64) -> Self {
-        SeqSet {
-            base,
-            words: Vec::new(),
-            count: 0,
-            max: base,
-        }
+        SeqSet { base, words: Vec::new(), count: 0, max: base }
     }
 
     pub fn base(&self) -> u64 {
@@ -91,7 +86,14 @@ pub struct ReadBack {
 
 /// Read session `id` from `cursor` to its current `last_seq` through the events page
 /// (`limit` ≤ 1000), checking that seqs are contiguous and `next_cursor` is consistent.
-pub fn read_back(client: &mut BlockingClient, id: &str, cursor: u64, limit: usize, deadline: Instant, v: &mut Violations) -> Result<ReadBack, String> {
+pub fn read_back(
+    client: &mut BlockingClient,
+    id: &str,
+    cursor: u64,
+    limit: usize,
+    deadline: Instant,
+    v: &mut Violations,
+) -> Result<ReadBack, String> {
     let mut c = cursor;
     let mut target: Option<u64> = None;
     let mut events = 0u64;
@@ -114,17 +116,12 @@ pub fn read_back(client: &mut BlockingClient, id: &str, cursor: u64, limit: usiz
                 v.add("page_gap_or_duplicate", || {
                     format!("session {id}: page from cursor {c} has seq {} at position {i}, expected {want}", e.seq)
                 });
-                return Ok(ReadBack {
-                    last_seq: t,
-                    events: events + i as u64,
-                });
+                return Ok(ReadBack { last_seq: t, events: events + i as u64 });
             }
         }
         let n = page.events.len() as u64;
         if page.next_cursor != c + n {
-            v.add("page_next_cursor", || {
-                format!("session {id}: cursor {c} + {n} events but next_cursor {}", page.next_cursor)
-            });
+            v.add("page_next_cursor", || format!("session {id}: cursor {c} + {n} events but next_cursor {}", page.next_cursor));
         }
         events += n;
         c += n;
@@ -157,9 +154,7 @@ pub fn last_seq(client: &mut BlockingClient, id: &str) -> Result<u64, String> {
 pub fn check_counts(id: &str, acked: &SeqSet, unknown: u64, back: &ReadBack, v: &mut Violations) {
     let stored = back.last_seq.saturating_sub(acked.base());
     if acked.max() > back.last_seq {
-        v.add("acked_seq_missing", || {
-            format!("session {id}: seq {} was acknowledged but last_seq is {}", acked.max(), back.last_seq)
-        });
+        v.add("acked_seq_missing", || format!("session {id}: seq {} was acknowledged but last_seq is {}", acked.max(), back.last_seq));
     }
     if stored < acked.count() {
         v.add("stored_fewer_than_acked", || {

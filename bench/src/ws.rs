@@ -243,11 +243,7 @@ impl Reader {
                         return Err("new data frame while a fragmented message is open".into());
                     }
                     if frame.fin {
-                        on(if frame.opcode == OP_TEXT {
-                            Message::Text(frame.payload)
-                        } else {
-                            Message::Binary(frame.payload)
-                        });
+                        on(if frame.opcode == OP_TEXT { Message::Text(frame.payload) } else { Message::Binary(frame.payload) });
                     } else {
                         self.partial_op = Some(frame.opcode);
                         self.partial.clear();
@@ -289,11 +285,9 @@ mod tests {
     #[test]
     fn rfc6455_accept_key() {
         assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert!(check_accept(
-            b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
-            "dGhlIHNhbXBsZSBub25jZQ=="
-        )
-        .is_ok());
+        assert!(
+            check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", "dGhlIHNhbXBsZSBub25jZQ==").is_ok()
+        );
         assert!(check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: nope\r\n", "dGhlIHNhbXBsZSBub25jZQ==").is_err());
     }
 

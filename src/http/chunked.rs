@@ -68,10 +68,7 @@ impl ChunkedDecoder {
     pub(crate) fn new(start: usize) -> Self {
         ChunkedDecoder {
             pos: start,
-            state: ChunkState::Size {
-                value: 0,
-                digits: 0,
-            },
+            state: ChunkState::Size { value: 0, digits: 0 },
             body: Vec::new(),
             line_bytes: 0,
             trailer_bytes: 0,
@@ -90,18 +87,11 @@ impl ChunkedDecoder {
             };
             if let ChunkState::Data { remaining } = self.state {
                 let avail = buf.get(self.pos..).unwrap_or(&[]);
-                let take = usize::try_from(remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(avail.len());
-                self.body
-                    .extend_from_slice(avail.get(..take).unwrap_or(&[]));
+                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(avail.len());
+                self.body.extend_from_slice(avail.get(..take).unwrap_or(&[]));
                 self.pos += take;
                 let remaining = remaining - take as u64;
-                self.state = if remaining == 0 {
-                    ChunkState::DataCr
-                } else {
-                    ChunkState::Data { remaining }
-                };
+                self.state = if remaining == 0 { ChunkState::DataCr } else { ChunkState::Data { remaining } };
                 continue;
             }
             self.pos += 1;
@@ -112,19 +102,13 @@ impl ChunkedDecoder {
                         return Err(bad("chunk-size line too long"));
                     }
                     if let Some(d) = hex_value(b) {
-                        let value = value
-                            .checked_mul(16)
-                            .and_then(|v| v.checked_add(u64::from(d)))
-                            .unwrap_or(u64::MAX);
+                        let value = value.checked_mul(16).and_then(|v| v.checked_add(u64::from(d))).unwrap_or(u64::MAX);
                         // Reject as soon as the declared sizes pass the limit,
                         // before any of that data is sent.
                         if value.saturating_add(self.body.len() as u64) > body_max as u64 {
                             return Err(HttpError::payload_too_large(body_max));
                         }
-                        ChunkState::Size {
-                            value,
-                            digits: digits + 1,
-                        }
+                        ChunkState::Size { value, digits: digits + 1 }
                     } else if digits == 0 {
                         return Err(bad("expected a hex chunk size"));
                     } else if b == b';' || b == b' ' || b == b'\t' {
@@ -159,13 +143,8 @@ impl ChunkedDecoder {
                     }
                 }
                 ChunkState::DataCr if b == b'\r' => ChunkState::DataLf,
-                ChunkState::DataLf if b == b'\n' => ChunkState::Size {
-                    value: 0,
-                    digits: 0,
-                },
-                ChunkState::DataCr | ChunkState::DataLf => {
-                    return Err(bad("chunk data not followed by CRLF"))
-                }
+                ChunkState::DataLf if b == b'\n' => ChunkState::Size { value: 0, digits: 0 },
+                ChunkState::DataCr | ChunkState::DataLf => return Err(bad("chunk data not followed by CRLF")),
                 ChunkState::TrailerLineStart => {
                     if b == b'\r' {
                         ChunkState::FinalLf
@@ -194,9 +173,7 @@ impl ChunkedDecoder {
                 }
                 ChunkState::TrailerLf if b == b'\n' => ChunkState::TrailerLineStart,
                 ChunkState::FinalLf if b == b'\n' => ChunkState::Done,
-                ChunkState::TrailerLf | ChunkState::FinalLf => {
-                    return Err(bad("expected LF after CR"))
-                }
+                ChunkState::TrailerLf | ChunkState::FinalLf => return Err(bad("expected LF after CR")),
                 // Handled before the match / loop condition; kept total.
                 ChunkState::Data { .. } | ChunkState::Done => self.state,
             };
@@ -231,11 +208,7 @@ mod tests {
     }
 
     fn small_limits() -> Limits {
-        Limits {
-            head_bytes_max: 256,
-            headers_max: 4,
-            body_bytes_max: 64,
-        }
+        Limits { head_bytes_max: 256, headers_max: 4, body_bytes_max: 64 }
     }
 
     fn complete(buf: &[u8]) -> (Request, usize) {
@@ -257,10 +230,7 @@ mod tests {
         let (req, consumed) = complete(CHUNKED);
         assert_eq!(req.body, b"hello world!");
         assert_eq!(consumed, CHUNKED.len());
-        assert!(
-            req.header("x-checksum").is_none(),
-            "trailers are not merged into headers"
-        );
+        assert!(req.header("x-checksum").is_none(), "trailers are not merged into headers");
     }
 
     #[test]
@@ -272,32 +242,15 @@ mod tests {
             if split < CHUNKED.len() {
                 assert_eq!(first, Ok(Parse::Incomplete), "split at {split}");
             }
-            let got = if split == CHUNKED.len() {
-                first
-            } else {
-                parser.parse(CHUNKED)
-            };
-            assert_eq!(
-                got,
-                Ok(Parse::Complete {
-                    request: expected.0.clone(),
-                    consumed: expected.1
-                })
-            );
+            let got = if split == CHUNKED.len() { first } else { parser.parse(CHUNKED) };
+            assert_eq!(got, Ok(Parse::Complete { request: expected.0.clone(), consumed: expected.1 }));
         }
     }
 
     #[test]
     fn malformed_chunks_are_bad_requests() {
         let head = "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n";
-        for body in [
-            "x\r\n",
-            "5\r\nhelloXX",
-            "5\nhello\r\n",
-            "\r\n",
-            "5\r\nhello\r\n0\r\nbad field\r\n\r\n",
-            "0\r\n\r\r",
-        ] {
+        for body in ["x\r\n", "5\r\nhelloXX", "5\nhello\r\n", "\r\n", "5\r\nhello\r\n0\r\nbad field\r\n\r\n", "0\r\n\r\r"] {
             let e = error(format!("{head}{body}").as_bytes(), &limits());
             assert_eq!((e.status, e.code), (400, "bad_request"), "{body:?}");
         }
@@ -305,24 +258,15 @@ mod tests {
 
     #[test]
     fn chunk_sizes_over_the_limit_are_413_before_the_data_arrives() {
-        let e = error(
-            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n41",
-            &small_limits(),
-        );
+        let e = error(b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n41", &small_limits());
         assert_eq!(e.status, 413);
         // Cumulative: 32 bytes received, then a size that would make 65.
         let head = "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n";
         let data = "a".repeat(32);
-        let e = error(
-            format!("{head}20\r\n{data}\r\n21").as_bytes(),
-            &small_limits(),
-        );
+        let e = error(format!("{head}20\r\n{data}\r\n21").as_bytes(), &small_limits());
         assert_eq!(e.status, 413);
         let exact = format!("{head}20\r\n{data}\r\n20\r\n{data}\r\n0\r\n\r\n");
-        assert!(matches!(
-            parse_request(exact.as_bytes(), &small_limits()),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse_request(exact.as_bytes(), &small_limits()), Ok(Parse::Complete { .. })));
     }
 
     #[test]

@@ -20,8 +20,7 @@ pub mod router;
 
 pub use request::{parse_request, HttpError, Limits, Method, Parse, Request, RequestParser};
 pub use response::{
-    reason_phrase, sse_chunked, sse_comment, sse_event, websocket_accept, write_chunk, write_error,
-    write_error_with_headers, write_json, write_last_chunk, write_response, write_sse_end,
-    write_sse_frame, write_sse_head, CONTINUE_100,
+    reason_phrase, sse_chunked, sse_comment, sse_event, websocket_accept, write_chunk, write_error, write_error_with_headers, write_json,
+    write_last_chunk, write_response, write_sse_end, write_sse_frame, write_sse_head, CONTINUE_100,
 };
 pub use router::{route, route_label, Route, RouteError};

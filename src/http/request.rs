@@ -84,18 +84,12 @@ pub struct Request {
 impl Request {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 
     /// Whether the comma-separated header `name` (all its occurrences)
@@ -106,10 +100,7 @@ impl Request {
 
     /// First value of query parameter `name` (exact, case-sensitive match).
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The client is attempting a WebSocket upgrade (`Upgrade` lists
@@ -170,11 +161,7 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        HttpError {
-            status,
-            code,
-            message: message.into(),
-        }
+        HttpError { status, code, message: message.into() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "bad_request", message)
@@ -183,11 +170,7 @@ impl HttpError {
         Self::new(431, "request_header_fields_too_large", message)
     }
     pub(crate) fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            413,
-            "payload_too_large",
-            format!("request body exceeds {limit} bytes"),
-        )
+        Self::new(413, "payload_too_large", format!("request body exceeds {limit} bytes"))
     }
 }
 
@@ -244,7 +227,9 @@ pub struct RequestParser {
 enum State {
     /// `scanned`: bytes of `buf` already looked at without finding a reason
     /// to run the head parser again (see `parse_head`).
-    Head { scanned: usize },
+    Head {
+        scanned: usize,
+    },
     Body {
         head: Head,
         head_len: usize,
@@ -277,11 +262,7 @@ enum Framing {
 
 impl RequestParser {
     pub fn new(limits: Limits) -> Self {
-        RequestParser {
-            limits,
-            state: State::Head { scanned: 0 },
-            continue_pending: false,
-        }
+        RequestParser { limits, state: State::Head { scanned: 0 }, continue_pending: false }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -340,11 +321,7 @@ impl RequestParser {
             };
             let body_expected = !matches!(body, BodyState::Length(0));
             self.continue_pending = head.expect_continue && body_expected;
-            self.state = State::Body {
-                head,
-                head_len,
-                body,
-            };
+            self.state = State::Body { head, head_len, body };
         }
         let State::Body { head_len, body, .. } = &mut self.state else {
             return Ok(Parse::Incomplete); // unreachable: the Head arm moved on or returned
@@ -391,11 +368,7 @@ impl RequestParser {
 /// the first look (to reject garbage such as a TLS hello at once), when a new
 /// line has completed since the last look, or when the size limit is hit.
 /// Lines are bounded by `headers_max`, so attempts per head are bounded too.
-fn parse_head(
-    buf: &[u8],
-    limits: &Limits,
-    scanned: &mut usize,
-) -> Result<Option<(Head, usize, Framing)>, HttpError> {
+fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option<(Head, usize, Framing)>, HttpError> {
     let window_len = buf.len().min(limits.head_bytes_max);
     let window = buf.get(..window_len).unwrap_or(&[]);
     let at_limit = buf.len() >= limits.head_bytes_max;
@@ -411,14 +384,9 @@ fn parse_head(
     // allows it; some clients send a stray CRLF after a body). Each of them
     // would be a "completed line" above, so bound them to keep re-parsing
     // bounded.
-    let leading = window
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let leading = window.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     if leading > crate::limits::REQUEST_LEADING_CRLF_BYTES_MAX {
-        return Err(HttpError::bad_request(
-            "too many empty lines before the request line",
-        ));
+        return Err(HttpError::bad_request("too many empty lines before the request line"));
     }
 
     let mut slots = vec![httparse::EMPTY_HEADER; limits.headers_max];
@@ -426,50 +394,27 @@ fn parse_head(
     let head_len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if at_limit => {
-            return Err(HttpError::head_too_large(format!(
-                "request head exceeds {} bytes",
-                limits.head_bytes_max
-            )))
+            return Err(HttpError::head_too_large(format!("request head exceeds {} bytes", limits.head_bytes_max)))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HttpError::head_too_large(format!(
-                "more than {} header fields",
-                limits.headers_max
-            )))
+            return Err(HttpError::head_too_large(format!("more than {} header fields", limits.headers_max)))
         }
         Err(httparse::Error::Version) if looks_like_http_version(window) => {
-            return Err(HttpError::new(
-                505,
-                "http_version_not_supported",
-                "only HTTP/1.0 and HTTP/1.1 are supported",
-            ))
+            return Err(HttpError::new(505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported"))
         }
-        Err(e) => {
-            return Err(HttpError::bad_request(format!(
-                "malformed request head: {e}"
-            )))
-        }
+        Err(e) => return Err(HttpError::bad_request(format!("malformed request head: {e}"))),
     };
 
     let malformed = || HttpError::bad_request("malformed request head");
     let method = Method::from_bytes(parsed.method.ok_or_else(malformed)?.as_bytes());
     let target = parsed.path.ok_or_else(malformed)?;
     let version_minor = parsed.version.ok_or_else(malformed)?;
-    let headers: Vec<(String, Vec<u8>)> = parsed
-        .headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-        .collect();
+    let headers: Vec<(String, Vec<u8>)> = parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
 
     let (path, raw_query) = split_target(target)?;
     let query = parse_query(raw_query);
-    let values = |name: &'static str| {
-        headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    };
+    let values = |name: &'static str| headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice());
 
     // RFC 9112 §3.2: more than one Host is a 400. A missing Host on 1.1 is
     // tolerated: routing never looks at it.
@@ -487,68 +432,32 @@ fn parse_head(
 
     // 100-continue means nothing to an HTTP/1.0 client (RFC 9110 §10.1.1).
     // Other expectations are ignored rather than answered with 417.
-    let expect_continue = version_minor == 1
-        && values("expect").any(|v| trim_ows(v).eq_ignore_ascii_case(b"100-continue"));
+    let expect_continue = version_minor == 1 && values("expect").any(|v| trim_ows(v).eq_ignore_ascii_case(b"100-continue"));
 
     let framing = framing(&headers, version_minor, limits)?;
-    let head = Head {
-        method,
-        path,
-        query,
-        version_minor,
-        headers,
-        keep_alive,
-        expect_continue,
-    };
+    let head = Head { method, path, query, version_minor, headers, keep_alive, expect_continue };
     Ok(Some((head, head_len, framing)))
 }
 
 /// Decide body framing (RFC 9112 §6). Strict, because disagreeing with a
 /// proxy about where a body ends is how request smuggling happens.
-fn framing(
-    headers: &[(String, Vec<u8>)],
-    version_minor: u8,
-    limits: &Limits,
-) -> Result<Framing, HttpError> {
-    let te: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n == "transfer-encoding")
-        .map(|(_, v)| v.as_slice())
-        .collect();
-    let cl: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.as_slice())
-        .collect();
+fn framing(headers: &[(String, Vec<u8>)], version_minor: u8, limits: &Limits) -> Result<Framing, HttpError> {
+    let te: Vec<&[u8]> = headers.iter().filter(|(n, _)| n == "transfer-encoding").map(|(_, v)| v.as_slice()).collect();
+    let cl: Vec<&[u8]> = headers.iter().filter(|(n, _)| n == "content-length").map(|(_, v)| v.as_slice()).collect();
 
     if !te.is_empty() {
         if !cl.is_empty() {
-            return Err(HttpError::bad_request(
-                "both Content-Length and Transfer-Encoding are present",
-            ));
+            return Err(HttpError::bad_request("both Content-Length and Transfer-Encoding are present"));
         }
         if version_minor == 0 {
-            return Err(HttpError::bad_request(
-                "Transfer-Encoding is not allowed in HTTP/1.0",
-            ));
+            return Err(HttpError::bad_request("Transfer-Encoding is not allowed in HTTP/1.0"));
         }
-        let codings: Vec<&[u8]> = te
-            .iter()
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(trim_ows)
-            .filter(|c| !c.is_empty())
-            .collect();
+        let codings: Vec<&[u8]> = te.iter().flat_map(|v| v.split(|&b| b == b',')).map(trim_ows).filter(|c| !c.is_empty()).collect();
         if codings.iter().any(|c| !c.eq_ignore_ascii_case(b"chunked")) {
-            return Err(HttpError::new(
-                501,
-                "not_implemented",
-                "only the chunked transfer-coding is supported",
-            ));
+            return Err(HttpError::new(501, "not_implemented", "only the chunked transfer-coding is supported"));
         }
         if codings.len() != 1 {
-            return Err(HttpError::bad_request(
-                "Transfer-Encoding must be exactly `chunked`",
-            ));
+            return Err(HttpError::bad_request("Transfer-Encoding must be exactly `chunked`"));
         }
         return Ok(Framing::Chunked);
     }
@@ -563,13 +472,9 @@ fn framing(
         }
         // A syntactically valid but huge length saturates, then fails the
         // body limit below with 413 (it is too large, not malformed).
-        let n = digits.iter().fold(0u64, |acc, &d| {
-            acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-        });
+        let n = digits.iter().fold(0u64, |acc, &d| acc.saturating_mul(10).saturating_add(u64::from(d - b'0')));
         match length {
-            Some(prev) if prev != n => {
-                return Err(HttpError::bad_request("conflicting Content-Length values"))
-            }
+            Some(prev) if prev != n => return Err(HttpError::bad_request("conflicting Content-Length values")),
             _ => length = Some(n),
         }
     }
@@ -584,22 +489,12 @@ fn framing(
 /// like `HTTP/<digit>...`? Then the version is real but unsupported (505);
 /// otherwise the line is just malformed (400).
 fn looks_like_http_version(window: &[u8]) -> bool {
-    let start = window
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(window.len());
+    let start = window.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(window.len());
     let line = window.get(start..).unwrap_or(&[]);
-    let end = line
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len());
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(line.len());
     let line = line.get(..end).unwrap_or(&[]);
     match line.split(|&b| b == b' ').nth(2) {
-        Some(token) => {
-            token.len() > 5
-                && token.get(..5) == Some(b"HTTP/".as_slice())
-                && token.get(5).is_some_and(u8::is_ascii_digit)
-        }
+        Some(token) => token.len() > 5 && token.get(..5) == Some(b"HTTP/".as_slice()) && token.get(5).is_some_and(u8::is_ascii_digit),
         None => false,
     }
 }
@@ -614,9 +509,7 @@ fn split_target(target: &str) -> Result<(String, &str), HttpError> {
         return Ok((path_part.to_string(), query));
     }
     for scheme in ["http://", "https://"] {
-        let is_scheme = path_part
-            .get(..scheme.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(scheme));
+        let is_scheme = path_part.get(..scheme.len()).is_some_and(|p| p.eq_ignore_ascii_case(scheme));
         if is_scheme {
             let rest = path_part.get(scheme.len()..).unwrap_or("");
             let path = match rest.find('/') {
@@ -689,9 +582,7 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// (ASCII case-insensitive)?
 pub(crate) fn has_token<'a>(values: impl Iterator<Item = &'a [u8]>, token: &str) -> bool {
     let token = token.as_bytes();
-    values
-        .flat_map(|v| v.split(|&b| b == b','))
-        .any(|t| trim_ows(t).eq_ignore_ascii_case(token))
+    values.flat_map(|v| v.split(|&b| b == b',')).any(|t| trim_ows(t).eq_ignore_ascii_case(token))
 }
 
 /// RFC 9110 `tchar`: the bytes allowed in tokens such as field names.
@@ -709,11 +600,7 @@ mod tests {
     }
 
     fn small_limits() -> Limits {
-        Limits {
-            head_bytes_max: 256,
-            headers_max: 4,
-            body_bytes_max: 64,
-        }
+        Limits { head_bytes_max: 256, headers_max: 4, body_bytes_max: 64 }
     }
 
     fn complete(buf: &[u8]) -> (Request, usize) {
@@ -749,29 +636,16 @@ mod tests {
         assert_eq!(seen[1].0.body, b"hello");
         assert_eq!(seen[2].1, CHUNKED.len());
         assert_eq!(seen[2].0.body, b"hello world!");
-        assert_eq!(
-            buf, b"GET /met",
-            "the partial fourth request is left in the buffer"
-        );
+        assert_eq!(buf, b"GET /met", "the partial fourth request is left in the buffer");
     }
 
     #[test]
     fn a_request_fed_one_byte_at_a_time_completes_exactly_at_its_last_byte() {
-        for full in [
-            &b"POST /v1/sessions?x=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"[..],
-            CHUNKED,
-        ] {
+        for full in [&b"POST /v1/sessions?x=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"[..], CHUNKED] {
             let mut parser = RequestParser::new(limits());
             for end in 0..full.len() {
-                assert_eq!(
-                    parser.parse(&full[..end]),
-                    Ok(Parse::Incomplete),
-                    "at {end}"
-                );
-                assert_eq!(
-                    parse_request(&full[..end], &limits()),
-                    Ok(Parse::Incomplete)
-                );
+                assert_eq!(parser.parse(&full[..end]), Ok(Parse::Incomplete), "at {end}");
+                assert_eq!(parse_request(&full[..end], &limits()), Ok(Parse::Incomplete));
             }
             let expected = complete(full);
             assert_eq!(expected.1, full.len());
@@ -786,10 +660,7 @@ mod tests {
 
     #[test]
     fn content_length_over_the_limit_is_413_before_the_body_arrives() {
-        let e = error(
-            b"POST / HTTP/1.1\r\ncontent-length: 65\r\n\r\n",
-            &small_limits(),
-        );
+        let e = error(b"POST / HTTP/1.1\r\ncontent-length: 65\r\n\r\n", &small_limits());
         assert_eq!((e.status, e.code), (413, "payload_too_large"));
         let huge = b"POST / HTTP/1.1\r\ncontent-length: 99999999999999999999999\r\n\r\n";
         assert_eq!(error(huge, &small_limits()).status, 413);
@@ -801,17 +672,11 @@ mod tests {
         let e = error(many, &small_limits());
         assert_eq!((e.status, e.code), (431, "request_header_fields_too_large"));
         let four = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";
-        assert!(matches!(
-            parse_request(four, &small_limits()),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse_request(four, &small_limits()), Ok(Parse::Complete { .. })));
         let long = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(300));
         assert_eq!(error(long.as_bytes(), &small_limits()).status, 431);
         let just_under = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(200));
-        assert_eq!(
-            parse_request(just_under.as_bytes(), &small_limits()),
-            Ok(Parse::Incomplete)
-        );
+        assert_eq!(parse_request(just_under.as_bytes(), &small_limits()), Ok(Parse::Incomplete));
     }
 
     #[test]
@@ -819,24 +684,13 @@ mod tests {
         let cases: [(&[u8], bool); 6] = [
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
-            (
-                b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
-                false,
-            ),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
             (b"GET / HTTP/1.1\r\n\r\n", true),
             (b"GET / HTTP/1.1\r\nconnection: CLOSE\r\n\r\n", false),
-            (
-                b"GET / HTTP/1.1\r\nconnection: te\r\nconnection: close\r\n\r\n",
-                false,
-            ),
+            (b"GET / HTTP/1.1\r\nconnection: te\r\nconnection: close\r\n\r\n", false),
         ];
         for (buf, keep_alive) in cases {
-            assert_eq!(
-                complete(buf).0.keep_alive,
-                keep_alive,
-                "{}",
-                String::from_utf8_lossy(buf)
-            );
+            assert_eq!(complete(buf).0.keep_alive, keep_alive, "{}", String::from_utf8_lossy(buf));
         }
         assert_eq!(complete(b"GET / HTTP/1.0\r\n\r\n").0.version_minor, 0);
     }
@@ -845,19 +699,12 @@ mod tests {
     fn unsupported_versions_are_505_and_malformed_request_lines_are_400() {
         for v in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3"] {
             let e = error(format!("GET / {v}\r\n\r\n").as_bytes(), &limits());
-            assert_eq!(
-                (e.status, e.code),
-                (505, "http_version_not_supported"),
-                "{v}"
-            );
+            assert_eq!((e.status, e.code), (505, "http_version_not_supported"), "{v}");
         }
         assert_eq!(error(b"GET / FOO/1.1\r\n\r\n", &limits()).status, 400);
         assert_eq!(error(b"GET /\r\n\r\n", &limits()).status, 400);
         let stray = format!("{}GET / HTTP/1.1\r\n\r\n", "\r\n".repeat(8));
-        assert!(matches!(
-            parse_request(stray.as_bytes(), &limits()),
-            Ok(Parse::Complete { .. })
-        ));
+        assert!(matches!(parse_request(stray.as_bytes(), &limits()), Ok(Parse::Complete { .. })));
         let endless = "\r\n".repeat(40);
         assert_eq!(error(endless.as_bytes(), &limits()).status, 400);
     }
@@ -875,19 +722,12 @@ mod tests {
             ("host: a\r\nhost: b", 400),
         ];
         for (headers, status) in cases {
-            let e = error(
-                format!("POST / HTTP/1.1\r\n{headers}\r\n\r\nabc").as_bytes(),
-                &limits(),
-            );
+            let e = error(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\nabc").as_bytes(), &limits());
             assert_eq!(e.status, status, "{headers}");
         }
-        let e = error(
-            b"POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n",
-            &limits(),
-        );
+        let e = error(b"POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n", &limits());
         assert_eq!(e.status, 400, "HTTP/1.0 has no chunked framing");
-        let (req, _) =
-            complete(b"POST / HTTP/1.1\r\ncontent-length: 3, 3\r\nContent-Length: 3\r\n\r\nabc");
+        let (req, _) = complete(b"POST / HTTP/1.1\r\ncontent-length: 3, 3\r\nContent-Length: 3\r\n\r\nabc");
         assert_eq!(req.body, b"abc", "identical repeated lengths are allowed");
     }
 
@@ -900,29 +740,16 @@ mod tests {
         assert_eq!(req.method, Method::Get);
         assert_eq!(req.path, "/v1/sessions/a%2Fb/tail", "the path stays raw");
         assert_eq!(req.query_param("b"), Some("x y"));
-        assert_eq!(
-            req.query_param("c"),
-            Some("%zz"),
-            "invalid escapes are kept"
-        );
+        assert_eq!(req.query_param("c"), Some("%zz"), "invalid escapes are kept");
         assert_eq!(req.query_param("d"), Some("A€"));
         assert_eq!(req.query_param("flag"), Some(""));
         assert_eq!(req.query.len(), 5);
         assert_eq!(req.header("UPGRADE"), Some(&b"WebSocket"[..]));
         assert!(req.is_websocket_upgrade() && req.accepts_event_stream());
         let (abs, _) = complete(b"GET HTTP://example.com:80/metrics?x=1 HTTP/1.1\r\n\r\n");
-        assert_eq!(
-            (abs.path.as_str(), abs.query_param("x")),
-            ("/metrics", Some("1"))
-        );
-        assert_eq!(
-            complete(b"OPTIONS * HTTP/1.1\r\n\r\n").0.method,
-            Method::Options
-        );
-        assert_eq!(
-            complete(b"BREW /pot HTTP/1.1\r\n\r\n").0.method,
-            Method::Other
-        );
+        assert_eq!((abs.path.as_str(), abs.query_param("x")), ("/metrics", Some("1")));
+        assert_eq!(complete(b"OPTIONS * HTTP/1.1\r\n\r\n").0.method, Method::Options);
+        assert_eq!(complete(b"BREW /pot HTTP/1.1\r\n\r\n").0.method, Method::Other);
         assert_eq!(error(b"GET pot HTTP/1.1\r\n\r\n", &limits()).status, 400);
     }
 
@@ -944,10 +771,7 @@ mod tests {
         assert!(!parser.take_continue());
         let old = b"POST / HTTP/1.0\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n";
         assert_eq!(parser.parse(old), Ok(Parse::Incomplete));
-        assert!(
-            !parser.take_continue(),
-            "HTTP/1.0 clients do not understand 100"
-        );
+        assert!(!parser.take_continue(), "HTTP/1.0 clients do not understand 100");
     }
 
     /// xorshift64*: deterministic, dependency-free randomness for fuzzing.
@@ -981,18 +805,12 @@ mod tests {
         let limits = small_limits();
         for i in 0..6000 {
             let buf: Vec<u8> = if i % 3 == 0 {
-                (0..rng.below(300))
-                    .map(|_| alphabet[rng.below(alphabet.len())])
-                    .collect()
+                (0..rng.below(300)).map(|_| alphabet[rng.below(alphabet.len())]).collect()
             } else {
                 let mut b = seeds[rng.below(seeds.len())].to_vec();
                 for _ in 0..rng.below(4) {
                     let at = rng.below(b.len());
-                    b[at] = if i % 2 == 0 {
-                        alphabet[rng.below(alphabet.len())]
-                    } else {
-                        rng.next() as u8
-                    };
+                    b[at] = if i % 2 == 0 { alphabet[rng.below(alphabet.len())] } else { rng.next() as u8 };
                 }
                 b.truncate(rng.below(b.len() + 1));
                 b
@@ -1017,8 +835,7 @@ mod tests {
                 }
                 // Incremental may hold off re-parsing until a line completes
                 // (see parse_head), so it can still be waiting on an error.
-                (Err(_), Ok(Parse::Incomplete))
-                | (Ok(Parse::Incomplete), Ok(Parse::Incomplete)) => {}
+                (Err(_), Ok(Parse::Incomplete)) | (Ok(Parse::Incomplete), Ok(Parse::Incomplete)) => {}
                 _ => panic!("whole {whole:?} vs incremental {incremental:?} for {buf:?}"),
             }
         }

@@ -52,22 +52,8 @@ pub fn write_response(
 }
 
 /// Append a response whose body is already-serialised JSON.
-pub fn write_json(
-    out: &mut Vec<u8>,
-    version_minor: u8,
-    status: u16,
-    body: &[u8],
-    keep_alive: bool,
-) {
-    write_response(
-        out,
-        version_minor,
-        status,
-        &[],
-        Some("application/json"),
-        body,
-        keep_alive,
-    );
+pub fn write_json(out: &mut Vec<u8>, version_minor: u8, status: u16, body: &[u8], keep_alive: bool) {
+    write_response(out, version_minor, status, &[], Some("application/json"), body, keep_alive);
 }
 
 /// Append `{"error":code,"message":msg}` with `e.status`.
@@ -76,26 +62,12 @@ pub fn write_error(out: &mut Vec<u8>, version_minor: u8, e: &HttpError, keep_ali
 }
 
 /// [`write_error`] plus extra headers, e.g. `allow` on 405.
-pub fn write_error_with_headers(
-    out: &mut Vec<u8>,
-    version_minor: u8,
-    e: &HttpError,
-    extra_headers: &[(&str, &str)],
-    keep_alive: bool,
-) {
+pub fn write_error_with_headers(out: &mut Vec<u8>, version_minor: u8, e: &HttpError, extra_headers: &[(&str, &str)], keep_alive: bool) {
     let body = serde_json::json!({ "error": e.code, "message": e.message });
     // Serialising a Value of two strings cannot fail; fall back anyway
     // rather than panic.
     let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-    write_response(
-        out,
-        version_minor,
-        e.status,
-        extra_headers,
-        Some("application/json"),
-        &body,
-        keep_alive,
-    );
+    write_response(out, version_minor, e.status, extra_headers, Some("application/json"), &body, keep_alive);
 }
 
 /// Standard reason phrase; `""` for unknown codes (an empty reason is
@@ -243,11 +215,7 @@ fn sse_lines(text: &str) -> impl Iterator<Item = &str> {
         match current.find(['\r', '\n']) {
             Some(i) => {
                 let line = current.get(..i).unwrap_or("");
-                let skip = if current.get(i..i + 2) == Some("\r\n") {
-                    2
-                } else {
-                    1
-                };
+                let skip = if current.get(i..i + 2) == Some("\r\n") { 2 } else { 1 };
                 rest = Some(current.get(i + skip..).unwrap_or(""));
                 Some(line)
             }
@@ -279,11 +247,7 @@ pub fn websocket_accept(req: &Request) -> Result<Vec<u8>, HttpError> {
     }
     match req.header("sec-websocket-version").map(trim_ows) {
         Some(b"13") => {}
-        Some(_) => {
-            return Err(invalid(
-                "unsupported Sec-WebSocket-Version (only 13 is supported)",
-            ))
-        }
+        Some(_) => return Err(invalid("unsupported Sec-WebSocket-Version (only 13 is supported)")),
         None => return Err(invalid("missing Sec-WebSocket-Version header")),
     }
     let key = match req.header("sec-websocket-key").map(trim_ows) {
@@ -306,20 +270,13 @@ pub fn websocket_accept(req: &Request) -> Result<Vec<u8>, HttpError> {
 fn is_websocket_key(key: &[u8]) -> bool {
     key.len() == 24
         && key.get(22..) == Some(b"==".as_slice())
-        && key.get(..22).is_some_and(|k| {
-            k.iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-        })
+        && key.get(..22).is_some_and(|k| k.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'))
 }
 
 /// Writes the status line; out-of-range codes become 500 so the line stays
 /// three digits. Returns the status actually written.
 fn write_status_line(out: &mut Vec<u8>, status: u16) -> u16 {
-    let status = if (100..=999).contains(&status) {
-        status
-    } else {
-        500
-    };
+    let status = if (100..=999).contains(&status) { status } else { 500 };
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.push(b' ');
@@ -330,9 +287,7 @@ fn write_status_line(out: &mut Vec<u8>, status: u16) -> u16 {
 
 fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
     let name_ok = !name.is_empty() && name.bytes().all(is_tchar);
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     if name_ok && value_ok {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -368,26 +323,13 @@ mod tests {
     #[test]
     fn responses_always_carry_content_length_and_connection_semantics() {
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            1,
-            201,
-            &[("location", "/v1/sessions/a")],
-            Some("text/plain"),
-            b"hi",
-            true,
-        );
+        write_response(&mut out, 1, 201, &[("location", "/v1/sessions/a")], Some("text/plain"), b"hi", true);
         assert_eq!(
             text(&out),
             "HTTP/1.1 201 Created\r\nlocation: /v1/sessions/a\r\ncontent-type: text/plain\r\n\
              content-length: 2\r\n\r\nhi"
         );
-        let cases = [
-            (1, true, None),
-            (1, false, Some("close")),
-            (0, true, Some("keep-alive")),
-            (0, false, Some("close")),
-        ];
+        let cases = [(1, true, None), (1, false, Some("close")), (0, true, Some("keep-alive")), (0, false, Some("close"))];
         for (minor, keep_alive, connection) in cases {
             let mut out = Vec::new();
             write_json(&mut out, minor, 200, b"{}", keep_alive);
@@ -404,19 +346,7 @@ mod tests {
     #[test]
     fn no_content_has_no_length_and_unsafe_headers_are_dropped() {
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            1,
-            204,
-            &[
-                ("x-a", "ok"),
-                ("x-b", "evil\r\nset-cookie: 1"),
-                ("bad name", "v"),
-            ],
-            None,
-            b"body",
-            true,
-        );
+        write_response(&mut out, 1, 204, &[("x-a", "ok"), ("x-b", "evil\r\nset-cookie: 1"), ("bad name", "v")], None, b"body", true);
         assert_eq!(text(&out), "HTTP/1.1 204 No Content\r\nx-a: ok\r\n\r\n");
         let mut out = Vec::new();
         write_response(&mut out, 1, 42, &[], None, b"", false);
@@ -430,9 +360,7 @@ mod tests {
         let mut out = Vec::new();
         write_error_with_headers(&mut out, 1, &e, &[("allow", "GET")], false);
         let s = text(&out);
-        assert!(s.starts_with(
-            "HTTP/1.1 400 Bad Request\r\nallow: GET\r\ncontent-type: application/json\r\n"
-        ));
+        assert!(s.starts_with("HTTP/1.1 400 Bad Request\r\nallow: GET\r\ncontent-type: application/json\r\n"));
         assert!(s.contains("connection: close\r\n"));
         let body = s.split("\r\n\r\n").nth(1).unwrap_or("");
         let json: serde_json::Value = serde_json::from_str(body).expect("valid JSON");
@@ -459,12 +387,8 @@ mod tests {
 
     #[test]
     fn websocket_accept_rejects_each_missing_or_wrong_piece_with_a_clear_message() {
-        let good = [
-            "upgrade: websocket",
-            "connection: upgrade",
-            "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==",
-            "sec-websocket-version: 13",
-        ];
+        let good =
+            ["upgrade: websocket", "connection: upgrade", "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version: 13"];
         let replacements = [
             (0, "upgrade: h2c", "Upgrade"),
             (1, "connection: keep-alive", "Connection"),
@@ -476,17 +400,10 @@ mod tests {
         for (index, replacement, mentions) in replacements {
             let mut headers = good;
             headers[index] = replacement;
-            let req = request(&format!(
-                "GET / HTTP/1.1\r\n{}\r\n\r\n",
-                headers.join("\r\n")
-            ));
+            let req = request(&format!("GET / HTTP/1.1\r\n{}\r\n\r\n", headers.join("\r\n")));
             let e = websocket_accept(&req).expect_err(replacement);
             assert_eq!((e.status, e.code), (400, "invalid_websocket_upgrade"));
-            assert!(
-                e.message.contains(mentions),
-                "{} should mention {mentions}",
-                e.message
-            );
+            assert!(e.message.contains(mentions), "{} should mention {mentions}", e.message);
         }
         let post = request(&format!("POST / HTTP/1.1\r\n{}\r\n\r\n", good.join("\r\n")));
         assert!(websocket_accept(&post).is_err());
@@ -516,10 +433,7 @@ mod tests {
         assert_eq!(text(&out), "id: 42\nevent: event\ndata: {\"seq\":42}\n\n");
         let mut out = Vec::new();
         sse_event(&mut out, 0, "a\nb\r\nc\rd\n");
-        assert_eq!(
-            text(&out),
-            "id: 0\nevent: event\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n"
-        );
+        assert_eq!(text(&out), "id: 0\nevent: event\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\n");
         let mut out = Vec::new();
         sse_comment(&mut out, "ping");
         sse_comment(&mut out, "two\nlines");

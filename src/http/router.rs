@@ -53,9 +53,7 @@ impl Route {
     /// The decoded session id, for session routes.
     pub fn session_id(&self) -> Option<&str> {
         match self {
-            Route::GetSession(id) | Route::Append(id) | Route::Events(id) | Route::Tail(id) => {
-                Some(id)
-            }
+            Route::GetSession(id) | Route::Append(id) | Route::Events(id) | Route::Tail(id) => Some(id),
             _ => None,
         }
     }
@@ -77,18 +75,13 @@ impl RouteError {
     pub fn to_http_error(&self) -> HttpError {
         match self {
             RouteError::NotFound => HttpError::new(404, "not_found", "no such route"),
-            RouteError::MethodNotAllowed { allow } => HttpError::new(
-                405,
-                "method_not_allowed",
-                format!("method not allowed on this path; allowed: {allow}"),
-            ),
+            RouteError::MethodNotAllowed { allow } => {
+                HttpError::new(405, "method_not_allowed", format!("method not allowed on this path; allowed: {allow}"))
+            }
             RouteError::InvalidSessionId => HttpError::new(
                 400,
                 "invalid_session_id",
-                format!(
-                    "session id must be 1 to {} bytes of [A-Za-z0-9._:-]",
-                    crate::limits::SESSION_ID_BYTES_MAX
-                ),
+                format!("session id must be 1 to {} bytes of [A-Za-z0-9._:-]", crate::limits::SESSION_ID_BYTES_MAX),
             ),
         }
     }
@@ -200,9 +193,7 @@ fn session_id(raw: &str) -> Result<String, RouteError> {
     }
     let decoded = percent_decode(raw.as_bytes(), false);
     let valid = (1..=crate::limits::SESSION_ID_BYTES_MAX).contains(&decoded.len())
-        && decoded
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && decoded.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if !valid {
         return Err(RouteError::InvalidSessionId);
     }
@@ -217,48 +208,13 @@ mod tests {
     #[test]
     fn every_route_is_recognised_with_its_method_and_label() {
         let cases = [
-            (
-                Method::Post,
-                "/v1/sessions",
-                Route::CreateSession,
-                "create_session",
-            ),
-            (
-                Method::Get,
-                "/v1/sessions/abc",
-                Route::GetSession("abc".into()),
-                "get_session",
-            ),
-            (
-                Method::Post,
-                "/v1/sessions/abc/append",
-                Route::Append("abc".into()),
-                "append",
-            ),
-            (
-                Method::Get,
-                "/v1/sessions/abc/events",
-                Route::Events("abc".into()),
-                "events",
-            ),
-            (
-                Method::Get,
-                "/v1/sessions/abc/tail",
-                Route::Tail("abc".into()),
-                "tail",
-            ),
-            (
-                Method::Get,
-                "/health/live",
-                Route::HealthLive,
-                "health_live",
-            ),
-            (
-                Method::Get,
-                "/health/ready",
-                Route::HealthReady,
-                "health_ready",
-            ),
+            (Method::Post, "/v1/sessions", Route::CreateSession, "create_session"),
+            (Method::Get, "/v1/sessions/abc", Route::GetSession("abc".into()), "get_session"),
+            (Method::Post, "/v1/sessions/abc/append", Route::Append("abc".into()), "append"),
+            (Method::Get, "/v1/sessions/abc/events", Route::Events("abc".into()), "events"),
+            (Method::Get, "/v1/sessions/abc/tail", Route::Tail("abc".into()), "tail"),
+            (Method::Get, "/health/live", Route::HealthLive, "health_live"),
+            (Method::Get, "/health/ready", Route::HealthReady, "health_ready"),
             (Method::Get, "/metrics", Route::Metrics, "metrics"),
         ];
         for (method, path, expected, label) in cases {
@@ -267,10 +223,7 @@ mod tests {
             assert_eq!(expected.label(), label);
             assert_eq!(route_label(path), label);
         }
-        assert_eq!(
-            route(&Method::Get, "/v1/sessions/abc").map(|r| r.session_id().map(String::from)),
-            Ok(Some("abc".into()))
-        );
+        assert_eq!(route(&Method::Get, "/v1/sessions/abc").map(|r| r.session_id().map(String::from)), Ok(Some("abc".into())));
     }
 
     #[test]
@@ -293,16 +246,8 @@ mod tests {
             "/a/b/c/d/e/f/g",
             "/V1/sessions",
         ] {
-            assert_eq!(
-                route(&Method::Get, path),
-                Err(RouteError::NotFound),
-                "{path:?}"
-            );
-            assert_eq!(
-                route(&Method::Post, path),
-                Err(RouteError::NotFound),
-                "{path:?}"
-            );
+            assert_eq!(route(&Method::Get, path), Err(RouteError::NotFound), "{path:?}");
+            assert_eq!(route(&Method::Post, path), Err(RouteError::NotFound), "{path:?}");
             assert_eq!(route_label(path), "not_found");
         }
     }
@@ -331,46 +276,18 @@ mod tests {
     #[test]
     fn session_ids_are_percent_decoded_then_validated() {
         let max = "a".repeat(128);
-        let ok = [
-            ("A-z_0.9:x", "A-z_0.9:x"),
-            ("%41bc", "Abc"),
-            ("a%3Ab", "a:b"),
-            (max.as_str(), max.as_str()),
-        ];
+        let ok = [("A-z_0.9:x", "A-z_0.9:x"), ("%41bc", "Abc"), ("a%3Ab", "a:b"), (max.as_str(), max.as_str())];
         for (raw, decoded) in ok {
             let path = format!("/v1/sessions/{raw}/append");
-            assert_eq!(
-                route(&Method::Post, &path),
-                Ok(Route::Append(decoded.into())),
-                "{raw}"
-            );
+            assert_eq!(route(&Method::Post, &path), Ok(Route::Append(decoded.into())), "{raw}");
         }
         let too_long = "a".repeat(129);
         let encoded_too_long = "%61".repeat(129);
-        let bad = [
-            too_long.as_str(),
-            encoded_too_long.as_str(),
-            "a%2Fb",
-            "a%20b",
-            "a+b",
-            "é",
-            "%zz",
-            "a%00",
-            "%",
-            "a*b",
-        ];
+        let bad = [too_long.as_str(), encoded_too_long.as_str(), "a%2Fb", "a%20b", "a+b", "é", "%zz", "a%00", "%", "a*b"];
         for raw in bad {
             let path = format!("/v1/sessions/{raw}");
-            assert_eq!(
-                route(&Method::Get, &path),
-                Err(RouteError::InvalidSessionId),
-                "{raw}"
-            );
-            assert_eq!(
-                route_label(&path),
-                "get_session",
-                "bad ids still count under their route"
-            );
+            assert_eq!(route(&Method::Get, &path), Err(RouteError::InvalidSessionId), "{raw}");
+            assert_eq!(route_label(&path), "get_session", "bad ids still count under their route");
         }
         let e = RouteError::InvalidSessionId.to_http_error();
         assert_eq!((e.status, e.code), (400, "invalid_session_id"));
@@ -379,9 +296,7 @@ mod tests {
 
     #[test]
     fn random_paths_never_panic() {
-        let alphabet = [
-            "/", "v1", "sessions", "append", "%", "%4", "%41", "é", "", "a", "health", "metrics",
-        ];
+        let alphabet = ["/", "v1", "sessions", "append", "%", "%4", "%41", "é", "", "a", "health", "metrics"];
         let mut state = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..5000 {
             let mut path = String::new();

@@ -137,7 +137,8 @@ impl LogEngine {
         let mut sizes = BTreeMap::new();
         let mut end = (1u32, SEGMENT_HEADER_BYTES);
         if seqs.is_empty() {
-            let file = create_segment(dir, 1, segment_bytes).await.map_err(|e| format!("creating first segment in {}: {e}", dir.display()))?;
+            let file =
+                create_segment(dir, 1, segment_bytes).await.map_err(|e| format!("creating first segment in {}: {e}", dir.display()))?;
             files.insert(1, Rc::new(file));
             sizes.insert(1, segment_bytes);
         }
@@ -145,10 +146,8 @@ impl LogEngine {
             let seq32 = u32::try_from(*seq).map_err(|_| format!("segment number {seq} out of range in {}", dir.display()))?;
             let path = segment_path(dir, *seq);
             let file = open_segment(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
-            let head = file
-                .read_at(0, SEGMENT_HEADER_BYTES as usize)
-                .await
-                .map_err(|e| format!("reading header of {}: {e}", path.display()))?;
+            let head =
+                file.read_at(0, SEGMENT_HEADER_BYTES as usize).await.map_err(|e| format!("reading header of {}: {e}", path.display()))?;
             let size = check_header(&path, &head, *seq)?;
             let is_last = i + 1 == seqs.len();
             let scan = scan_segment(&file, &path, seq32, size, is_last, visit).await?;
@@ -313,20 +312,14 @@ impl LogEngine {
     }
 
     fn file(&self, segment: u32) -> io::Result<Rc<DmaFile>> {
-        self.files
-            .borrow()
-            .get(&segment)
-            .cloned()
-            .ok_or_else(|| io_err(format!("segment {segment} is not open")))
+        self.files.borrow().get(&segment).cloned().ok_or_else(|| io_err(format!("segment {segment} is not open")))
     }
 
     fn checked(&self, buf: ReadResult, rel: usize, loc: Loc) -> io::Result<RecordBuf> {
         match decode(&buf[rel..]) {
-            Decoded::Record { payload, .. } if payload.len() == loc.payload_len as usize => Ok(RecordBuf {
-                start: rel + frame::FRAME_HEADER_BYTES,
-                len: payload.len(),
-                buf,
-            }),
+            Decoded::Record { payload, .. } if payload.len() == loc.payload_len as usize => {
+                Ok(RecordBuf { start: rel + frame::FRAME_HEADER_BYTES, len: payload.len(), buf })
+            }
             other => Err(io_err(format!(
                 "corrupt record in {} at offset {}: {other:?}",
                 segment_path(&self.dir, loc.segment as u64).display(),
@@ -358,7 +351,10 @@ impl LogEngine {
             let mut end = first.end();
             while j < locs.len() {
                 let l = locs[j];
-                if l.segment != first.segment || (l.offset as u64) < first.offset as u64 || l.end() - first.offset as u64 > READ_COALESCE_BYTES {
+                if l.segment != first.segment
+                    || (l.offset as u64) < first.offset as u64
+                    || l.end() - first.offset as u64 > READ_COALESCE_BYTES
+                {
                     break;
                 }
                 end = end.max(l.end());
@@ -482,7 +478,8 @@ async fn write_batch(engine: &LogEngine, chunks: Vec<Chunk>) -> Result<u64, Stri
         let mut buf = file.alloc_dma_buffer(padded);
         buf.as_bytes_mut()[..buf_bytes.len()].copy_from_slice(&buf_bytes);
         buf.as_bytes_mut()[buf_bytes.len()..].fill(0);
-        let n = file.write_at(buf, block_start).await.map_err(|e| format!("write at segment {} offset {block_start}: {e}", chunk.segment))?;
+        let n =
+            file.write_at(buf, block_start).await.map_err(|e| format!("write at segment {} offset {block_start}: {e}", chunk.segment))?;
         if n != padded {
             return Err(format!("short write at segment {} offset {block_start}: {n} of {padded}", chunk.segment));
         }

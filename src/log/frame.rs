@@ -115,10 +115,7 @@ mod tests {
         for i in 0..FRAME_HEADER_BYTES + 18 {
             let mut bad = buf.clone();
             bad[i] ^= 0x40;
-            assert!(
-                !matches!(decode(&bad), Decoded::Record { .. }),
-                "flip at byte {i} was accepted"
-            );
+            assert!(!matches!(decode(&bad), Decoded::Record { .. }), "flip at byte {i} was accepted");
         }
     }
 

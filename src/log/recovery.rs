@@ -137,10 +137,7 @@ pub async fn scan_segment(
                 let declared = if len as usize > RECORD_PAYLOAD_BYTES_MAX { 0 } else { len };
                 let extent_end = (after + declared).min(file_len).max(after);
                 if is_last && all_zero(file, path, extent_end, file_len).await? {
-                    eprintln!(
-                        "starcite: log recovery: torn tail ({reason}) in {} at offset {pos}, truncating",
-                        path.display()
-                    );
+                    eprintln!("starcite: log recovery: torn tail ({reason}) in {} at offset {pos}, truncating", path.display());
                     return Ok(ScanEnd { data_end: pos, needs_repair: true });
                 }
                 return Err(format!("corrupt record ({reason}) in {} at offset {pos}", path.display()));

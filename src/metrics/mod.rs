@@ -219,7 +219,12 @@ pub fn render(cores: &[CoreStats]) -> String {
         counter("starcite_events_deduped_total", "Appends answered from idempotency memory.", t.deduped as f64),
         gauge("starcite_archive_pending_rows", "Committed rows waiting for the archive (archive not enabled in this build: 0).", 0.0),
         gauge("starcite_archive_pending_sessions", "Sessions with pending archive rows.", 0.0),
-        histogram("starcite_archive_flush_duration_ms", "One archive flush cycle, milliseconds.", &LocalHistogram::new(histogram::DURATION_MS_BOUNDS), 1.0),
+        histogram(
+            "starcite_archive_flush_duration_ms",
+            "One archive flush cycle, milliseconds.",
+            &LocalHistogram::new(histogram::DURATION_MS_BOUNDS),
+            1.0,
+        ),
         counter("starcite_archive_attempted_total", "Rows sent to Postgres.", 0.0),
         counter("starcite_archive_inserted_total", "Rows Postgres confirmed.", 0.0),
         counter("starcite_archive_bytes_attempted_total", "Bytes sent to Postgres.", 0.0),
@@ -237,7 +242,11 @@ pub fn render(cores: &[CoreStats]) -> String {
         counter("starcite_refused_connections_total", "Connections refused at the per-core limit.", t.refused_connections as f64),
         gauge("starcite_open_tails", "Open WebSocket and SSE tails.", t.open_tails as f64),
         counter("starcite_tail_events_sent_total", "Events delivered to tails.", t.tail_events_sent as f64),
-        counter("starcite_tail_mirror_reads_total", "Tail reads served from the local mirror (tail source ets).", t.tail_mirror_reads as f64),
+        counter(
+            "starcite_tail_mirror_reads_total",
+            "Tail reads served from the local mirror (tail source ets).",
+            t.tail_mirror_reads as f64,
+        ),
         gauge("starcite_sessions", "Sessions hosted by this node's shards.", t.sessions as f64),
     ];
     let requests: Vec<Metric> = t

@@ -24,13 +24,13 @@ use std::rc::Rc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, CommittedLeaderId, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend,
-    RaftLogReader, StorageError, StorageIOError, Vote,
+    AnyError, CommittedLeaderId, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
 };
 
 use super::record::{self, ArchivedLogRecord, LogRecord, RecordPayload};
 use super::TypeConfig;
-use crate::log::{LogEngine, Loc};
+use crate::log::{Loc, LogEngine};
 
 pub type NodeId = u64;
 
@@ -140,7 +140,11 @@ impl ShardLog {
                 self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc)?
             }
             ArchivedLogRecord::Vote { term, node, committed, .. } => {
-                let v = if *committed { Vote::new_committed(term.to_native(), node.to_native()) } else { Vote::new(term.to_native(), node.to_native()) };
+                let v = if *committed {
+                    Vote::new_committed(term.to_native(), node.to_native())
+                } else {
+                    Vote::new(term.to_native(), node.to_native())
+                };
                 self.vote = Some(v);
             }
             ArchivedLogRecord::Committed { term, node, index, .. } => {
@@ -169,13 +173,7 @@ pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
         EntryPayload::Normal(proposal) => RecordPayload::Normal(proposal.0.clone()),
         EntryPayload::Membership(m) => RecordPayload::Membership(serde_json::to_string(m).expect("membership serializes")),
     };
-    LogRecord::Entry {
-        shard,
-        term: entry.log_id.leader_id.term,
-        node: entry.log_id.leader_id.node_id,
-        index: entry.log_id.index,
-        payload,
-    }
+    LogRecord::Entry { shard, term: entry.log_id.leader_id.term, node: entry.log_id.leader_id.node_id, index: entry.log_id.index, payload }
 }
 
 pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, String> {
@@ -202,9 +200,7 @@ impl LogStore {
         let bytes = rec.encode();
         let (tx, rx) = futures::channel::oneshot::channel::<io::Result<()>>();
         let on_durable: crate::log::Durable = if wait { Box::new(move |r| drop(tx.send(r))) } else { Box::new(|_| {}) };
-        self.engine
-            .submit(&[&bytes], on_durable)
-            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        self.engine.submit(&[&bytes], on_durable).map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
         if wait {
             rx.await
                 .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?

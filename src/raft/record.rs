@@ -22,13 +22,37 @@ pub enum RecordPayload {
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub enum LogRecord {
-    Entry { shard: u32, term: u64, node: u64, index: u64, payload: RecordPayload },
-    Vote { shard: u32, term: u64, node: u64, committed: bool },
-    Committed { shard: u32, term: u64, node: u64, index: u64 },
+    Entry {
+        shard: u32,
+        term: u64,
+        node: u64,
+        index: u64,
+        payload: RecordPayload,
+    },
+    Vote {
+        shard: u32,
+        term: u64,
+        node: u64,
+        committed: bool,
+    },
+    Committed {
+        shard: u32,
+        term: u64,
+        node: u64,
+        index: u64,
+    },
     /// Entries with index >= `since` are gone.
-    Truncate { shard: u32, since: u64 },
+    Truncate {
+        shard: u32,
+        since: u64,
+    },
     /// Entries up to and including `index` are purged.
-    Purge { shard: u32, term: u64, node: u64, index: u64 },
+    Purge {
+        shard: u32,
+        term: u64,
+        node: u64,
+        index: u64,
+    },
 }
 
 impl LogRecord {

@@ -14,14 +14,14 @@ use std::rc::Rc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
-    SnapshotMeta, StorageError, StoredMembership,
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StorageError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 
 use super::log_store::{storage_error, NodeId, ShardLog};
-use super::TypeConfig;
 use super::position;
+use super::TypeConfig;
 use crate::session::{Command, Outcome, ShardState};
 
 /// What applying one entry answers to the client that proposed it.
@@ -29,9 +29,19 @@ use crate::session::{Command, Outcome, ShardState};
 pub enum Reply {
     /// Blank and membership entries.
     None,
-    Created { header_json: String },
-    Appended { seq: u64, last_seq: u64, deduped: bool },
-    Rejected { status: u16, code: String, message: String },
+    Created {
+        header_json: String,
+    },
+    Appended {
+        seq: u64,
+        last_seq: u64,
+        deduped: bool,
+    },
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl From<Outcome> for Reply {
@@ -101,7 +111,8 @@ impl StateMachine {
         match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
                 let (meta, state) = decode_snapshot(&bytes).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
-                machine.state = ShardState::from_snapshot_bytes(state, tail_keep).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+                machine.state =
+                    ShardState::from_snapshot_bytes(state, tail_keep).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
                 machine.last_applied = meta.last_log_id;
                 machine.membership = meta.last_membership.clone();
                 machine.snapshot = Some((meta, bytes));
@@ -139,8 +150,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             let bytes = encode_snapshot(&meta, &m.state.snapshot_bytes());
             (meta, bytes)
         };
-        self.persist_snapshot(&bytes)
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
+        self.persist_snapshot(&bytes).map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
         self.inner.borrow_mut().snapshot = Some((meta.clone(), bytes.clone()));
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
@@ -174,7 +184,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let mut outcomes = Vec::with_capacity(proposal.0.len());
                         for (slot, cmd) in proposal.0.iter().enumerate() {
                             let outcome = m.state.apply(position(entry.log_id.index, slot), cmd);
-                            if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) = (&outcome, cmd) {
+                            if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) =
+                                (&outcome, cmd)
+                            {
                                 payload_bytes += event.payload_json.len() as u64;
                                 match appended.last_mut() {
                                     Some((s, _, last)) if s == session_id => *last = *last_seq,

@@ -26,9 +26,18 @@ pub enum Op {
     Create(CreateRequest),
     Get(String),
     Append(String, AppendRequest),
-    Read { session: String, after: u64, limit: usize, max_bytes: usize },
+    Read {
+        session: String,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+    },
     /// A tail of `session` opened (`on`) or closed on `core`.
-    Watch { session: String, core: usize, on: bool },
+    Watch {
+        session: String,
+        core: usize,
+        on: bool,
+    },
     Stats,
     Ready,
 }
@@ -54,7 +63,12 @@ pub enum CoreMsg {
     /// Events `first_seq..=last_seq` of `session` committed. With the dual-write payload
     /// plane, `events` carries them (shared, not copied) for the receiving core's mirror;
     /// otherwise it is empty.
-    Notify { session: String, first_seq: u64, last_seq: u64, events: Vec<Arc<str>> },
+    Notify {
+        session: String,
+        first_seq: u64,
+        last_seq: u64,
+        events: Vec<Arc<str>>,
+    },
 }
 
 pub struct Core {
@@ -141,7 +155,11 @@ impl Core {
         if cores.is_empty() {
             return;
         }
-        let events = if self.config.payload_plane == PayloadPlane::DualWrite { self.committed_events(session, first_seq, last_seq) } else { Vec::new() };
+        let events = if self.config.payload_plane == PayloadPlane::DualWrite {
+            self.committed_events(session, first_seq, last_seq)
+        } else {
+            Vec::new()
+        };
         for core in cores {
             if core == self.id {
                 self.watch.notify_local(session, first_seq, last_seq, &events);
@@ -170,11 +188,7 @@ impl Core {
         }
         let (shard, owner) = self.owner_of(session);
         assert_eq!(owner, self.id, "operations run on the owner core");
-        self.shards
-            .borrow()
-            .get(&shard)
-            .cloned()
-            .ok_or_else(|| raft_unavailable(format!("shard {shard} is not open on this node")))
+        self.shards.borrow().get(&shard).cloned().ok_or_else(|| raft_unavailable(format!("shard {shard} is not open on this node")))
     }
 
     fn timeout(&self) -> Duration {

@@ -137,7 +137,9 @@ pub fn run(mut config: Config) -> Result<(), String> {
                 std::process::exit(1);
             }
         })
-        .map_err(|e| format!("starting {cores} executors (io memory {io_memory} bytes each; see STARCITE_IO_MEMORY_BYTES and `ulimit -l`): {e}"))?;
+        .map_err(|e| {
+            format!("starting {cores} executors (io memory {io_memory} bytes each; see STARCITE_IO_MEMORY_BYTES and `ulimit -l`): {e}")
+        })?;
     drop(listener);
     for r in handles.join_all() {
         r.map_err(|e| format!("core stopped: {e}"))?;

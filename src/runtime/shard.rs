@@ -68,7 +68,8 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
             shard.proposing.set(false);
             return;
         }
-        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, ApiError>>>) = batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, ApiError>>>) =
+            batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
         let n = cmds.len();
         let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal(cmds))).await;
         let outcome: Result<Vec<Reply>, ApiError> = match result {
@@ -143,31 +144,19 @@ impl Shard {
             glommio::spawn_local(propose_queued(this.clone(), timeout)).detach();
         }
         let reply = rx.await.unwrap_or_else(|_| Err(raft_unavailable(format!("shard {} dropped the proposal", this.id))))?;
-        crate::runtime::core::with_current(|core| {
-            core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64)
-        });
+        crate::runtime::core::with_current(|core| core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64));
         Ok(reply)
     }
 
     /// The session record as JSON.
     pub fn header_json(&self, session: &str) -> Result<String, ApiError> {
-        self.machine
-            .borrow()
-            .state
-            .header(session)
-            .map(|h| h.to_json())
-            .ok_or_else(|| ApiError::session_not_found(session))
+        self.machine.borrow().state.header(session).map(|h| h.to_json()).ok_or_else(|| ApiError::session_not_found(session))
     }
 
     /// Committed events with seq > `after`, at most `limit`, stopping after `max_bytes`
     /// of rendered JSON (always at least one event when there is one).
     pub async fn read(&self, session: &str, after: u64, limit: usize, max_bytes: usize) -> Result<Page, ApiError> {
-        let hot = self
-            .machine
-            .borrow()
-            .state
-            .hot_events(session, after, limit)
-            .ok_or_else(|| ApiError::session_not_found(session))?;
+        let hot = self.machine.borrow().state.hot_events(session, after, limit).ok_or_else(|| ApiError::session_not_found(session))?;
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
         let mut bytes = 0usize;
         if !hot.cold.is_empty() {
@@ -187,12 +176,8 @@ impl Shard {
                 }
             }
             let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();
-            let bufs = self
-                .store
-                .engine
-                .read_many(&locs)
-                .await
-                .map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
+            let bufs =
+                self.store.engine.read_many(&locs).await.map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
             // Validate each record once and render from it in place (no decoded copy).
             let mut archived: Vec<(u64, &ArchivedVec<ArchivedCommand>)> = Vec::with_capacity(bufs.len());
             for ((index, _), buf) in entries.iter().zip(&bufs) {
@@ -209,7 +194,8 @@ impl Shard {
                 while current.is_some_and(|(i, _)| *i != index) {
                     current = entry.next();
                 }
-                let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
+                let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot))
+                else {
                     return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
                 };
                 let parts = EventParts {
@@ -252,13 +238,7 @@ pub fn outcome_error(reply: Reply) -> ApiError {
 
 /// Error codes are `&'static str`; replies carry them as Strings (they cross Raft).
 fn intern_code(code: &str) -> &'static str {
-    const CODES: &[&str] = &[
-        "session_exists",
-        "session_not_found",
-        "idempotency_conflict",
-        "expected_seq_conflict",
-        "invalid_event",
-        "internal_error",
-    ];
+    const CODES: &[&str] =
+        &["session_exists", "session_not_found", "idempotency_conflict", "expected_seq_conflict", "invalid_event", "internal_error"];
     CODES.iter().find(|c| **c == code).copied().unwrap_or("internal_error")
 }

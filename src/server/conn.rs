@@ -17,7 +17,10 @@ use super::handlers::{self, Response};
 use crate::http::request::{HttpError, Limits, Parse, Request, RequestParser};
 use crate::http::response::{write_error, CONTINUE_100};
 use crate::http::router::Route;
-use crate::limits::{CONNECTION_READ_BYTES, KEEP_ALIVE_IDLE_TIMEOUT_MS, PIPELINE_IN_FLIGHT_MAX, REQUEST_HEADERS_MAX, REQUEST_HEAD_BYTES_MAX, REQUEST_HEAD_TIMEOUT_MS};
+use crate::limits::{
+    CONNECTION_READ_BYTES, KEEP_ALIVE_IDLE_TIMEOUT_MS, PIPELINE_IN_FLIGHT_MAX, REQUEST_HEADERS_MAX, REQUEST_HEAD_BYTES_MAX,
+    REQUEST_HEAD_TIMEOUT_MS,
+};
 use crate::runtime::core::current;
 
 /// Refuse a connection over the per-core limit with a clear answer, then close.

@@ -55,9 +55,9 @@ pub async fn respond(req: Request, route: Route) -> Response {
         Route::GetSession(id) => api::get(id).await.map(|json| (200, json.into_bytes())),
         Route::Append(id) => match session::parse_append(&req.body) {
             Err(e) => Err(e),
-            Ok(append) => api::append(id, append).await.map(|ok| {
-                (201, format!("{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped).into_bytes())
-            }),
+            Ok(append) => api::append(id, append)
+                .await
+                .map(|ok| (201, format!("{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped).into_bytes())),
         },
         Route::Events(id) => events_page(&req, id).await,
         Route::HealthLive => Ok((200, b"{\"status\":\"ok\"}".to_vec())),

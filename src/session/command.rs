@@ -16,16 +16,7 @@ use super::json::{compact, compact_map, fingerprint};
 use super::validate::{AppendRequest, CreateRequest};
 
 /// The content of one event as stored in the log.
-#[derive(
-    serde::Serialize,
-    serde::Deserialize,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-)]
+#[derive(serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub struct EventBody {
     pub event_type: String,
     /// Compact JSON text of an object.
@@ -41,16 +32,7 @@ pub struct EventBody {
 }
 
 /// One entry of a shard's replicated log.
-#[derive(
-    serde::Serialize,
-    serde::Deserialize,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-)]
+#[derive(serde::Serialize, serde::Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub enum Command {
     CreateSession {
         id: String,
@@ -112,14 +94,7 @@ impl AppendRequest {
     /// Builds the replicated command; computes the idempotency fingerprint here so
     /// replicas never need to parse JSON.
     pub fn into_command(self, session_id: String, now_micros: i64) -> Command {
-        let fingerprint = fingerprint(
-            &self.event_type,
-            &self.payload,
-            &self.actor,
-            self.source.as_deref(),
-            &self.metadata,
-            &self.refs,
-        );
+        let fingerprint = fingerprint(&self.event_type, &self.payload, &self.actor, self.source.as_deref(), &self.metadata, &self.refs);
         Command::Append {
             session_id,
             event: EventBody {
@@ -177,14 +152,7 @@ mod tests {
 
     #[test]
     fn append_command_keeps_json_text_in_client_key_order() {
-        let Command::Append {
-            session_id,
-            event,
-            idempotency_key,
-            expected_seq,
-            now_micros,
-        } = sample_append()
-        else {
+        let Command::Append { session_id, event, idempotency_key, expected_seq, now_micros } = sample_append() else {
             panic!("expected an append command");
         };
         assert_eq!(session_id, "sess");
@@ -201,24 +169,16 @@ mod tests {
 
     #[test]
     fn append_command_defaults_metadata_and_refs_to_empty_objects() {
-        let cmd = parse_append(br#"{"type":"t","payload":{},"actor":"u"}"#)
-            .expect("valid")
-            .into_command("s".to_string(), 0);
+        let cmd = parse_append(br#"{"type":"t","payload":{},"actor":"u"}"#).expect("valid").into_command("s".to_string(), 0);
         let Command::Append { event, .. } = cmd else {
             panic!("expected an append command");
         };
-        assert_eq!(
-            (event.metadata_json.as_str(), event.refs_json.as_str()),
-            ("{}", "{}")
-        );
+        assert_eq!((event.metadata_json.as_str(), event.refs_json.as_str()), ("{}", "{}"));
     }
 
     #[test]
     fn omitted_and_explicit_default_metadata_fingerprint_equal() {
-        let fp = |body: &[u8]| match parse_append(body)
-            .expect("valid")
-            .into_command("s".into(), 0)
-        {
+        let fp = |body: &[u8]| match parse_append(body).expect("valid").into_command("s".into(), 0) {
             Command::Append { event, .. } => event.fingerprint,
             Command::CreateSession { .. } => 0,
         };
@@ -230,19 +190,11 @@ mod tests {
     #[test]
     fn create_command_generates_a_valid_prefixed_id_when_absent() {
         let cmd = parse_create(b"").expect("valid").into_command(5);
-        let Command::CreateSession {
-            id,
-            title,
-            metadata_json,
-            now_micros,
-        } = cmd
-        else {
+        let Command::CreateSession { id, title, metadata_json, now_micros } = cmd else {
             panic!("expected a create command");
         };
         assert!(id.starts_with("ses_") && id.len() == 24, "{id}");
-        assert!(id[4..]
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(id[4..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         assert!(is_valid_session_id(&id));
         assert_eq!((title, metadata_json.as_str(), now_micros), (None, "{}", 5));
         assert_ne!(generate_session_id(), generate_session_id());
@@ -250,27 +202,17 @@ mod tests {
 
     #[test]
     fn create_command_keeps_a_client_chosen_id() {
-        let cmd = parse_create(br#"{"id":"mine","title":"T","metadata":{"b":1,"a":2}}"#)
-            .expect("valid")
-            .into_command(9);
+        let cmd = parse_create(br#"{"id":"mine","title":"T","metadata":{"b":1,"a":2}}"#).expect("valid").into_command(9);
         assert_eq!(
             cmd,
-            Command::CreateSession {
-                id: "mine".into(),
-                title: Some("T".into()),
-                metadata_json: r#"{"b":1,"a":2}"#.into(),
-                now_micros: 9,
-            }
+            Command::CreateSession { id: "mine".into(), title: Some("T".into()), metadata_json: r#"{"b":1,"a":2}"#.into(), now_micros: 9 }
         );
         assert_eq!(cmd.session_id(), "mine");
     }
 
     #[test]
     fn commands_round_trip_through_rkyv() {
-        for cmd in [
-            sample_append(),
-            parse_create(b"{}").expect("valid").into_command(1),
-        ] {
+        for cmd in [sample_append(), parse_create(b"{}").expect("valid").into_command(1)] {
             let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&cmd).expect("serialize");
             let back = rkyv::from_bytes::<Command, rkyv::rancor::Error>(&bytes).expect("decode");
             assert_eq!(back, cmd);
@@ -286,10 +228,7 @@ mod tests {
 
     #[test]
     fn timestamps_have_six_fraction_digits_and_z() {
-        assert_eq!(
-            format_timestamp(1_770_562_801_123_456),
-            "2026-02-08T15:00:01.123456Z"
-        );
+        assert_eq!(format_timestamp(1_770_562_801_123_456), "2026-02-08T15:00:01.123456Z");
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(format_timestamp(1_000_000), "1970-01-01T00:00:01.000000Z");
     }

@@ -18,11 +18,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 
     /// `{"error":code,"message":msg}`, written by hand so it cannot fail.
@@ -88,30 +84,18 @@ impl ApiError {
 
     /// 409: a create named an id that is already taken.
     pub fn session_exists(id: &str) -> Self {
-        Self::new(
-            409,
-            "session_exists",
-            format!("Session {id} already exists"),
-        )
+        Self::new(409, "session_exists", format!("Session {id} already exists"))
     }
 
     /// 409: an idempotency key was reused for an event with different content.
     /// The key is not echoed: it is client-chosen and unbounded in length.
     pub fn idempotency_conflict() -> Self {
-        Self::new(
-            409,
-            "idempotency_conflict",
-            "idempotency_key was already used for a different event in this session",
-        )
+        Self::new(409, "idempotency_conflict", "idempotency_key was already used for a different event in this session")
     }
 
     /// 409: optimistic concurrency check failed. The message text is fixed by the SPEC.
     pub fn expected_seq_conflict(expected: u64, current: u64) -> Self {
-        Self::new(
-            409,
-            "expected_seq_conflict",
-            format!("Expected seq {expected}, current seq is {current}"),
-        )
+        Self::new(409, "expected_seq_conflict", format!("Expected seq {expected}, current seq is {current}"))
     }
 
     /// 500: an internal invariant could not be upheld; never caused by valid input.
@@ -164,16 +148,8 @@ mod tests {
             (ApiError::invalid_batch_size("m"), 400, "invalid_batch_size"),
             (ApiError::session_not_found("s"), 404, "session_not_found"),
             (ApiError::session_exists("s"), 409, "session_exists"),
-            (
-                ApiError::idempotency_conflict(),
-                409,
-                "idempotency_conflict",
-            ),
-            (
-                ApiError::expected_seq_conflict(1, 2),
-                409,
-                "expected_seq_conflict",
-            ),
+            (ApiError::idempotency_conflict(), 409, "idempotency_conflict"),
+            (ApiError::expected_seq_conflict(1, 2), 409, "expected_seq_conflict"),
             (ApiError::internal("m"), 500, "internal_error"),
         ];
         for (err, status, code) in cases {
@@ -183,13 +159,7 @@ mod tests {
 
     #[test]
     fn conflict_messages_match_the_spec_wording() {
-        assert_eq!(
-            ApiError::expected_seq_conflict(3, 5).message,
-            "Expected seq 3, current seq is 5"
-        );
-        assert_eq!(
-            ApiError::session_exists("a").message,
-            "Session a already exists"
-        );
+        assert_eq!(ApiError::expected_seq_conflict(3, 5).message, "Expected seq 3, current seq is 5");
+        assert_eq!(ApiError::session_exists("a").message, "Session a already exists");
     }
 }

@@ -169,14 +169,8 @@ mod tests {
 
     #[test]
     fn canonical_sorts_keys_recursively_without_whitespace() {
-        let v: Value = serde_json::from_str(
-            r#"{ "b": 1, "a": { "z": [ {"y":2,"x":1} ], "c": null }, "A": true }"#,
-        )
-        .expect("json");
-        assert_eq!(
-            canonical(&v),
-            r#"{"A":true,"a":{"c":null,"z":[{"x":1,"y":2}]},"b":1}"#
-        );
+        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": { "z": [ {"y":2,"x":1} ], "c": null }, "A": true }"#).expect("json");
+        assert_eq!(canonical(&v), r#"{"A":true,"a":{"c":null,"z":[{"x":1,"y":2}]},"b":1}"#);
     }
 
     #[test]
@@ -194,8 +188,7 @@ mod tests {
 
     #[test]
     fn compact_matches_serde_json_output_and_keeps_order() {
-        let text =
-            r#"{"z":1,"a":[1.5,-2,1e300,"q\"\\\n\t\u0001\u007f é"],"m":{"k":null,"b":false}}"#;
+        let text = r#"{"z":1,"a":[1.5,-2,1e300,"q\"\\\n\t\u0001\u007f é"],"m":{"k":null,"b":false}}"#;
         let v: Value = serde_json::from_str(text).expect("json");
         assert_eq!(compact(&v), serde_json::to_string(&v).expect("serialize"));
         assert!(compact(&v).starts_with("{\"z\":1"));
@@ -211,14 +204,7 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_key_order_everywhere() {
-        let a = fp(
-            "t",
-            json!({"a":1,"b":{"c":2,"d":3}}),
-            "u",
-            Some("s"),
-            json!({"m":1,"n":2}),
-            json!({"to_seq":1,"step":2}),
-        );
+        let a = fp("t", json!({"a":1,"b":{"c":2,"d":3}}), "u", Some("s"), json!({"m":1,"n":2}), json!({"to_seq":1,"step":2}));
         let b = fp(
             "t",
             serde_json::from_str(r#"{"b":{"d":3,"c":2},"a":1}"#).expect("json"),

@@ -17,6 +17,5 @@ pub use command::{format_timestamp, generate_session_id, now_micros, Command, Ev
 pub use error::ApiError;
 pub use state::{render_event, render_event_parts, ColdEvent, EventParts, HotRead, Outcome, SessionHeader, ShardState};
 pub use validate::{
-    is_valid_session_id, parse_append, parse_batch_size, parse_create, parse_cursor, parse_limit,
-    AppendRequest, CreateRequest,
+    is_valid_session_id, parse_append, parse_batch_size, parse_create, parse_cursor, parse_limit, AppendRequest, CreateRequest,
 };

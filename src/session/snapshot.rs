@@ -58,10 +58,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.buf.len() {
-            return Err(format!(
-                "snapshot truncated: need {n} bytes, have {}",
-                self.buf.len()
-            ));
+            return Err(format!("snapshot truncated: need {n} bytes, have {}", self.buf.len()));
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
@@ -90,9 +87,7 @@ impl<'a> Reader<'a> {
     /// remaining bytes cannot hold keeps allocations proportional to the input.
     fn count(&mut self, min_item_bytes: usize) -> Result<usize, String> {
         let n = self.u64()?;
-        let fits = usize::try_from(n)
-            .ok()
-            .filter(|&n| n.saturating_mul(min_item_bytes.max(1)) <= self.buf.len());
+        let fits = usize::try_from(n).ok().filter(|&n| n.saturating_mul(min_item_bytes.max(1)) <= self.buf.len());
         fits.ok_or_else(|| format!("snapshot count {n} exceeds remaining bytes"))
     }
 
@@ -158,9 +153,7 @@ impl ShardState {
         if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum_bytes) {
             return Err("snapshot checksum mismatch".to_string());
         }
-        let mut r = Reader {
-            buf: &content[MAGIC.len()..],
-        };
+        let mut r = Reader { buf: &content[MAGIC.len()..] };
         let last_applied = r.u64()?;
         // Smallest possible encoded session is well above 8 bytes; 8 is a safe floor.
         let n_sessions = r.count(8)?;
@@ -175,11 +168,7 @@ impl ShardState {
         if !r.buf.is_empty() {
             return Err("snapshot has trailing bytes".to_string());
         }
-        Ok(ShardState {
-            sessions,
-            tail_keep,
-            last_applied,
-        })
+        Ok(ShardState { sessions, tail_keep, last_applied })
     }
 }
 
@@ -195,10 +184,7 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
     let id = &header.id;
     let n = r.count(8)?;
     if n as u64 != header.last_seq {
-        return Err(format!(
-            "session {id}: {n} positions for last_seq {}",
-            header.last_seq
-        ));
+        return Err(format!("session {id}: {n} positions for last_seq {}", header.last_seq));
     }
     let mut positions = Vec::with_capacity(n);
     for _ in 0..n {
@@ -218,26 +204,15 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
         let seq = r.u64()?;
         let fingerprint = r.u128()?;
         if seq <= prev_seq || seq > header.last_seq {
-            return Err(format!(
-                "session {id}: idempotency keys out of order or out of range"
-            ));
+            return Err(format!("session {id}: idempotency keys out of order or out of range"));
         }
         prev_seq = seq;
-        if keys
-            .insert(Arc::clone(&key), RememberedKey { seq, fingerprint })
-            .is_some()
-        {
+        if keys.insert(Arc::clone(&key), RememberedKey { seq, fingerprint }).is_some() {
             return Err(format!("session {id}: idempotency key repeated"));
         }
         key_order.push_back((seq, key));
     }
-    let mut s = Session {
-        header,
-        positions,
-        tail: VecDeque::new(),
-        keys,
-        key_order,
-    };
+    let mut s = Session { header, positions, tail: VecDeque::new(), keys, key_order };
     // A snapshot written with a wider window is trimmed to this build's window.
     s.evict_keys();
     Ok(s)
@@ -251,11 +226,8 @@ mod tests {
     use crate::session::validate::parse_append;
 
     fn append(st: &mut ShardState, idx: u64, session: &str, key: &str, payload: &str) -> Outcome {
-        let body =
-            format!(r#"{{"type":"t","payload":{payload},"actor":"a","idempotency_key":"{key}"}}"#);
-        let cmd = parse_append(body.as_bytes())
-            .expect("valid")
-            .into_command(session.into(), 7);
+        let body = format!(r#"{{"type":"t","payload":{payload},"actor":"a","idempotency_key":"{key}"}}"#);
+        let cmd = parse_append(body.as_bytes()).expect("valid").into_command(session.into(), 7);
         st.apply(idx, &cmd)
     }
 
@@ -271,13 +243,7 @@ mod tests {
             st.apply(i as u64 + 1, &cmd);
         }
         for i in 0..6u64 {
-            append(
-                &mut st,
-                10 + i,
-                if i % 2 == 0 { "a" } else { "b" },
-                &format!("k{i}"),
-                "{}",
-            );
+            append(&mut st, 10 + i, if i % 2 == 0 { "a" } else { "b" }, &format!("k{i}"), "{}");
         }
         st
     }
@@ -318,18 +284,12 @@ mod tests {
     fn every_truncation_and_bit_flip_is_an_error_not_a_panic() {
         let bytes = sample().snapshot_bytes();
         for len in 0..bytes.len() {
-            assert!(
-                ShardState::from_snapshot_bytes(&bytes[..len], 1).is_err(),
-                "len {len}"
-            );
+            assert!(ShardState::from_snapshot_bytes(&bytes[..len], 1).is_err(), "len {len}");
         }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x10;
-            assert!(
-                ShardState::from_snapshot_bytes(&b, 1).is_err(),
-                "flip at {i}"
-            );
+            assert!(ShardState::from_snapshot_bytes(&b, 1).is_err(), "flip at {i}");
         }
     }
 
@@ -374,8 +334,8 @@ mod tests {
         };
         assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9])]), 1).is_ok());
         let bad = [
-            doc(&[session("ok", 3, &[3, 9])]), // count != last_seq
-            doc(&[session("ok", 1, &[101])]),  // past last_applied
+            doc(&[session("ok", 3, &[3, 9])]),                  // count != last_seq
+            doc(&[session("ok", 1, &[101])]),                   // past last_applied
             doc(&[session("x", 0, &[]), session("x", 0, &[])]), // duplicate
         ];
         for (i, b) in bad.iter().enumerate() {

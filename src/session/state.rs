@@ -123,9 +123,7 @@ impl HotRead {
 
     /// Seq of `hot[0]`, i.e. the first seq not read from disk.
     pub fn first_hot_seq(&self) -> u64 {
-        self.after
-            .saturating_add(1)
-            .saturating_add(self.cold.len() as u64)
+        self.after.saturating_add(1).saturating_add(self.cold.len() as u64)
     }
 
     /// Cursor for the next page: the seq of the page's last event, or `after`
@@ -164,25 +162,13 @@ impl<'a> From<&'a EventBody> for EventParts<'a> {
 /// `{"seq","type","payload","actor","source","metadata","refs","idempotency_key","inserted_at"}`.
 /// payload/metadata/refs are spliced from their stored JSON text; source and
 /// idempotency_key are null when absent.
-pub fn render_event(
-    seq: u64,
-    event: &EventBody,
-    idempotency_key: Option<&str>,
-    inserted_micros: i64,
-) -> String {
+pub fn render_event(seq: u64, event: &EventBody, idempotency_key: Option<&str>, inserted_micros: i64) -> String {
     render_event_parts(seq, event.into(), idempotency_key, inserted_micros)
 }
 
 /// [`render_event`] over borrowed parts.
-pub fn render_event_parts(
-    seq: u64,
-    event: EventParts<'_>,
-    idempotency_key: Option<&str>,
-    inserted_micros: i64,
-) -> String {
-    let mut out = String::with_capacity(
-        192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len(),
-    );
+pub fn render_event_parts(seq: u64, event: EventParts<'_>, idempotency_key: Option<&str>, inserted_micros: i64) -> String {
+    let mut out = String::with_capacity(192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len());
     out.push_str("{\"seq\":");
     out.push_str(&seq.to_string());
     out.push_str(",\"type\":");
@@ -232,33 +218,17 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn new(header: SessionHeader) -> Self {
-        Session {
-            header,
-            positions: Vec::new(),
-            tail: VecDeque::new(),
-            keys: HashMap::new(),
-            key_order: VecDeque::new(),
-        }
+        Session { header, positions: Vec::new(), tail: VecDeque::new(), keys: HashMap::new(), key_order: VecDeque::new() }
     }
 
     /// The SPEC's order: idempotency first (so a retry with a now-stale
     /// expected_seq still gets its original answer), then expected_seq.
-    fn check_append(
-        &self,
-        key: Option<&str>,
-        fingerprint: u128,
-        expected_seq: Option<u64>,
-        mode: Mode,
-    ) -> Option<Outcome> {
+    fn check_append(&self, key: Option<&str>, fingerprint: u128, expected_seq: Option<u64>, mode: Mode) -> Option<Outcome> {
         let last_seq = self.header.last_seq;
         if let Some(k) = key {
             if let Some(seen) = self.keys.get(k) {
                 return Some(if seen.fingerprint == fingerprint {
-                    Outcome::Appended {
-                        seq: seen.seq,
-                        last_seq,
-                        deduped: true,
-                    }
+                    Outcome::Appended { seq: seen.seq, last_seq, deduped: true }
                 } else {
                     Outcome::Rejected(ApiError::idempotency_conflict())
                 });
@@ -270,21 +240,12 @@ impl Session {
             (None, _) => false,
         };
         match expected_seq {
-            Some(e) if conflict => Some(Outcome::Rejected(ApiError::expected_seq_conflict(
-                e, last_seq,
-            ))),
+            Some(e) if conflict => Some(Outcome::Rejected(ApiError::expected_seq_conflict(e, last_seq))),
             _ => None,
         }
     }
 
-    fn append(
-        &mut self,
-        position: u64,
-        event: &EventBody,
-        key: Option<&str>,
-        now_micros: i64,
-        tail_keep: usize,
-    ) -> Outcome {
+    fn append(&mut self, position: u64, event: &EventBody, key: Option<&str>, now_micros: i64, tail_keep: usize) -> Outcome {
         let Some(seq) = self.header.last_seq.checked_add(1) else {
             return Outcome::Rejected(ApiError::internal("session seq space exhausted"));
         };
@@ -292,8 +253,7 @@ impl Session {
         debug_assert_eq!(self.positions.len() as u64, self.header.last_seq);
         if tail_keep > 0 {
             // Rendered once here so every read of a hot event is a cheap Arc clone.
-            self.tail
-                .push_back(Arc::from(render_event(seq, event, key, now_micros)));
+            self.tail.push_back(Arc::from(render_event(seq, event, key, now_micros)));
             while self.tail.len() > tail_keep {
                 self.tail.pop_front();
             }
@@ -304,16 +264,11 @@ impl Session {
         if let Some(k) = key {
             let k: Arc<str> = Arc::from(k);
             let fingerprint = event.fingerprint;
-            self.keys
-                .insert(Arc::clone(&k), RememberedKey { seq, fingerprint });
+            self.keys.insert(Arc::clone(&k), RememberedKey { seq, fingerprint });
             self.key_order.push_back((seq, k));
         }
         self.evict_keys();
-        Outcome::Appended {
-            seq,
-            last_seq: seq,
-            deduped: false,
-        }
+        Outcome::Appended { seq, last_seq: seq, deduped: false }
     }
 
     /// Forget keys whose seq <= last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN.
@@ -334,10 +289,7 @@ impl Session {
     /// Seq of `tail[0]` (or `last_seq + 1` when the tail is empty).
     fn tail_first_seq(&self) -> u64 {
         // tail.len() <= last_seq by construction; saturating keeps this total anyway.
-        self.header
-            .last_seq
-            .saturating_sub(self.tail.len() as u64)
-            .saturating_add(1)
+        self.header.last_seq.saturating_sub(self.tail.len() as u64).saturating_add(1)
     }
 }
 
@@ -352,11 +304,7 @@ pub struct ShardState {
 impl ShardState {
     /// `tail_keep`: rendered events kept in memory per session (0 = none).
     pub fn new(tail_keep: usize) -> Self {
-        ShardState {
-            sessions: HashMap::new(),
-            tail_keep,
-            last_applied: 0,
-        }
+        ShardState { sessions: HashMap::new(), tail_keep, last_applied: 0 }
     }
 
     /// Apply one committed command found at event position `position` (strictly increasing).
@@ -364,12 +312,7 @@ impl ShardState {
     pub fn apply(&mut self, position: u64, cmd: &Command) -> Outcome {
         self.last_applied = self.last_applied.max(position);
         match cmd {
-            Command::CreateSession {
-                id,
-                title,
-                metadata_json,
-                now_micros,
-            } => {
+            Command::CreateSession { id, title, metadata_json, now_micros } => {
                 if self.sessions.contains_key(id.as_str()) {
                     return Outcome::Rejected(ApiError::session_exists(id));
                 }
@@ -381,24 +324,16 @@ impl ShardState {
                     created_micros: *now_micros,
                     updated_micros: *now_micros,
                 };
-                self.sessions
-                    .insert(id.clone(), Session::new(header.clone()));
+                self.sessions.insert(id.clone(), Session::new(header.clone()));
                 Outcome::Created(header)
             }
-            Command::Append {
-                session_id,
-                event,
-                idempotency_key,
-                expected_seq,
-                now_micros,
-            } => {
+            Command::Append { session_id, event, idempotency_key, expected_seq, now_micros } => {
                 let tail_keep = self.tail_keep;
                 let Some(s) = self.sessions.get_mut(session_id.as_str()) else {
                     return Outcome::Rejected(ApiError::session_not_found(session_id));
                 };
                 let key = idempotency_key.as_deref();
-                if let Some(o) = s.check_append(key, event.fingerprint, *expected_seq, Mode::Apply)
-                {
+                if let Some(o) = s.check_append(key, event.fingerprint, *expected_seq, Mode::Apply) {
                     return o;
                 }
                 s.append(position, event, key, *now_micros, tail_keep)
@@ -415,24 +350,12 @@ impl ShardState {
     /// still in flight may reach it. Apply stays the authority either way.
     pub fn precheck(&self, cmd: &Command) -> Option<Outcome> {
         match cmd {
-            Command::CreateSession { id, .. } => self
-                .sessions
-                .contains_key(id.as_str())
-                .then(|| Outcome::Rejected(ApiError::session_exists(id))),
-            Command::Append {
-                session_id,
-                event,
-                idempotency_key,
-                expected_seq,
-                ..
-            } => match self.sessions.get(session_id.as_str()) {
+            Command::CreateSession { id, .. } => {
+                self.sessions.contains_key(id.as_str()).then(|| Outcome::Rejected(ApiError::session_exists(id)))
+            }
+            Command::Append { session_id, event, idempotency_key, expected_seq, .. } => match self.sessions.get(session_id.as_str()) {
                 None => Some(Outcome::Rejected(ApiError::session_not_found(session_id))),
-                Some(s) => s.check_append(
-                    idempotency_key.as_deref(),
-                    event.fingerprint,
-                    *expected_seq,
-                    Mode::Precheck,
-                ),
+                Some(s) => s.check_append(idempotency_key.as_deref(), event.fingerprint, *expected_seq, Mode::Precheck),
             },
         }
     }
@@ -457,12 +380,7 @@ impl ShardState {
     pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Option<HotRead> {
         let s = self.sessions.get(session)?;
         let last_seq = s.header.last_seq;
-        let mut read = HotRead {
-            after,
-            last_seq,
-            cold: Vec::new(),
-            hot: Vec::new(),
-        };
+        let mut read = HotRead { after, last_seq, cold: Vec::new(), hot: Vec::new() };
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let end = after.saturating_add(max).min(last_seq);
         if end <= after {
@@ -473,22 +391,16 @@ impl ShardState {
         let cold_end = end.min(tail_first.saturating_sub(1));
         if first <= cold_end {
             // positions[seq - 1] belongs to event seq, so this slice is first..=cold_end.
-            let bounds = usize::try_from(first - 1)
-                .ok()
-                .zip(usize::try_from(cold_end).ok());
+            let bounds = usize::try_from(first - 1).ok().zip(usize::try_from(cold_end).ok());
             if let Some(slice) = bounds.and_then(|(lo, hi)| s.positions.get(lo..hi)) {
-                read.cold = (first..)
-                    .zip(slice)
-                    .map(|(seq, &position)| ColdEvent { seq, position })
-                    .collect();
+                read.cold = (first..).zip(slice).map(|(seq, &position)| ColdEvent { seq, position }).collect();
             }
         }
         let hot_first = first.max(tail_first);
         if hot_first <= end {
             let skip = usize::try_from(hot_first - tail_first).unwrap_or(usize::MAX);
             let take = usize::try_from(end - hot_first + 1).unwrap_or(usize::MAX);
-            read.hot
-                .extend(s.tail.iter().skip(skip).take(take).cloned());
+            read.hot.extend(s.tail.iter().skip(skip).take(take).cloned());
         }
         Some(read)
     }
@@ -528,12 +440,7 @@ mod tests {
 
     fn create_cmd(id: &str) -> Command {
         let metadata_json = r#"{"k":"v"}"#.into();
-        Command::CreateSession {
-            id: id.into(),
-            title: None,
-            metadata_json,
-            now_micros: NOW,
-        }
+        Command::CreateSession { id: id.into(), title: None, metadata_json, now_micros: NOW }
     }
 
     /// An append command built through the real validation path.
@@ -575,11 +482,7 @@ mod tests {
     }
 
     fn appended(seq: u64, last_seq: u64, deduped: bool) -> Outcome {
-        Outcome::Appended {
-            seq,
-            last_seq,
-            deduped,
-        }
+        Outcome::Appended { seq, last_seq, deduped }
     }
 
     fn seq_of(event: &str) -> u64 {
@@ -593,10 +496,7 @@ mod tests {
         let Outcome::Created(h) = st.apply(1, &create_cmd("s")) else {
             panic!("expected Created");
         };
-        assert_eq!(
-            (h.last_seq, h.created_micros, h.updated_micros),
-            (0, NOW, NOW)
-        );
+        assert_eq!((h.last_seq, h.created_micros, h.updated_micros), (0, NOW, NOW));
         assert_eq!((st.header("s"), st.session_count()), (Some(&h), 1));
     }
 
@@ -612,10 +512,7 @@ mod tests {
     #[test]
     fn header_json_has_every_field_and_null_title() {
         let st = with_events(2, 2);
-        let text = st
-            .header("s")
-            .map(SessionHeader::to_json)
-            .unwrap_or_default();
+        let text = st.header("s").map(SessionHeader::to_json).unwrap_or_default();
         let v: Value = serde_json::from_str(&text).expect("json");
         let expected = json!({"id": "s", "title": null, "metadata": {"k": "v"}, "last_seq": 2,
             "created_at": "2026-02-08T15:00:01.123456Z", "updated_at": "2026-02-08T15:00:01.123457Z"});
@@ -708,19 +605,12 @@ mod tests {
         assert_eq!(page(3, 100), (vec![], vec![4, 5]));
         assert_eq!(page(4, 1), (vec![], vec![5]));
         for (after, max) in [(5, 10), (99, 10), (0, 0), (u64::MAX, usize::MAX)] {
-            assert_eq!(
-                page(after, max),
-                (vec![], vec![]),
-                "after {after} max {max}"
-            );
+            assert_eq!(page(after, max), (vec![], vec![]), "after {after} max {max}");
         }
         assert_eq!(page(0, usize::MAX), (vec![1, 2], vec![3, 4, 5]));
         assert!(st.hot_events("missing", 0, 10).is_none());
         let empty = st.hot_events("s", 5, 10).unwrap_or_default();
-        assert_eq!(
-            (empty.is_empty(), empty.next_cursor(), empty.last_seq),
-            (true, 5, 5)
-        );
+        assert_eq!((empty.is_empty(), empty.next_cursor(), empty.last_seq), (true, 5, 5));
     }
 
     #[test]
@@ -737,10 +627,7 @@ mod tests {
         st.apply(2, &cmd);
         let r = st.hot_events("s", 0, 1).expect("session");
         let expected = render_event(1, &event_of(&cmd), Some("k"), NOW);
-        assert_eq!(
-            r.hot.iter().map(|e| e.as_ref()).collect::<Vec<_>>(),
-            [expected]
-        );
+        assert_eq!(r.hot.iter().map(|e| e.as_ref()).collect::<Vec<_>>(), [expected]);
     }
 
     #[test]
@@ -750,51 +637,16 @@ mod tests {
         let event = event_of(&stamped("s", body, NOW));
         let text = render_event(7, &event, Some("key-1"), NOW);
         let v: Value = serde_json::from_str(&text).expect("valid JSON");
-        let keys: Vec<&str> = v
-            .as_object()
-            .into_iter()
-            .flat_map(|o| o.keys())
-            .map(String::as_str)
-            .collect();
-        let want = [
-            "seq",
-            "type",
-            "payload",
-            "actor",
-            "source",
-            "metadata",
-            "refs",
-            "idempotency_key",
-            "inserted_at",
-        ];
+        let keys: Vec<&str> = v.as_object().into_iter().flat_map(|o| o.keys()).map(String::as_str).collect();
+        let want = ["seq", "type", "payload", "actor", "source", "metadata", "refs", "idempotency_key", "inserted_at"];
         assert_eq!(keys, want);
-        assert_eq!(
-            (&v["seq"], &v["type"], &v["actor"]),
-            (&json!(7), &json!("msg"), &json!("u"))
-        );
+        assert_eq!((&v["seq"], &v["type"], &v["actor"]), (&json!(7), &json!("msg"), &json!("u")));
         assert_eq!(v["payload"], json!({"z": 1, "a": "\"q\""}));
-        assert!(
-            text.contains(r#""payload":{"z":1,"a""#),
-            "client key order kept: {text}"
-        );
-        assert_eq!(
-            (&v["source"], &v["idempotency_key"]),
-            (&json!("web"), &json!("key-1"))
-        );
-        assert_eq!(
-            (&v["metadata"], &v["refs"]),
-            (&json!({"m": [1]}), &json!({"step": 2}))
-        );
+        assert!(text.contains(r#""payload":{"z":1,"a""#), "client key order kept: {text}");
+        assert_eq!((&v["source"], &v["idempotency_key"]), (&json!("web"), &json!("key-1")));
+        assert_eq!((&v["metadata"], &v["refs"]), (&json!({"m": [1]}), &json!({"step": 2})));
         assert_eq!(v["inserted_at"], "2026-02-08T15:00:01.123456Z");
-        let bare = render_event(
-            1,
-            &EventBody {
-                source: None,
-                ..event
-            },
-            None,
-            0,
-        );
+        let bare = render_event(1, &EventBody { source: None, ..event }, None, 0);
         let v: Value = serde_json::from_str(&bare).expect("valid JSON");
         assert!(v["source"].is_null() && v["idempotency_key"].is_null());
     }
@@ -827,19 +679,12 @@ mod tests {
         let other = app("s", json!({"x": 2}), Some("k"), None);
         for state in [&mut st, &mut back] {
             assert_eq!(state.apply(4, &keyed), appended(1, 2, true));
-            assert_eq!(
-                rejected(state.apply(5, &other)).code,
-                "idempotency_conflict"
-            );
+            assert_eq!(rejected(state.apply(5, &other)).code, "idempotency_conflict");
             let fresh = app("s", json!({}), None, None);
             assert_eq!(state.apply(6, &fresh), appended(3, 3, false));
         }
         let r = back.hot_events("s", 0, 10).expect("session");
-        assert_eq!(
-            (r.cold.len(), r.hot.len()),
-            (2, 1),
-            "restored tail starts empty"
-        );
+        assert_eq!((r.cold.len(), r.hot.len()), (2, 1), "restored tail starts empty");
     }
 
     #[test]
@@ -852,10 +697,7 @@ mod tests {
             (create_cmd("new"), "pass"),
             (app("x", json!({}), None, None), "session_not_found"),
             (app("s", json!({}), Some("k"), Some(0)), "deduped"),
-            (
-                app("s", json!({"d": 1}), Some("k"), None),
-                "idempotency_conflict",
-            ),
+            (app("s", json!({"d": 1}), Some("k"), None), "idempotency_conflict"),
             (app("s", json!({}), None, Some(2)), "expected_seq_conflict"),
             // Appends still in flight may raise last_seq to a larger expected_seq.
             (app("s", json!({}), None, Some(3)), "pass"),
@@ -878,12 +720,7 @@ mod tests {
         let cmds: Vec<Command> = (0..50u64)
             .map(|i| match i % 5 {
                 0 => create_cmd(&format!("s{}", i % 3)),
-                1 => app(
-                    "s0",
-                    json!({"i": i % 4}),
-                    Some(&format!("k{}", i % 7)),
-                    None,
-                ),
+                1 => app("s0", json!({"i": i % 4}), Some(&format!("k{}", i % 7)), None),
                 2 => app("s1", json!({}), None, Some(i % 3)),
                 _ => app("s2", json!({"i": i}), None, None),
             })

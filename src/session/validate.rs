@@ -43,25 +43,18 @@ pub struct AppendRequest {
 pub fn is_valid_session_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= crate::limits::SESSION_ID_BYTES_MAX
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// Parses a body that must be a JSON object. An empty or all-whitespace body is
 /// `Ok(None)` only when `allow_empty`; `not_object` builds the error for valid
 /// JSON of another type.
-fn parse_object(
-    body: &[u8],
-    allow_empty: bool,
-    not_object: fn(String) -> ApiError,
-) -> Result<Option<Map<String, Value>>, ApiError> {
+fn parse_object(body: &[u8], allow_empty: bool, not_object: fn(String) -> ApiError) -> Result<Option<Map<String, Value>>, ApiError> {
     if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
     match serde_json::from_slice::<Value>(body) {
-        Err(e) => Err(ApiError::invalid_json(format!(
-            "request body is not valid JSON: {e}"
-        ))),
+        Err(e) => Err(ApiError::invalid_json(format!("request body is not valid JSON: {e}"))),
         Ok(Value::Object(m)) => Ok(Some(m)),
         Ok(_) => Err(not_object("request body must be a JSON object".to_string())),
     }
@@ -90,9 +83,7 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
     };
     let id = match take(&mut m, "id") {
         None => None,
-        Some(Value::String(s)) if s.is_empty() => {
-            return Err(ApiError::invalid_session("id must be a non-empty string"))
-        }
+        Some(Value::String(s)) if s.is_empty() => return Err(ApiError::invalid_session("id must be a non-empty string")),
         Some(Value::String(s)) => {
             if !is_valid_session_id(&s) {
                 return Err(ApiError::invalid_session_id(format!(
@@ -114,11 +105,7 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
         Some(Value::Object(md)) => md,
         Some(_) => return Err(ApiError::invalid_metadata("metadata must be a JSON object")),
     };
-    Ok(CreateRequest {
-        id,
-        title,
-        metadata,
-    })
+    Ok(CreateRequest { id, title, metadata })
 }
 
 /// A JSON integer >= 0 that fits u64 (floats such as `1.0` are not integers).
@@ -133,21 +120,13 @@ fn check_refs(refs: &Map<String, Value>) -> Result<(), ApiError> {
         match refs.get(key) {
             None | Some(Value::Null) => {}
             Some(v) if is_non_negative_integer(v) => {}
-            Some(_) => {
-                return Err(ApiError::invalid_refs(format!(
-                    "refs.{key} must be a non-negative integer"
-                )))
-            }
+            Some(_) => return Err(ApiError::invalid_refs(format!("refs.{key} must be a non-negative integer"))),
         }
     }
     for key in ["request_id", "sequence_id"] {
         match refs.get(key) {
             None | Some(Value::Null) | Some(Value::String(_)) => {}
-            Some(_) => {
-                return Err(ApiError::invalid_refs(format!(
-                    "refs.{key} must be a string"
-                )))
-            }
+            Some(_) => return Err(ApiError::invalid_refs(format!("refs.{key} must be a string"))),
         }
     }
     Ok(())
@@ -166,25 +145,19 @@ fn parse_digits(s: &str) -> Option<u64> {
 pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
     let Some(mut m) = parse_object(body, false, ApiError::invalid_event)? else {
         // Unreachable with allow_empty = false; kept total instead of panicking.
-        return Err(ApiError::invalid_event(
-            "request body must be a JSON object",
-        ));
+        return Err(ApiError::invalid_event("request body must be a JSON object"));
     };
-    let event_type = take(&mut m, "type")
-        .and_then(non_empty_string)
-        .ok_or_else(|| ApiError::invalid_event("type must be a non-empty string"))?;
+    let event_type =
+        take(&mut m, "type").and_then(non_empty_string).ok_or_else(|| ApiError::invalid_event("type must be a non-empty string"))?;
     let payload = match take(&mut m, "payload") {
         Some(p @ Value::Object(_)) => p,
         _ => return Err(ApiError::invalid_event("payload must be a JSON object")),
     };
-    let actor = take(&mut m, "actor")
-        .and_then(non_empty_string)
-        .ok_or_else(|| ApiError::invalid_event("actor must be a non-empty string"))?;
+    let actor =
+        take(&mut m, "actor").and_then(non_empty_string).ok_or_else(|| ApiError::invalid_event("actor must be a non-empty string"))?;
     let source = match take(&mut m, "source") {
         None => None,
-        Some(v) => Some(non_empty_string(v).ok_or_else(|| {
-            ApiError::invalid_event("source must be a non-empty string when present")
-        })?),
+        Some(v) => Some(non_empty_string(v).ok_or_else(|| ApiError::invalid_event("source must be a non-empty string when present"))?),
     };
     let metadata = match take(&mut m, "metadata") {
         None => Map::new(),
@@ -201,30 +174,17 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
     };
     let idempotency_key = match take(&mut m, "idempotency_key") {
         None => None,
-        Some(v) => Some(non_empty_string(v).ok_or_else(|| {
-            ApiError::invalid_event("idempotency_key must be a non-empty string when present")
-        })?),
+        Some(v) => {
+            Some(non_empty_string(v).ok_or_else(|| ApiError::invalid_event("idempotency_key must be a non-empty string when present"))?)
+        }
     };
     let expected_seq = match take(&mut m, "expected_seq") {
         None => None,
         Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
         Some(Value::String(s)) if parse_digits(&s).is_some() => parse_digits(&s),
-        Some(_) => {
-            return Err(ApiError::invalid_event(
-                "expected_seq must be a non-negative integer or a string of decimal digits",
-            ))
-        }
+        Some(_) => return Err(ApiError::invalid_event("expected_seq must be a non-negative integer or a string of decimal digits")),
     };
-    Ok(AppendRequest {
-        event_type,
-        payload,
-        actor,
-        source,
-        metadata,
-        refs,
-        idempotency_key,
-        expected_seq,
-    })
+    Ok(AppendRequest { event_type, payload, actor, source, metadata, refs, idempotency_key, expected_seq })
 }
 
 /// `cursor` query value: absent → 0 (start of the log). Digits-only that fit
@@ -233,8 +193,7 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
 pub fn parse_cursor(v: Option<&str>) -> Result<u64, ApiError> {
     match v {
         None => Ok(0),
-        Some(s) => parse_digits(s)
-            .ok_or_else(|| ApiError::invalid_cursor("cursor must be a non-negative integer")),
+        Some(s) => parse_digits(s).ok_or_else(|| ApiError::invalid_cursor("cursor must be a non-negative integer")),
     }
 }
 
@@ -247,15 +206,11 @@ pub fn parse_limit(v: Option<&str>) -> Result<usize, ApiError> {
         return Ok(crate::limits::PAGE_LIMIT_DEFAULT);
     };
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid_limit(format!(
-            "limit must be an integer between 1 and {max}"
-        )));
+        return Err(ApiError::invalid_limit(format!("limit must be an integer between 1 and {max}")));
     }
     // Digits-only that fail to parse overflowed u64, so they are non-zero and huge.
     match s.parse::<u64>() {
-        Ok(0) => Err(ApiError::invalid_limit(format!(
-            "limit must be an integer between 1 and {max}"
-        ))),
+        Ok(0) => Err(ApiError::invalid_limit(format!("limit must be an integer between 1 and {max}"))),
         Ok(n) => Ok(usize::try_from(n).map_or(max, |n| n.min(max))),
         Err(_) => Ok(max),
     }
@@ -270,9 +225,7 @@ pub fn parse_batch_size(v: Option<&str>) -> Result<usize, ApiError> {
     };
     match parse_digits(s).and_then(|n| usize::try_from(n).ok()) {
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid_batch_size(format!(
-            "batch_size must be an integer between 1 and {max}"
-        ))),
+        _ => Err(ApiError::invalid_batch_size(format!("batch_size must be an integer between 1 and {max}"))),
     }
 }
 
@@ -307,9 +260,7 @@ mod tests {
     }
 
     fn append_code(field: &str, value: Value) -> &'static str {
-        append_with(field, Some(value))
-            .map(|_| "ok")
-            .unwrap_or_else(|e| e.code)
+        append_with(field, Some(value)).map(|_| "ok").unwrap_or_else(|e| e.code)
     }
 
     #[test]
@@ -348,10 +299,7 @@ mod tests {
     #[test]
     fn create_maps_each_violation_to_its_spec_code() {
         assert_eq!(create_code("{"), "invalid_json");
-        assert_eq!(
-            parse_create(b"{\"id\":\"\xff\"}").map_err(|e| e.code),
-            Err("invalid_json")
-        );
+        assert_eq!(parse_create(b"{\"id\":\"\xff\"}").map_err(|e| e.code), Err("invalid_json"));
         assert_eq!(create_code("[]"), "invalid_session");
         assert_eq!(create_code("\"s\""), "invalid_session");
         assert_eq!(create_code("null"), "invalid_session");
@@ -373,14 +321,8 @@ mod tests {
 
     #[test]
     fn create_checks_id_before_title_before_metadata() {
-        assert_eq!(
-            create_code(r#"{"metadata":1,"title":1,"id":"a b"}"#),
-            "invalid_session_id"
-        );
-        assert_eq!(
-            create_code(r#"{"metadata":1,"title":1}"#),
-            "invalid_session"
-        );
+        assert_eq!(create_code(r#"{"metadata":1,"title":1,"id":"a b"}"#), "invalid_session_id");
+        assert_eq!(create_code(r#"{"metadata":1,"title":1}"#), "invalid_session");
     }
 
     #[test]
@@ -407,21 +349,12 @@ mod tests {
         for v in [None, Some(Value::Null)] {
             let mut body = json!({"type": "t", "payload": {}, "actor": "a"});
             if let (Some(obj), Some(null)) = (body.as_object_mut(), v) {
-                for f in [
-                    "source",
-                    "metadata",
-                    "refs",
-                    "idempotency_key",
-                    "expected_seq",
-                ] {
+                for f in ["source", "metadata", "refs", "idempotency_key", "expected_seq"] {
                     obj.insert(f.to_string(), null.clone());
                 }
             }
             let r = append(body).expect("ok");
-            assert_eq!(
-                (r.source, r.idempotency_key, r.expected_seq),
-                (None, None, None)
-            );
+            assert_eq!((r.source, r.idempotency_key, r.expected_seq), (None, None, None));
             assert!(r.metadata.is_empty() && r.refs.is_empty());
         }
     }
@@ -430,10 +363,7 @@ mod tests {
     fn append_rejects_bad_json_and_non_objects() {
         assert_eq!(parse_append(b"{").map_err(|e| e.code), Err("invalid_json"));
         assert_eq!(parse_append(b"").map_err(|e| e.code), Err("invalid_json"));
-        assert_eq!(
-            parse_append(b"[]").map_err(|e| e.code),
-            Err("invalid_event")
-        );
+        assert_eq!(parse_append(b"[]").map_err(|e| e.code), Err("invalid_event"));
         assert_eq!(parse_append(b"3").map_err(|e| e.code), Err("invalid_event"));
     }
 
@@ -465,11 +395,7 @@ mod tests {
 
     #[test]
     fn refs_well_known_keys_are_type_checked() {
-        for (k, v) in [
-            ("to_seq", json!(0)),
-            ("step", json!(9)),
-            ("to_seq", Value::Null),
-        ] {
+        for (k, v) in [("to_seq", json!(0)), ("step", json!(9)), ("to_seq", Value::Null)] {
             assert_eq!(append_code("refs", json!({ k: v })), "ok", "{k}={v}");
         }
         for (k, v) in [("request_id", json!("r")), ("sequence_id", Value::Null)] {
@@ -483,11 +409,7 @@ mod tests {
             ("request_id", json!(1)),
             ("sequence_id", json!({})),
         ] {
-            assert_eq!(
-                append_code("refs", json!({ k: v })),
-                "invalid_refs",
-                "{k}={v}"
-            );
+            assert_eq!(append_code("refs", json!({ k: v })), "invalid_refs", "{k}={v}");
         }
         assert_eq!(append_code("refs", json!({"anything": {"x": -1.5}})), "ok");
     }
@@ -499,21 +421,8 @@ mod tests {
         assert_eq!(seq(json!(u64::MAX)), Ok(Some(u64::MAX)));
         assert_eq!(seq(json!("42")), Ok(Some(42)));
         assert_eq!(seq(json!("007")), Ok(Some(7)));
-        for bad in [
-            json!(-1),
-            json!(1.5),
-            json!(""),
-            json!("+1"),
-            json!(" 1"),
-            json!("1e3"),
-            json!("18446744073709551616"),
-            json!(true),
-        ] {
-            assert_eq!(
-                seq(bad.clone()).map_err(|e| e.code),
-                Err("invalid_event"),
-                "{bad}"
-            );
+        for bad in [json!(-1), json!(1.5), json!(""), json!("+1"), json!(" 1"), json!("1e3"), json!("18446744073709551616"), json!(true)] {
+            assert_eq!(seq(bad.clone()).map_err(|e| e.code), Err("invalid_event"), "{bad}");
         }
     }
 
@@ -534,11 +443,7 @@ mod tests {
         for (fix, good, next_bad) in expected {
             body[fix] = good;
             let e = append(body.clone()).expect_err("still invalid");
-            assert!(
-                e.message.starts_with(next_bad),
-                "after fixing {fix}: {}",
-                e.message
-            );
+            assert!(e.message.starts_with(next_bad), "after fixing {fix}: {}", e.message);
         }
     }
 
@@ -548,10 +453,7 @@ mod tests {
         assert_eq!(parse_cursor(Some("0")), Ok(0));
         assert_eq!(parse_cursor(Some("12")), Ok(12));
         for bad in ["", "-1", "+1", "1.0", "x", "99999999999999999999"] {
-            assert_eq!(
-                parse_cursor(Some(bad)).map_err(|e| e.code),
-                Err("invalid_cursor")
-            );
+            assert_eq!(parse_cursor(Some(bad)).map_err(|e| e.code), Err("invalid_cursor"));
         }
     }
 
@@ -563,11 +465,7 @@ mod tests {
         assert_eq!(parse_limit(Some("1001")), Ok(1000));
         assert_eq!(parse_limit(Some(&"9".repeat(60))), Ok(1000));
         for bad in ["0", "000", "", "-5", "ten", "1.5"] {
-            assert_eq!(
-                parse_limit(Some(bad)).map_err(|e| e.code),
-                Err("invalid_limit"),
-                "{bad}"
-            );
+            assert_eq!(parse_limit(Some(bad)).map_err(|e| e.code), Err("invalid_limit"), "{bad}");
         }
     }
 
@@ -577,11 +475,7 @@ mod tests {
         assert_eq!(parse_batch_size(Some("1")), Ok(1));
         assert_eq!(parse_batch_size(Some("1000")), Ok(1000));
         for bad in ["0", "1001", "", "-1", "x", &"9".repeat(40)] {
-            assert_eq!(
-                parse_batch_size(Some(bad)).map_err(|e| e.code),
-                Err("invalid_batch_size"),
-                "{bad}"
-            );
+            assert_eq!(parse_batch_size(Some(bad)).map_err(|e| e.code), Err("invalid_batch_size"), "{bad}");
         }
     }
 }

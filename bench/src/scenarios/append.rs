@@ -29,13 +29,7 @@ pub struct Acks {
 
 impl Acks {
     pub fn new(ids: Vec<String>, base: &[u64]) -> Self {
-        Acks {
-            acked: base.iter().map(|b| SeqSet::new(*b)).collect(),
-            unknown: vec![0; ids.len()],
-            ids,
-            v: Violations::default(),
-            acks: 0,
-        }
+        Acks { acked: base.iter().map(|b| SeqSet::new(*b)).collect(), unknown: vec![0; ids.len()], ids, v: Violations::default(), acks: 0 }
     }
 
     /// Record an acknowledged seq for session `s`, seen on a stream whose previous ack was
@@ -50,14 +44,11 @@ impl Acks {
         }
         if seq <= *last {
             let prev = *last;
-            self.v.add("seq_not_increasing", || {
-                format!("session {id}: ack seq {seq} after {prev} on the same connection")
-            });
+            self.v.add("seq_not_increasing", || format!("session {id}: ack seq {seq} after {prev} on the same connection"));
         }
         *last = (*last).max(seq);
         if last_seq < seq {
-            self.v
-                .add("last_seq_below_seq", || format!("session {id}: ack seq {seq} with last_seq {last_seq}"));
+            self.v.add("last_seq_below_seq", || format!("session {id}: ack seq {seq} with last_seq {last_seq}"));
         }
     }
 
@@ -110,9 +101,7 @@ impl Workload for AppendWl {
                 Ok(ok) => {
                     if ok.deduped {
                         let id = &self.a.ids[s];
-                        self.a.v.add("unexpected_dedupe", || {
-                            format!("session {id}: fresh append answered deduped:true (seq {})", ok.seq)
-                        });
+                        self.a.v.add("unexpected_dedupe", || format!("session {id}: fresh append answered deduped:true (seq {})", ok.seq));
                     }
                     stats.ok += 1;
                     stats.record_us("append", lat);
@@ -148,11 +137,7 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
     let conns = (0..spec.connections)
         .map(|c| {
             let sessions = common::sessions_for_conn(c, spec.connections, args.sessions);
-            ConnSessions {
-                last_acked: sessions.iter().map(|&s| base[s]).collect(),
-                sessions,
-                next: 0,
-            }
+            ConnSessions { last_acked: sessions.iter().map(|&s| base[s]).collect(), sessions, next: 0 }
         })
         .collect();
     let mut w = AppendWl {
@@ -165,16 +150,10 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
         keys: args.idempotency_keys.then(|| (common::run_id(), 0)),
     };
     let res = driver::run(&spec, &mut w)?;
-    let mut performed = vec![format!(
-        "{} acks: no duplicate seq per session, strictly increasing per connection and session",
-        w.a.acks
-    )];
+    let mut performed = vec![format!("{} acks: no duplicate seq per session, strictly increasing per connection and session", w.a.acks)];
     if args.verify {
         let events = w.a.read_back_all(args.addr)?;
-        performed.push(format!(
-            "read back {} sessions ({events} events): contiguous seqs, stored count = acked count",
-            args.sessions
-        ));
+        performed.push(format!("read back {} sessions ({events} events): contiguous seqs, stored count = acked count", args.sessions));
     }
     let mut sum = Summary::new("append", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.a.v, performed);
     sum.extra("requests_issued", res.issued);

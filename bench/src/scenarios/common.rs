@@ -36,11 +36,7 @@ pub fn batch(addr: SocketAddr, requests: Vec<Vec<u8>>, connections: usize, pipel
     if n == 0 {
         return Ok(Vec::new());
     }
-    let mut w = Batch {
-        requests,
-        next: 0,
-        answers: vec![None; n],
-    };
+    let mut w = Batch { requests, next: 0, answers: vec![None; n] };
     let spec = LoadSpec {
         addr,
         connections: connections.clamp(1, n),
@@ -55,11 +51,7 @@ pub fn batch(addr: SocketAddr, requests: Vec<Vec<u8>>, connections: usize, pipel
     if res.stats.errors_total() > 0 {
         return Err(format!("control requests failed: {:?}", res.stats.errors));
     }
-    w.answers
-        .into_iter()
-        .enumerate()
-        .map(|(i, a)| a.ok_or_else(|| format!("control request {i} got no answer")))
-        .collect()
+    w.answers.into_iter().enumerate().map(|(i, a)| a.ok_or_else(|| format!("control request {i} got no answer"))).collect()
 }
 
 /// Create the sessions (201, or 409 `session_exists` when re-running) and return each one's
@@ -135,7 +127,14 @@ pub struct FillResult {
 }
 
 /// Append `counts[i]` events to session `ids[i]` as fast as the server takes them.
-pub fn fill(addr: SocketAddr, ids: &[String], counts: &[u64], payload_bytes: usize, connections: usize, pipeline: usize) -> Result<FillResult, String> {
+pub fn fill(
+    addr: SocketAddr,
+    ids: &[String],
+    counts: &[u64],
+    payload_bytes: usize,
+    connections: usize,
+    pipeline: usize,
+) -> Result<FillResult, String> {
     struct Fill {
         host: String,
         paths: Vec<String>,
@@ -203,12 +202,7 @@ pub fn fill(addr: SocketAddr, ids: &[String], counts: &[u64], payload_bytes: usi
         server_pid: None,
     };
     let res = driver::run(&spec, &mut w)?;
-    Ok(FillResult {
-        acked: w.acked,
-        stats: res.stats,
-        elapsed: res.elapsed,
-        cpu: res.cpu,
-    })
+    Ok(FillResult { acked: w.acked, stats: res.stats, elapsed: res.elapsed, cpu: res.cpu })
 }
 
 /// xorshift64*: deterministic and cheap.

@@ -48,12 +48,7 @@ impl Workload for MixWl {
         if self.rng.unit() < self.read_ratio {
             let cursor = w.known[slot].saturating_sub(self.read_limit as u64);
             http::write_request(out, "GET", &api::events_path(&self.ids[s], cursor, self.read_limit), &self.host, None);
-            Some(Meta::Read {
-                slot,
-                s,
-                cursor,
-                known: w.known[slot],
-            })
+            Some(Meta::Read { slot, s, cursor, known: w.known[slot] })
         } else {
             let expected = w.known[slot] + w.inflight[slot];
             w.inflight[slot] += 1;
@@ -100,9 +95,9 @@ impl Workload for MixWl {
                                 match e.message.as_deref().and_then(api::parse_conflict) {
                                     Some((x, y)) => {
                                         if x != expected {
-                                            self.a
-                                                .v
-                                                .add("conflict_echo_mismatch", || format!("session {id}: sent expected_seq {expected}, 409 says {x}"));
+                                            self.a.v.add("conflict_echo_mismatch", || {
+                                                format!("session {id}: sent expected_seq {expected}, 409 says {x}")
+                                            });
                                         }
                                         if y == x {
                                             self.a.v.add("conflict_without_mismatch", || {
@@ -165,9 +160,7 @@ impl Workload for MixWl {
                     });
                 }
                 if n == 0 && page.last_seq > cursor {
-                    self.a.v.add("page_short", || {
-                        format!("session {id}: empty page at cursor {cursor} below last_seq {}", page.last_seq)
-                    });
+                    self.a.v.add("page_short", || format!("session {id}: empty page at cursor {cursor} below last_seq {}", page.last_seq));
                 }
                 let w = &mut self.conns[conn];
                 w.known[slot] = w.known[slot].max(page.last_seq);
@@ -200,12 +193,7 @@ pub fn run(args: &MixArgs) -> Result<Summary, String> {
         .map(|c| {
             let sessions = common::sessions_for_conn(c, spec.connections, args.sessions);
             let known: Vec<u64> = sessions.iter().map(|&s| base[s]).collect();
-            Writer {
-                inflight: vec![0; sessions.len()],
-                last_acked: known.clone(),
-                known,
-                sessions,
-            }
+            Writer { inflight: vec![0; sessions.len()], last_acked: known.clone(), known, sessions }
         })
         .collect();
     let mut w = MixWl {
@@ -231,10 +219,7 @@ pub fn run(args: &MixArgs) -> Result<Summary, String> {
     ];
     if args.verify {
         let events = w.a.read_back_all(args.addr)?;
-        performed.push(format!(
-            "read back {} sessions ({events} events): contiguous seqs, stored count = acked count",
-            args.sessions
-        ));
+        performed.push(format!("read back {} sessions ({events} events): contiguous seqs, stored count = acked count", args.sessions));
     }
     let mut sum = Summary::new("mix", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.a.v, performed);
     sum.extra("requests_issued", res.issued);

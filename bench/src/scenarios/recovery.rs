@@ -57,10 +57,7 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
     }
     let ready_timeout = secs(args.ready_timeout_secs, "--ready-timeout-secs")?;
     if args.data_dir.starts_with("/tmp") || args.data_dir.starts_with("/dev/shm") {
-        eprintln!(
-            "starcite-bench: warning: {} is likely tmpfs; the server needs O_DIRECT on a real disk",
-            args.data_dir.display()
-        );
+        eprintln!("starcite-bench: warning: {} is likely tmpfs; the server needs O_DIRECT on a real disk", args.data_dir.display());
     }
     let env: Vec<(String, String)> = args
         .server_env
@@ -79,31 +76,20 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
         p.push(".server.log");
         p.into()
     });
-    let spec = ServerSpec {
-        bin: args.server_bin.clone(),
-        data_dir: args.data_dir.clone(),
-        port,
-        cores: args.cores,
-        log: log.clone(),
-        env,
-    };
+    let spec = ServerSpec { bin: args.server_bin.clone(), data_dir: args.data_dir.clone(), port, cores: args.cores, log: log.clone(), env };
     let cpu = CpuWindow::start(None);
     let mut v = Violations::default();
     let mut stats = Stats::new();
 
     // 1. First start; fill when the data dir was empty.
     let mut srv = Server::spawn(&spec)?;
-    let (_, first_ready) = srv
-        .wait_ready(ready_timeout)
-        .map_err(|e| format!("first start: {e} (server log: {})", log.display()))?;
+    let (_, first_ready) = srv.wait_ready(ready_timeout).map_err(|e| format!("first start: {e} (server log: {})", log.display()))?;
     let ids = common::session_ids(&args.session_prefix, args.sessions);
     let mut fill_info = serde_json::Map::new();
     if empty {
         common::setup_sessions(srv.addr, &ids)?;
         let per = args.events / args.sessions as u64;
-        let counts: Vec<u64> = (0..args.sessions)
-            .map(|i| per + u64::from((i as u64) < args.events % args.sessions as u64))
-            .collect();
+        let counts: Vec<u64> = (0..args.sessions).map(|i| per + u64::from((i as u64) < args.events % args.sessions as u64)).collect();
         eprintln!("starcite-bench: filling {} events over {} sessions", args.events, args.sessions);
         let f = common::fill(srv.addr, &ids, &counts, args.payload_bytes, args.connections, args.pipeline)?;
         let acked: u64 = f.acked.iter().sum();
@@ -140,9 +126,7 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
         srv.kill9()?;
         drop(srv);
         srv = Server::spawn(&spec)?;
-        let (listen, ready) = srv
-            .wait_ready(ready_timeout)
-            .map_err(|e| format!("restart {r}: {e} (server log: {})", log.display()))?;
+        let (listen, ready) = srv.wait_ready(ready_timeout).map_err(|e| format!("restart {r}: {e} (server log: {})", log.display()))?;
         let server_cpu = sys::proc_cpu_secs(srv.pid);
         let rss = sys::rss_kib(srv.pid);
         stats.record_us("restart_to_ready", ready.as_micros() as u64);
@@ -154,9 +138,7 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
             events_verified += back.events;
             if back.last_seq != expected[s] {
                 let (id, want, got) = (&ids[s], expected[s], back.last_seq);
-                v.add("last_seq_after_restart", || {
-                    format!("restart {r}, session {id}: last_seq {got}, expected {want}")
-                });
+                v.add("last_seq_after_restart", || format!("restart {r}, session {id}: last_seq {got}, expected {want}"));
             }
         }
         stats.ok += 1;
@@ -170,11 +152,7 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
             sessions_verified: sample.len(),
             events_verified,
         });
-        eprintln!(
-            "starcite-bench: restart {r}: ready after {:.3} s (listening after {:.3} s)",
-            ready.as_secs_f64(),
-            listen.as_secs_f64()
-        );
+        eprintln!("starcite-bench: restart {r}: ready after {:.3} s (listening after {:.3} s)", ready.as_secs_f64(), listen.as_secs_f64());
     }
     srv.kill9()?;
     let cpu = cpu.finish();

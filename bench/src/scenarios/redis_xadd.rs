@@ -47,9 +47,7 @@ impl Workload for XaddWl {
                     let last = &mut self.conns[conn].last[slot];
                     if parsed <= *last {
                         let (key, prev) = (&self.keys[s], *last);
-                        self.v.add("id_not_increasing", || {
-                            format!("stream {key}: id {parsed:?} after {prev:?} on the same connection")
-                        });
+                        self.v.add("id_not_increasing", || format!("stream {key}: id {parsed:?} after {prev:?} on the same connection"));
                     }
                     *last = (*last).max(parsed);
                     self.acked[s] += 1;
@@ -112,11 +110,7 @@ pub fn run(args: &RedisXaddArgs) -> Result<Summary, String> {
     let conns = (0..spec.connections)
         .map(|c| {
             let streams = common::sessions_for_conn(c, spec.connections, args.streams);
-            ConnStreams {
-                last: vec![(0, 0); streams.len()],
-                streams,
-                next: 0,
-            }
+            ConnStreams { last: vec![(0, 0); streams.len()], streams, next: 0 }
         })
         .collect();
     let mut w = XaddWl {
@@ -128,10 +122,7 @@ pub fn run(args: &RedisXaddArgs) -> Result<Summary, String> {
         v: Violations::default(),
     };
     let res = driver::run(&spec, &mut w)?;
-    let mut performed = vec![format!(
-        "{} acks: stream IDs strictly increasing per connection and stream",
-        w.acked.iter().sum::<u64>()
-    )];
+    let mut performed = vec![format!("{} acks: stream IDs strictly increasing per connection and stream", w.acked.iter().sum::<u64>())];
     if args.verify {
         // Warmup appends are acked too; compare against every ack of the run.
         for (s, k) in keys.iter().enumerate() {

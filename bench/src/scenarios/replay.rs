@@ -62,11 +62,7 @@ pub fn run(args: &ReplayArgs) -> Result<Summary, String> {
     let mut summary_stats = Stats::new();
     let mut fill_info = serde_json::Map::new();
 
-    let mut have = if args.skip_fill {
-        verify::last_seq(&mut client, &args.session)?
-    } else {
-        common::setup_sessions(args.addr, &ids)?[0]
-    };
+    let mut have = if args.skip_fill { verify::last_seq(&mut client, &args.session)? } else { common::setup_sessions(args.addr, &ids)?[0] };
     if !args.skip_fill && have < args.events {
         let need = args.events - have;
         eprintln!("starcite-bench: filling session {} with {need} events", args.session);
@@ -76,10 +72,7 @@ pub fn run(args: &ReplayArgs) -> Result<Summary, String> {
         fill_info.insert("appends_per_sec".into(), (f.acked[0] as f64 / f.elapsed.as_secs_f64().max(1e-9)).into());
         fill_info.insert("errors".into(), serde_json::to_value(&f.stats.errors).unwrap_or_default());
         if let Some(h) = f.stats.hists.get("fill_append") {
-            fill_info.insert(
-                "append_latency_us".into(),
-                serde_json::to_value(crate::stats::LatencySummary::of(h)).unwrap_or_default(),
-            );
+            fill_info.insert("append_latency_us".into(), serde_json::to_value(crate::stats::LatencySummary::of(h)).unwrap_or_default());
         }
         fill_info.insert("bench_cpu_percent".into(), f.cpu.cpu_percent.into());
         for (k, n) in &f.stats.errors {
@@ -127,20 +120,13 @@ pub fn run(args: &ReplayArgs) -> Result<Summary, String> {
             bench_cpu_percent: c.cpu_percent,
             server_cpu_secs: c.server_cpu_secs,
         });
-        eprintln!(
-            "starcite-bench: {name}: {events} events in {secs:.3} s ({:.0} events/s)",
-            events as f64 / secs.max(1e-9)
-        );
+        eprintln!("starcite-bench: {name}: {events} events in {secs:.3} s ({:.0} events/s)", events as f64 / secs.max(1e-9));
     }
     let cpu = overall.finish();
     let performed = vec![format!("each mode replayed seqs 1..={target} contiguously, no duplicates, exact count")];
     let mut sum = Summary::new("replay", args, &summary_stats, total_secs, cpu, &v, performed);
     sum.headline = Some(
-        results
-            .iter()
-            .map(|m| format!("{}: {:.0} events/s ({:.3} s)", m.mode, m.events_per_sec, m.secs))
-            .collect::<Vec<_>>()
-            .join("; "),
+        results.iter().map(|m| format!("{}: {:.0} events/s ({:.3} s)", m.mode, m.events_per_sec, m.secs)).collect::<Vec<_>>().join("; "),
     );
     sum.extra("session_events", target);
     if !fill_info.is_empty() {
@@ -151,7 +137,13 @@ pub fn run(args: &ReplayArgs) -> Result<Summary, String> {
 }
 
 /// Replay over a WebSocket tail with `batch_size`; returns (events, bytes, frames, time to first event).
-fn replay_ws(args: &ReplayArgs, batch: usize, target: u64, deadline: Instant, v: &mut Violations) -> Result<(u64, u64, u64, Option<Duration>), String> {
+fn replay_ws(
+    args: &ReplayArgs,
+    batch: usize,
+    target: u64,
+    deadline: Instant,
+    v: &mut Violations,
+) -> Result<(u64, u64, u64, Option<Duration>), String> {
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(|e| format!("connect {}: {e}", args.addr))?;
     let _ = s.set_nodelay(true);
@@ -177,10 +169,7 @@ fn replay_ws(args: &ReplayArgs, batch: usize, target: u64, deadline: Instant, v:
             Ok(0) => return Err(format!("ws{batch}: server closed the connection at seq {}", next_seq - 1)),
             Ok(n) => n,
             Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
-                ) =>
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) =>
             {
                 continue
             }
@@ -248,7 +237,13 @@ fn replay_ws(args: &ReplayArgs, batch: usize, target: u64, deadline: Instant, v:
 }
 
 /// Replay through the events page with `limit`; returns (events, bytes, pages, time to first page).
-fn replay_pages(args: &ReplayArgs, limit: usize, target: u64, deadline: Instant, v: &mut Violations) -> Result<(u64, u64, u64, Option<Duration>), String> {
+fn replay_pages(
+    args: &ReplayArgs,
+    limit: usize,
+    target: u64,
+    deadline: Instant,
+    v: &mut Violations,
+) -> Result<(u64, u64, u64, Option<Duration>), String> {
     let start = Instant::now();
     let mut client = BlockingClient::new(args.addr, Duration::from_secs(30));
     let mut cursor = 0u64;
@@ -270,25 +265,19 @@ fn replay_pages(args: &ReplayArgs, limit: usize, target: u64, deadline: Instant,
             first = Some(start.elapsed());
         }
         if page.events.is_empty() {
-            v.add("page_short", || {
-                format!("page{limit} session {id}: empty page at cursor {cursor} below {target}")
-            });
+            v.add("page_short", || format!("page{limit} session {id}: empty page at cursor {cursor} below {target}"));
             break;
         }
         for (i, e) in page.events.iter().enumerate() {
             let want = cursor + 1 + i as u64;
             if e.seq != want {
-                v.add("replay_gap_or_duplicate", || {
-                    format!("page{limit} session {id}: expected seq {want}, got {}", e.seq)
-                });
+                v.add("replay_gap_or_duplicate", || format!("page{limit} session {id}: expected seq {want}, got {}", e.seq));
             }
         }
         events += page.events.len() as u64;
         let n = page.events.len() as u64;
         if page.next_cursor != cursor + n {
-            v.add("page_next_cursor", || {
-                format!("page{limit} session {id}: cursor {cursor} + {n} but next_cursor {}", page.next_cursor)
-            });
+            v.add("page_next_cursor", || format!("page{limit} session {id}: cursor {cursor} + {n} but next_cursor {}", page.next_cursor));
         }
         cursor += n;
     }

@@ -63,12 +63,7 @@ impl Workload for RetryWl {
         let pc = &mut self.conns[conn];
         if let Some((req, slot, s, key)) = pc.pending_retry.take() {
             out.extend_from_slice(&req);
-            return Some(Meta {
-                kind: Kind::Retry,
-                slot,
-                s,
-                key,
-            });
+            return Some(Meta { kind: Kind::Retry, slot, s, key });
         }
         let slot = pc.cs.next % pc.cs.sessions.len();
         pc.cs.next += 1;
@@ -81,12 +76,7 @@ impl Workload for RetryWl {
         let start = out.len();
         http::write_request(out, "POST", &self.paths[s], &self.host, Some(&self.body));
         pc.pending_retry = Some((out[start..].to_vec(), slot, s, key));
-        Some(Meta {
-            kind: Kind::Original,
-            slot,
-            s,
-            key,
-        })
+        Some(Meta { kind: Kind::Original, slot, s, key })
     }
 
     fn reply(&mut self, conn: usize, m: Meta, reply: &Response<'_>, lat: u64, stats: &mut Stats) {
@@ -110,9 +100,9 @@ impl Workload for RetryWl {
                 let outcome = match &ok {
                     Some(ok) => {
                         if ok.deduped {
-                            self.a.v.add("fresh_key_deduped", || {
-                                format!("session {id}: first send of key {} answered deduped:true", m.key)
-                            });
+                            self.a
+                                .v
+                                .add("fresh_key_deduped", || format!("session {id}: first send of key {} answered deduped:true", m.key));
                         }
                         stats.ok += 1;
                         stats.record_us("original", lat);
@@ -135,10 +125,7 @@ impl Workload for RetryWl {
                     (Some(Orig::Acked(seq)), Some(ok)) => {
                         if !ok.deduped || ok.seq != seq {
                             self.a.v.add("dedupe_violation", || {
-                                format!(
-                                    "session {id}: key {} first got seq {seq}, retry got seq {} deduped:{}",
-                                    m.key, ok.seq, ok.deduped
-                                )
+                                format!("session {id}: key {} first got seq {seq}, retry got seq {} deduped:{}", m.key, ok.seq, ok.deduped)
                             });
                         }
                         stats.ok += 1;
@@ -206,11 +193,7 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
         .map(|c| {
             let sessions = common::sessions_for_conn(c, spec.connections, args.sessions);
             PerConn {
-                cs: ConnSessions {
-                    last_acked: sessions.iter().map(|&s| base[s]).collect(),
-                    sessions,
-                    next: 0,
-                },
+                cs: ConnSessions { last_acked: sessions.iter().map(|&s| base[s]).collect(), sessions, next: 0 },
                 pending_retry: None,
                 originals: VecDeque::new(),
             }
@@ -234,10 +217,7 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
     )];
     if args.verify {
         let events = w.a.read_back_all(args.addr)?;
-        performed.push(format!(
-            "read back {} sessions ({events} events): one event per key, contiguous seqs",
-            args.sessions
-        ));
+        performed.push(format!("read back {} sessions ({events} events): one event per key, contiguous seqs", args.sessions));
     }
     let mut sum = Summary::new("retry-storm", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.a.v, performed);
     sum.extra("requests_issued", res.issued);

@@ -120,14 +120,7 @@ impl Tailer {
                     }
                 }
             }
-            let Tailer {
-                reader,
-                rbuf,
-                next_seq,
-                received,
-                s,
-                ..
-            } = self;
+            let Tailer { reader, rbuf, next_seq, received, s, .. } = self;
             let sid = &cx.ids[*s];
             let base = cx.base[*s];
             let mut bad: Option<String> = None;
@@ -239,9 +232,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
     for k in 0..args.tailers {
         let s = k % args.sessions;
         let mut stream = conn::connect(args.addr, Duration::from_secs(5)).map_err(|e| format!("tailer {k}: connect {}: {e}", args.addr))?;
-        poll.registry()
-            .register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE)
-            .map_err(|e| format!("register: {e}"))?;
+        poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE).map_err(|e| format!("register: {e}"))?;
         let key = ws::make_key(k as u64 ^ sys::realtime_ns());
         let mut wbuf = Vec::new();
         ws::write_handshake(&mut wbuf, &api::tail_path(&ids[s], 0, args.batch_size), &host, &key);
@@ -262,29 +253,21 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
         }
         tailers.push(t);
     }
-    let caught_up = |ts: &[Tailer], target: &dyn Fn(usize) -> u64| ts.iter().all(|t| t.ended.is_some() || (t.upgraded && t.next_seq > target(t.s)));
+    let caught_up =
+        |ts: &[Tailer], target: &dyn Fn(usize) -> u64| ts.iter().all(|t| t.ended.is_some() || (t.upgraded && t.next_seq > target(t.s)));
     let open_deadline = Instant::now() + open_timeout;
     loop {
         if caught_up(&tailers, &|s| base[s]) || Instant::now() >= open_deadline {
             break;
         }
         poll_once(&mut poll, &mut events, Duration::from_millis(50))?;
-        let mut cx = Ctx {
-            stats: &mut stats,
-            v: &mut v,
-            ids: &ids,
-            base: &base,
-            deliveries: &mut deliveries,
-            record: false,
-        };
+        let mut cx = Ctx { stats: &mut stats, v: &mut v, ids: &ids, base: &base, deliveries: &mut deliveries, record: false };
         handle(&events, &poll, &mut tailers, &mut [], &mut scratch, &mut cx, &mut Acks::new(vec![], &[]));
     }
     let open_secs = open_start.elapsed().as_secs_f64();
     let not_open = tailers.iter().filter(|t| t.ended.is_none() && !(t.upgraded && t.next_seq > base[t.s])).count();
     if not_open > 0 {
-        v.add("tail_open_timeout", || {
-            format!("{not_open} tailers had not opened and replayed their session within {open_timeout:?}")
-        });
+        v.add("tail_open_timeout", || format!("{not_open} tailers had not opened and replayed their session within {open_timeout:?}"));
     }
     let open_tails = tailers.iter().filter(|t| t.ended.is_none()).count();
     let rss_open = pid.and_then(sys::rss_kib);
@@ -294,10 +277,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
     let mut appenders: Vec<Appender> = Vec::with_capacity(args.append_connections);
     for i in 0..args.append_connections {
         let c = Conn::connect(args.addr, poll.registry(), Token(args.tailers + i)).map_err(|e| format!("append connection {i}: {e}"))?;
-        appenders.push(Appender {
-            conn: c,
-            last_acked: base.clone(),
-        });
+        appenders.push(Appender { conn: c, last_acked: base.clone() });
     }
     let timer = Timer::new(poll.registry(), TIMER).map_err(|e| format!("timerfd: {e}"))?;
     let paths: Vec<String> = ids.iter().map(|id| api::append_path(id)).collect();
@@ -323,9 +303,8 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
             let due = schedule.due(now.min(stop));
             while issued < due {
                 let n = appenders.len();
-                let Some(i) = (0..n)
-                    .map(|k| (rr + k) % n)
-                    .find(|&i| appenders[i].conn.is_open() && appenders[i].conn.inflight.len() < args.pipeline)
+                let Some(i) =
+                    (0..n).map(|k| (rr + k) % n).find(|&i| appenders[i].conn.is_open() && appenders[i].conn.inflight.len() < args.pipeline)
                 else {
                     break;
                 };
@@ -368,14 +347,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
             }
         }
         poll_once(&mut poll, &mut events, timeout)?;
-        let mut cx = Ctx {
-            stats: &mut stats,
-            v: &mut v,
-            ids: &ids,
-            base: &base,
-            deliveries: &mut deliveries,
-            record: true,
-        };
+        let mut cx = Ctx { stats: &mut stats, v: &mut v, ids: &ids, base: &base, deliveries: &mut deliveries, record: true };
         handle(&events, &poll, &mut tailers, &mut appenders, &mut scratch, &mut cx, &mut acks);
         for ev in events.iter() {
             if ev.token() == TIMER {
@@ -391,14 +363,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
     let acked_max: Vec<u64> = acks.acked.iter().map(|a| a.max()).collect();
     while !caught_up(&tailers, &|s| acked_max[s]) && Instant::now() < drain_deadline {
         poll_once(&mut poll, &mut events, Duration::from_millis(50))?;
-        let mut cx = Ctx {
-            stats: &mut stats,
-            v: &mut v,
-            ids: &ids,
-            base: &base,
-            deliveries: &mut deliveries,
-            record: true,
-        };
+        let mut cx = Ctx { stats: &mut stats, v: &mut v, ids: &ids, base: &base, deliveries: &mut deliveries, record: true };
         handle(&events, &poll, &mut tailers, &mut [], &mut scratch, &mut cx, &mut acks);
     }
     let delivery_secs = t0.elapsed().as_secs_f64();
@@ -411,14 +376,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
     }
     while !caught_up(&tailers, &|s| target[s]) && Instant::now() < drain_deadline {
         poll_once(&mut poll, &mut events, Duration::from_millis(50))?;
-        let mut cx = Ctx {
-            stats: &mut stats,
-            v: &mut v,
-            ids: &ids,
-            base: &base,
-            deliveries: &mut deliveries,
-            record: false,
-        };
+        let mut cx = Ctx { stats: &mut stats, v: &mut v, ids: &ids, base: &base, deliveries: &mut deliveries, record: false };
         handle(&events, &poll, &mut tailers, &mut [], &mut scratch, &mut cx, &mut acks);
     }
     let rss_after = pid.and_then(sys::rss_kib);
@@ -497,7 +455,15 @@ fn poll_once(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<
     }
 }
 
-fn handle(events: &Events, poll: &Poll, tailers: &mut [Tailer], appenders: &mut [Appender], scratch: &mut [u8], cx: &mut Ctx<'_>, acks: &mut Acks) {
+fn handle(
+    events: &Events,
+    poll: &Poll,
+    tailers: &mut [Tailer],
+    appenders: &mut [Appender],
+    scratch: &mut [u8],
+    cx: &mut Ctx<'_>,
+    acks: &mut Acks,
+) {
     let k = tailers.len();
     for ev in events.iter() {
         let tok = ev.token().0;
