@@ -82,12 +82,12 @@ pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
 
 // ---- compile-time relationships ---------------------------------------------------
 
-const _: () = assert!(LOG_BLOCK_BYTES as usize % FRAME_ALIGN_BYTES == 0);
+const _: () = assert!((LOG_BLOCK_BYTES as usize).is_multiple_of(FRAME_ALIGN_BYTES));
 // Any record fits in an empty segment.
 const _: () = assert!(SEGMENT_BYTES_MIN >= SEGMENT_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX as u64 + 64);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT >= SEGMENT_BYTES_MIN && SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
-const _: () = assert!(SEGMENT_BYTES_DEFAULT % LOG_BLOCK_BYTES == 0);
-const _: () = assert!(SEGMENT_ZERO_FILL_CHUNK_BYTES as u64 % LOG_BLOCK_BYTES == 0);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT.is_multiple_of(LOG_BLOCK_BYTES));
+const _: () = assert!((SEGMENT_ZERO_FILL_CHUNK_BYTES as u64).is_multiple_of(LOG_BLOCK_BYTES));
 
 // ---- server defaults (configurable, see `config.rs`) --------------------------------
 

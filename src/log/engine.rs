@@ -23,7 +23,7 @@ use glommio::io::{DmaFile, ReadResult};
 use super::frame::{self, decode, Decoded};
 use super::recovery::scan_segment;
 use super::segment::{self, check_header, create_segment, open_segment, segment_path, zero_fill};
-use super::Loc;
+use super::{Loc, RecordVisitor};
 use crate::limits::{LOG_BLOCK_BYTES, READ_COALESCE_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_PREPARE_AT_PERCENT};
 use crate::metrics::histogram::{LocalHistogram, COUNT_BOUNDS, LATENCY_MICROS_BOUNDS};
 
@@ -109,7 +109,7 @@ impl RecordBuf {
 }
 
 fn io_err(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, msg.into())
+    io::Error::other(msg.into())
 }
 
 fn align_down(v: u64) -> u64 {
@@ -123,11 +123,7 @@ fn align_up(v: u64) -> u64 {
 impl LogEngine {
     /// Open (or create) the log in `dir`, calling `visit` for every recovered record in
     /// log order, then start the writer task on the current executor.
-    pub async fn open(
-        dir: &Path,
-        segment_bytes: u64,
-        visit: &mut dyn FnMut(Loc, &[u8]) -> Result<(), String>,
-    ) -> Result<Rc<LogEngine>, String> {
+    pub async fn open(dir: &Path, segment_bytes: u64, visit: &mut RecordVisitor<'_>) -> Result<Rc<LogEngine>, String> {
         assert_eq!(segment_bytes % LOG_BLOCK_BYTES, 0, "segment size is block-aligned");
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         segment::remove_temp_files(dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;

@@ -25,6 +25,9 @@ pub mod segment;
 
 pub use engine::{Durable, LogEngine, LogStats, RecordBuf};
 
+/// Called for every record recovery finds, in log order; an `Err` stops startup.
+pub type RecordVisitor<'a> = dyn FnMut(Loc, &[u8]) -> Result<(), String> + 'a;
+
 /// Where a record lives: segment sequence number, frame offset in it, payload length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Loc {

@@ -17,7 +17,7 @@ use std::path::Path;
 use glommio::io::DmaFile;
 
 use super::frame::{decode, Decoded, FRAME_HEADER_BYTES};
-use super::Loc;
+use super::{Loc, RecordVisitor};
 use crate::limits::{LOG_BLOCK_BYTES, RECORD_PAYLOAD_BYTES_MAX, RECOVERY_READ_WINDOW_BYTES, SEGMENT_HEADER_BYTES};
 
 /// How one segment ended.
@@ -70,7 +70,7 @@ pub async fn scan_segment(
     segment: u32,
     segment_bytes: u64,
     is_last: bool,
-    visit: &mut dyn FnMut(Loc, &[u8]) -> Result<(), String>,
+    visit: &mut RecordVisitor<'_>,
 ) -> Result<ScanEnd, String> {
     let file_len = file.file_size().await.map_err(|e| format!("stat {}: {e}", path.display()))?.min(segment_bytes);
     if file_len < segment_bytes && !is_last {

@@ -23,7 +23,7 @@ pub async fn create(mut req: CreateRequest) -> Result<String, ApiError> {
     let id = req.id.get_or_insert_with(generate_session_id).clone();
     let core = current();
     let (_, owner) = core.owner_of(&id);
-    match core.call(owner, Op::Create(req)).await {
+    match core.call(owner, Op::Create(Box::new(req))).await {
         OpReply::Json(r) => r,
         other => Err(unexpected(other)),
     }
@@ -41,7 +41,7 @@ pub async fn get(session: &str) -> Result<String, ApiError> {
 pub async fn append(session: &str, req: AppendRequest) -> Result<AppendOk, ApiError> {
     let core = current();
     let (_, owner) = core.owner_of(session);
-    match core.call(owner, Op::Append(session.to_string(), req)).await {
+    match core.call(owner, Op::Append(session.to_string(), Box::new(req))).await {
         OpReply::Appended(r) => r,
         other => Err(unexpected(other)),
     }
