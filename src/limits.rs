@@ -128,6 +128,10 @@ pub const TAIL_FETCH_BYTES_MAX: usize = 1024 * 1024;
 /// An events page stops early (fewer than `limit` events, `next_cursor` says where)
 /// once its events reach this many bytes of JSON.
 pub const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// WebSocket read buffer per tail: inbound frames are only control frames and ignored data.
+pub const WS_READ_BUFFER_BYTES: usize = 4096;
+/// Largest inbound WebSocket message/frame a tail accepts before closing the connection.
+pub const WS_INBOUND_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// SSE comment heartbeat period.
 pub const SSE_HEARTBEAT_MS: u64 = 15_000;
 /// Raft timing (milliseconds).

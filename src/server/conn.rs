@@ -113,7 +113,9 @@ pub async fn serve(mut stream: TcpStream) {
             Next::Tail(request, id) => {
                 match crate::tail::prepare(&request, id).await {
                     Ok(plan) => {
-                        crate::tail::run(stream, plan, std::mem::take(&mut buf)).await;
+                        // The connection's buffers are not needed while it streams.
+                        drop((chunk, out, parser));
+                        crate::tail::run(stream, plan, buf).await;
                         return;
                     }
                     Err(resp) => {

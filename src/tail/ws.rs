@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
 use openraft::AsyncRuntime;
 
 use super::{count_sent, fetch, json_array, TailPlan};
+use crate::limits::{WS_INBOUND_MESSAGE_BYTES_MAX, WS_READ_BUFFER_BYTES};
 use crate::raft::runtime::GlommioRuntime;
 use crate::runtime::api;
 use crate::runtime::core::current;
@@ -20,7 +21,14 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
     if stream.write_all(&handshake).await.is_err() {
         return;
     }
-    let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, None).await;
+    // Small, bounded buffers: a tail only writes events (written through, no extra write
+    // buffer) and reads control frames.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(Some(WS_INBOUND_MESSAGE_BYTES_MAX))
+        .max_frame_size(Some(WS_INBOUND_MESSAGE_BYTES_MAX));
+    let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
     let (mut sender, mut receiver) = ws.split();
     // Inbound: drive tungstenite's reader (pongs, close replies) until the client leaves.
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
