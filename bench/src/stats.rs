@@ -187,6 +187,16 @@ impl Summary {
         }
     }
 
+    /// The extras every driver-based append scenario reports.
+    pub fn load_extras(&mut self, issued: u64, reconnects: u64, max_backlog: Option<u64>, unknown_outcomes: u64) {
+        self.extra("requests_issued", issued);
+        self.extra("reconnects", reconnects);
+        if let Some(backlog) = max_backlog {
+            self.extra("max_backlog", backlog);
+        }
+        self.extra("unknown_outcomes", unknown_outcomes);
+    }
+
     pub fn extra(&mut self, key: &str, value: impl Serialize) {
         self.extra.insert(key.to_string(), serde_json::to_value(value).unwrap_or(Value::Null));
     }

@@ -201,29 +201,9 @@ pub(crate) const SAMPLE_REQUEST: &[u8] = b"POST /v1/sessions/s1/append HTTP/1.1\
 #[cfg(test)]
 mod tests {
     use super::SAMPLE_REQUEST as CHUNKED;
-    use crate::http::request::{parse_request, HttpError, Limits, Parse, Request, RequestParser};
+    use crate::http::request::{parse_request, Parse, RequestParser};
 
-    fn limits() -> Limits {
-        Limits::default()
-    }
-
-    fn small_limits() -> Limits {
-        Limits { head_bytes_max: 256, headers_max: 4, body_bytes_max: 64 }
-    }
-
-    fn complete(buf: &[u8]) -> (Request, usize) {
-        match parse_request(buf, &limits()) {
-            Ok(Parse::Complete { request, consumed }) => (request, consumed),
-            other => panic!("expected a complete request, got {other:?}"),
-        }
-    }
-
-    fn error(buf: &[u8], limits: &Limits) -> HttpError {
-        match parse_request(buf, limits) {
-            Err(e) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
+    use crate::http::test_support::{complete, error, limits, small_limits};
 
     #[test]
     fn chunked_body_with_extensions_and_trailers_is_dechunked_and_trailers_dropped() {

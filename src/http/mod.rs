@@ -24,3 +24,31 @@ pub use response::{
     write_last_chunk, write_response, write_sse_end, write_sse_frame, write_sse_head, CONTINUE_100,
 };
 pub use router::{route, route_label, Route, RouteError};
+
+/// Helpers shared by the parser tests of `request.rs` and `chunked.rs`.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::request::{parse_request, HttpError, Limits, Parse, Request};
+
+    pub fn limits() -> Limits {
+        Limits::default()
+    }
+
+    pub fn small_limits() -> Limits {
+        Limits { head_bytes_max: 256, headers_max: 4, body_bytes_max: 64 }
+    }
+
+    pub fn complete(buf: &[u8]) -> (Request, usize) {
+        match parse_request(buf, &limits()) {
+            Ok(Parse::Complete { request, consumed }) => (request, consumed),
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    pub fn error(buf: &[u8], limits: &Limits) -> HttpError {
+        match parse_request(buf, limits) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}

@@ -595,27 +595,7 @@ mod tests {
     use super::*;
     use crate::http::chunked::SAMPLE_REQUEST as CHUNKED;
 
-    fn limits() -> Limits {
-        Limits::default()
-    }
-
-    fn small_limits() -> Limits {
-        Limits { head_bytes_max: 256, headers_max: 4, body_bytes_max: 64 }
-    }
-
-    fn complete(buf: &[u8]) -> (Request, usize) {
-        match parse_request(buf, &limits()) {
-            Ok(Parse::Complete { request, consumed }) => (request, consumed),
-            other => panic!("expected a complete request, got {other:?}"),
-        }
-    }
-
-    fn error(buf: &[u8], limits: &Limits) -> HttpError {
-        match parse_request(buf, limits) {
-            Err(e) => e,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
+    use crate::http::test_support::{complete, error, limits, small_limits};
 
     #[test]
     fn pipelined_requests_in_one_buffer_parse_back_to_back() {

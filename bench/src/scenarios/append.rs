@@ -156,11 +156,7 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
         performed.push(format!("read back {} sessions ({events} events): contiguous seqs, stored count = acked count", args.sessions));
     }
     let mut sum = Summary::new("append", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.a.v, performed);
-    sum.extra("requests_issued", res.issued);
-    sum.extra("reconnects", res.reconnects);
-    if args.load.rate.is_some() {
-        sum.extra("max_backlog", res.max_backlog);
-    }
-    sum.extra("unknown_outcomes", w.a.unknown.iter().sum::<u64>());
+    let backlog = args.load.rate.map(|_| res.max_backlog);
+    sum.load_extras(res.issued, res.reconnects, backlog, w.a.unknown.iter().sum::<u64>());
     Ok(sum)
 }
