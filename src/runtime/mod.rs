@@ -78,20 +78,30 @@ fn prepare_data_dir(config: &Config) -> Result<String, String> {
     }
 }
 
-/// glommio locks its io_uring buffers in memory; lift RLIMIT_MEMLOCK when allowed.
-fn raise_memlock() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: plain syscall with a valid pointer.
-    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
-        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+/// Raise a soft resource limit to its hard limit (or to infinity when permitted).
+fn raise_limit(resource: libc::__rlimit_resource_t, try_infinity: bool) {
+    if try_infinity {
+        let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
         // SAFETY: plain syscall with a valid pointer.
-        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) };
-        if cur.rlim_cur != cur.rlim_max {
-            let raised = libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max };
-            // SAFETY: plain syscall with a valid pointer.
-            unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) };
+        if unsafe { libc::setrlimit(resource, &unlimited) } == 0 {
+            return;
         }
     }
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::getrlimit(resource, &mut cur) } == 0 && cur.rlim_cur != cur.rlim_max {
+        let raised = libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max };
+        // SAFETY: plain syscall with a valid pointer.
+        unsafe { libc::setrlimit(resource, &raised) };
+    }
+}
+
+/// glommio locks its io_uring buffers in memory (RLIMIT_MEMLOCK), and every client
+/// connection is a file descriptor (RLIMIT_NOFILE: 10,000 open tails need more than the
+/// usual soft limit of 1,024): lift both as far as this process may.
+fn raise_limits() {
+    raise_limit(libc::RLIMIT_MEMLOCK, true);
+    raise_limit(libc::RLIMIT_NOFILE, false);
 }
 
 pub fn raft_config() -> Result<Arc<openraft::Config>, String> {
@@ -110,7 +120,7 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, String> {
 /// Start every core and serve until the process is killed.
 pub fn run(mut config: Config) -> Result<(), String> {
     config.node_name = prepare_data_dir(&config)?;
-    raise_memlock();
+    raise_limits();
     let listener = crate::server::reserve_port(config.port)?;
     config.port = listener.port;
     let config = Arc::new(config);
