@@ -24,11 +24,10 @@
 //! decoding needs no aligned buffer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
 
-const MAGIC: &[u8; 8] = b"STSHARD\x01";
+const MAGIC: &[u8; 8] = b"STSHARD\x02";
 const CHECKSUM_BYTES: usize = 8;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -131,7 +130,7 @@ impl ShardState {
             put_u64(&mut out, s.key_order.len() as u64);
             for (seq, key) in &s.key_order {
                 let fingerprint = s.keys.get(key).map_or(0, |r| r.fingerprint);
-                put_str(&mut out, key);
+                out.extend_from_slice(&key.to_le_bytes());
                 put_u64(&mut out, *seq);
                 out.extend_from_slice(&fingerprint.to_le_bytes());
             }
@@ -195,19 +194,19 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
         }
         positions.push(i);
     }
-    let k = r.count(8 + 8 + 16)?;
+    let k = r.count(16 + 8 + 16)?;
     let mut keys = HashMap::with_capacity(k);
     let mut key_order = VecDeque::with_capacity(k);
     let mut prev_seq = 0;
     for _ in 0..k {
-        let key: Arc<str> = Arc::from(r.string()?);
+        let key = r.u128()?;
         let seq = r.u64()?;
         let fingerprint = r.u128()?;
         if seq <= prev_seq || seq > header.last_seq {
             return Err(format!("session {id}: idempotency keys out of order or out of range"));
         }
         prev_seq = seq;
-        if keys.insert(Arc::clone(&key), RememberedKey { seq, fingerprint }).is_some() {
+        if keys.insert(key, RememberedKey { seq, fingerprint }).is_some() {
             return Err(format!("session {id}: idempotency key repeated"));
         }
         key_order.push_back((seq, key));

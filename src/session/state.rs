@@ -8,7 +8,7 @@
 //! - `tail` holds the rendered events `last_seq - tail.len() + 1 ..= last_seq`
 //!   (at most `tail_keep` of them), as `Arc<str>` so readers on other threads
 //!   can take them without copying.
-//! - `keys` and `key_order` hold the same idempotency keys; `key_order` is in
+//! - `keys` and `key_order` hold the same idempotency keys (as 128-bit hashes); `key_order` is in
 //!   ascending seq order and only keys with `seq > last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN`
 //!   are kept, which bounds memory per session.
 //! - Applying the same command sequence (same positions) yields the same state,
@@ -191,6 +191,12 @@ pub fn render_event_parts(seq: u64, event: EventParts<'_>, idempotency_key: Opti
     out
 }
 
+/// What an idempotency key is remembered by (128 bits: collisions are not a practical
+/// concern, and a key of any length costs the same memory).
+pub(super) fn key_hash(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RememberedKey {
     pub(super) seq: u64,
@@ -212,8 +218,10 @@ pub(super) struct Session {
     pub(super) header: SessionHeader,
     pub(super) positions: Vec<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
-    pub(super) keys: HashMap<Arc<str>, RememberedKey>,
-    pub(super) key_order: VecDeque<(u64, Arc<str>)>,
+    /// Idempotency keys by their xxh3-128 hash: memory per remembered key is fixed,
+    /// however long the client's keys are.
+    pub(super) keys: HashMap<u128, RememberedKey>,
+    pub(super) key_order: VecDeque<(u64, u128)>,
 }
 
 impl Session {
@@ -226,7 +234,7 @@ impl Session {
     fn check_append(&self, key: Option<&str>, fingerprint: u128, expected_seq: Option<u64>, mode: Mode) -> Option<Outcome> {
         let last_seq = self.header.last_seq;
         if let Some(k) = key {
-            if let Some(seen) = self.keys.get(k) {
+            if let Some(seen) = self.keys.get(&key_hash(k)) {
                 return Some(if seen.fingerprint == fingerprint {
                     Outcome::Appended { seq: seen.seq, last_seq, deduped: true }
                 } else {
@@ -262,9 +270,8 @@ impl Session {
         self.header.last_seq = seq;
         self.header.updated_micros = now_micros;
         if let Some(k) = key {
-            let k: Arc<str> = Arc::from(k);
-            let fingerprint = event.fingerprint;
-            self.keys.insert(Arc::clone(&k), RememberedKey { seq, fingerprint });
+            let k = key_hash(k);
+            self.keys.insert(k, RememberedKey { seq, fingerprint: event.fingerprint });
             self.key_order.push_back((seq, k));
         }
         self.evict_keys();
