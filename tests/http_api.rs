@@ -216,6 +216,16 @@ fn pipelined_chunked_and_http10_requests() {
         assert_eq!(r.json()["seq"], 4 + i, "{}", r.text());
     }
 
+    // More pipelined requests than may be in flight at once: all answered, in order.
+    let mut many = Vec::new();
+    for _ in 0..200 {
+        many.extend_from_slice(b"GET /v1/sessions/pipe HTTP/1.1\r\nhost: x\r\n\r\n");
+    }
+    c.send_raw(&many);
+    for _ in 0..200 {
+        assert_eq!(c.read_response().unwrap().json()["last_seq"], 53);
+    }
+
     // Chunked request body.
     let body = event(9).to_string();
     let (a, b) = body.split_at(7);

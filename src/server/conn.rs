@@ -7,7 +7,7 @@
 //! for the ones before it, so pipelined requests behave as if run one by one. A framing error answers once and
 //! closes only this connection.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::FuturesOrdered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -42,6 +42,8 @@ fn count(resp: &Response) {
 
 enum Next {
     Read,
+    /// Complete requests may still be buffered: parse again before reading.
+    Parse,
     Close,
     Tail(Box<Request>, String),
 }
@@ -52,13 +54,21 @@ pub async fn serve(mut stream: TcpStream) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; CONNECTION_READ_BYTES];
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    // When the head of the request now in `buf` started arriving (the 408 clock).
+    let mut head_started: Option<Instant> = None;
     loop {
         let mut inflight = FuturesOrdered::new();
         let mut next = Next::Read;
-        while inflight.len() < PIPELINE_IN_FLIGHT_MAX {
+        loop {
+            if inflight.len() >= PIPELINE_IN_FLIGHT_MAX {
+                // Answer what is in flight, then parse the rest of the buffer (no read).
+                next = Next::Parse;
+                break;
+            }
             match parser.parse(&buf) {
                 Ok(Parse::Complete { request, consumed }) => {
                     buf.drain(..consumed);
+                    head_started = None;
                     let keep_alive = request.keep_alive;
                     match handlers::resolve(&request) {
                         Err(resp) => inflight.push_back(futures::future::Either::Left(futures::future::ready(resp))),
@@ -127,14 +137,33 @@ pub async fn serve(mut stream: TcpStream) {
                 }
                 continue;
             }
+            Next::Parse => continue,
             Next::Read => {}
         }
-        // A request in progress gets the head timeout; an idle keep-alive connection the idle one.
-        let wait = if buf.is_empty() { KEEP_ALIVE_IDLE_TIMEOUT_MS } else { REQUEST_HEAD_TIMEOUT_MS };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(wait)));
-        match stream.read(&mut chunk).await {
+        // An idle keep-alive connection gets the idle timeout; a request head must arrive
+        // whole within the head timeout from its first byte; a body must keep moving.
+        let head_timeout = Duration::from_millis(REQUEST_HEAD_TIMEOUT_MS);
+        let wait = if buf.is_empty() {
+            Duration::from_millis(KEEP_ALIVE_IDLE_TIMEOUT_MS)
+        } else if !parser.head_parsed() {
+            (*head_started.get_or_insert_with(Instant::now) + head_timeout).saturating_duration_since(Instant::now())
+        } else {
+            head_timeout
+        };
+        let read = if wait.is_zero() {
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        } else {
+            let _ = stream.set_read_timeout(Some(wait));
+            stream.read(&mut chunk).await
+        };
+        match read {
             Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                if buf.is_empty() {
+                    head_started = Some(Instant::now());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !buf.is_empty() => {
                 let mut out = Vec::new();
                 write_error(&mut out, 1, &HttpError::new(408, "request_timeout", "the request was not received in time"), false);
