@@ -216,3 +216,29 @@ fn a_tail_on_a_session_owned_by_the_other_core_is_woken_across_cores() {
         assert_contiguous(&ws_read_events(ws, 3), 1);
     }
 }
+
+#[test]
+fn a_silent_tail_client_is_not_cut_off_by_the_request_timeouts() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    s.create("quiet");
+    // Send the upgrade head in two pieces so the request loop's last read used the
+    // (10 s) head deadline, then stay silent past it.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream.write_all(b"GET /v1/sessions/quiet/tail HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(b"connection: Upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    let mut ws =
+        async_tungstenite::tungstenite::WebSocket::from_raw_socket(stream, async_tungstenite::tungstenite::protocol::Role::Client, None);
+    std::thread::sleep(Duration::from_secs(12));
+    fill(&s, "quiet", 2);
+    assert_contiguous(&ws_read_events(&mut ws, 2), 1);
+}

@@ -63,6 +63,11 @@ pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Respons
 /// Serve the tail until the client leaves, the session becomes unreadable, or the client
 /// stays stuck past the idle timeout.
 pub async fn run(stream: glommio::net::TcpStream, plan: TailPlan, leftover: Vec<u8>) {
+    // The request loop's read deadlines (idle keep-alive, request head) must not apply to
+    // a stream: a tail client may stay silent for as long as it likes.
+    if stream.set_read_timeout(None).is_err() {
+        return;
+    }
     let core = current();
     core.metrics.count_request(ROUTE, 101);
     core.metrics.open_tails.set(core.metrics.open_tails.get() + 1);
