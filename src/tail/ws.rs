@@ -33,12 +33,9 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
     // Inbound: drive tungstenite's reader (pongs, close replies) until the client leaves.
     let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
     let reader = glommio::spawn_local(async move {
-        while let Some(msg) = receiver.next().await {
-            match msg {
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        // After a close frame, the next read flushes tungstenite's queued close reply and
+        // then ends the stream, so keep reading until it does.
+        while let Some(Ok(_)) = receiver.next().await {}
         let _ = closed_tx.send(());
     });
     let idle = Duration::from_millis(current().config.tail_idle_timeout_ms);
