@@ -219,3 +219,30 @@ fn a_read_of_a_damaged_record_is_an_error_not_garbage() {
         engine.shutdown();
     });
 }
+
+#[test]
+fn a_torn_tail_is_tolerated_when_an_empty_next_segment_was_already_prepared() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // 2.5 MiB of records in a 4 MiB segment: past the 50% mark, so segment 2 is pre-created.
+    let locs = write_records(tmp.path(), 125, 20_000);
+    let last = *locs.last().unwrap();
+    assert_eq!(last.segment, 1);
+    assert!(segment_file(tmp.path(), 2).exists(), "the next segment was prepared ahead of the writer");
+    // Tear the last record of the active segment (bytes after the middle never landed).
+    let path = segment_file(tmp.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[last.offset as usize + 10_000..last.end() as usize].fill(0);
+    std::fs::write(&path, bytes).unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (count, next) = run(async move {
+        let (engine, seen) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap();
+        let next = append(&engine, b"after the torn record").await;
+        engine.shutdown();
+        (seen.len(), next)
+    });
+    assert_eq!(count, 124);
+    assert_eq!((next.segment, next.offset), (1, last.offset), "writing resumes in the active segment");
+    let dir = tmp.path().to_path_buf();
+    let again = run(async move { open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap().1 });
+    assert_eq!(again.len(), 125);
+}

@@ -138,20 +138,36 @@ impl LogEngine {
             files.insert(1, Rc::new(file));
             sizes.insert(1, segment_bytes);
         }
-        for (i, seq) in seqs.iter().enumerate() {
+        // The next segment is created ahead of the writer, so the last *file* may be an
+        // empty spare: the active segment (where a torn tail may be) is the last one with
+        // data. It and the spares after it get the torn-tail tolerance; all before it
+        // must be intact.
+        let mut opened = Vec::with_capacity(seqs.len());
+        for seq in &seqs {
             let seq32 = u32::try_from(*seq).map_err(|_| format!("segment number {seq} out of range in {}", dir.display()))?;
             let path = segment_path(dir, *seq);
             let file = open_segment(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
             let head =
                 file.read_at(0, SEGMENT_HEADER_BYTES as usize).await.map_err(|e| format!("reading header of {}: {e}", path.display()))?;
             let size = check_header(&path, &head, *seq)?;
-            let is_last = i + 1 == seqs.len();
-            let scan = scan_segment(&file, &path, seq32, size, is_last, visit).await?;
-            if is_last {
-                if scan.needs_repair {
-                    repair_tail(&file, scan.data_end, size).await.map_err(|e| format!("repairing {}: {e}", path.display()))?;
-                }
+            let first = file
+                .read_at(SEGMENT_HEADER_BYTES, frame::FRAME_HEADER_BYTES)
+                .await
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let has_data = first.iter().any(|b| *b != 0);
+            opened.push((seq32, path, file, size, has_data));
+        }
+        let active = opened.iter().rposition(|(.., has_data)| *has_data).unwrap_or(0);
+        for (i, (seq32, path, file, size, _)) in opened.into_iter().enumerate() {
+            let tolerant = i >= active;
+            let scan = scan_segment(&file, &path, seq32, size, tolerant, visit).await?;
+            if tolerant && scan.needs_repair {
+                repair_tail(&file, scan.data_end, size).await.map_err(|e| format!("repairing {}: {e}", path.display()))?;
+            }
+            if i == active {
                 end = (seq32, scan.data_end);
+            } else if i > active {
+                assert_eq!(scan.data_end, SEGMENT_HEADER_BYTES, "a spare segment holds no records");
             }
             files.insert(seq32, Rc::new(file));
             sizes.insert(seq32, size);

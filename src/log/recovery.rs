@@ -3,9 +3,10 @@
 //! Policy (explicit, as in raft-engine's `RecoveryMode`):
 //! - a frame that fails its CRC or declares an impossible length, with non-zero bytes
 //!   after it, is corruption: startup refuses, naming the file and the offset;
-//! - in the *last* segment only, a bad or cut frame followed by nothing but zeros (or by
-//!   the end of a file that was cut short) is a torn tail — a write that never completed,
-//!   hence was never acknowledged — and the log is truncated there;
+//! - in the *active* segment only (the last one holding data; empty segments created
+//!   ahead of the writer may follow it), a bad or cut frame followed by nothing but zeros
+//!   (or by the end of a file that was cut short) is a torn tail — a write that never
+//!   completed, hence was never acknowledged — and the log is truncated there;
 //! - an all-zero frame header is the end of written data; in the last segment, non-zero
 //!   bytes after it can only come from a torn, unacknowledged multi-block write (a bit flip
 //!   cannot zero a whole 8-byte header) and are discarded;
