@@ -70,7 +70,10 @@ struct State {
     pending: Vec<Chunk>,
     pending_records: u64,
     waiters: Vec<Durable>,
-    /// Everything before (durable_segment, durable_pos) is written and fdatasync'd.
+    /// Reads are served below (durable_segment, durable_pos): it advances after each
+    /// batch's fdatasync (and to a new segment's start when a batch rolls over, before the
+    /// old segment's sync completes — such bytes are written, and only entries already
+    /// acknowledged durable are ever read back for clients).
     durable_segment: u32,
     durable_pos: u64,
     /// Bytes of the partially filled last block of the durable segment, starting at
