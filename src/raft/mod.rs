@@ -5,6 +5,7 @@
 pub mod log_store;
 pub mod network;
 pub mod record;
+pub mod replay;
 pub mod runtime;
 pub mod state_machine;
 

@@ -58,6 +58,42 @@ impl From<Outcome> for Reply {
 /// new seq of each run) and the payload bytes appended: the runtime wakes tails.
 pub type ApplyListener = Rc<dyn Fn(u32, &[(String, u64, u64)], u64)>;
 
+/// Apply one committed entry: every command of a proposal in order, each at its own
+/// position; membership entries update the stored membership. `on_append` hears every
+/// new (not deduped) event: session, its seq, payload bytes. Shared by the live apply
+/// path and the startup replay ([`super::replay`]) so both build the same state.
+pub(crate) fn apply_entry(
+    state: &mut ShardState,
+    membership: &mut StoredMembership<NodeId, BasicNode>,
+    last_applied: &mut Option<LogId<NodeId>>,
+    entry: &Entry<TypeConfig>,
+    mut on_append: impl FnMut(&str, u64, usize),
+) -> Vec<Reply> {
+    if let Some(prev) = last_applied {
+        assert!(entry.log_id.index > prev.index, "entries apply in log order, once");
+    }
+    let replies = match &entry.payload {
+        EntryPayload::Blank => Vec::new(),
+        EntryPayload::Normal(proposal) => {
+            let mut outcomes = Vec::with_capacity(proposal.0.len());
+            for (slot, cmd) in proposal.0.iter().enumerate() {
+                let outcome = state.apply(position(entry.log_id.index, slot), cmd);
+                if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) = (&outcome, cmd) {
+                    on_append(session_id, *last_seq, event.payload_json.len());
+                }
+                outcomes.push(outcome.into());
+            }
+            outcomes
+        }
+        EntryPayload::Membership(mem) => {
+            *membership = StoredMembership::new(Some(entry.log_id), mem.clone());
+            Vec::new()
+        }
+    };
+    *last_applied = Some(entry.log_id);
+    replies
+}
+
 #[derive(Serialize, Deserialize)]
 struct SnapshotMetaFile {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -123,6 +159,20 @@ impl StateMachine {
         Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path })
     }
 
+    /// A state machine rebuilt during the startup scan of the log (no snapshot file).
+    pub fn from_replayed(shard: u32, replayed: super::replay::Replayed, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Self {
+        let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
+        let machine = ShardMachine {
+            shard,
+            state: replayed.state,
+            last_applied: replayed.last_applied,
+            membership: replayed.membership,
+            snapshot: None,
+            listener: None,
+        };
+        StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path }
+    }
+
     fn persist_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
         let dir = self.snapshot_path.parent().expect("snapshot dir");
         std::fs::create_dir_all(dir)?;
@@ -175,34 +225,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let (listener, shard, last) = {
             let mut m = self.inner.borrow_mut();
             for entry in entries {
-                if let Some(prev) = m.last_applied {
-                    assert!(entry.log_id.index > prev.index, "entries apply in log order, once");
-                }
-                let reply = match &entry.payload {
-                    EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(proposal) => {
-                        let mut outcomes = Vec::with_capacity(proposal.0.len());
-                        for (slot, cmd) in proposal.0.iter().enumerate() {
-                            let outcome = m.state.apply(position(entry.log_id.index, slot), cmd);
-                            if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) =
-                                (&outcome, cmd)
-                            {
-                                payload_bytes += event.payload_json.len() as u64;
-                                match appended.last_mut() {
-                                    Some((s, _, last)) if s == session_id => *last = *last_seq,
-                                    _ => appended.push((session_id.clone(), *last_seq, *last_seq)),
-                                }
-                            }
-                            outcomes.push(outcome.into());
-                        }
-                        outcomes
+                let m = &mut *m;
+                let reply = apply_entry(&mut m.state, &mut m.membership, &mut m.last_applied, &entry, |session, last_seq, bytes| {
+                    payload_bytes += bytes as u64;
+                    match appended.last_mut() {
+                        Some((s, _, last)) if s == session => *last = last_seq,
+                        _ => appended.push((session.to_string(), last_seq, last_seq)),
                     }
-                    EntryPayload::Membership(mem) => {
-                        m.membership = StoredMembership::new(Some(entry.log_id), mem.clone());
-                        Vec::new()
-                    }
-                };
-                m.last_applied = Some(entry.log_id);
+                });
                 replies.push(reply);
             }
             (m.listener.clone(), m.shard, m.last_applied)

@@ -23,7 +23,7 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use self::core::{Core, CoreMsg};
 use crate::config::Config;
 use crate::limits::{MESH_CHANNEL_DEPTH, RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS};
-use crate::raft::log_store::open_core_log;
+use crate::raft::replay::open_core;
 use crate::raft::{LogStore, StateMachine};
 
 const MANIFEST: &str = "STARCITE_MANIFEST";
@@ -186,13 +186,18 @@ async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, glommio::chan
     crate::server::start_listener(config.port, config.max_connections_per_core)?;
 
     let dir = config.data_dir.join(id.to_string());
-    let (engine, mut logs) = open_core_log(&dir, config.segment_bytes).await?;
+    let snapshots = dir.join("snapshots");
+    let has_snapshot = |shard: u32| snapshots.join(format!("{shard}.snap")).exists();
+    let (engine, mut logs, mut replayed) = open_core(&dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
     *core.engine.borrow_mut() = Some(engine.clone());
     let raft_config = raft_config()?;
     let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id).collect();
     for shard in local {
         let log = logs.remove(&shard).unwrap_or_default();
-        let sm = StateMachine::open(shard, config.tail_keep, dir.join("snapshots"), log.clone())?;
+        let sm = match replayed.remove(&shard) {
+            Some(r) => StateMachine::from_replayed(shard, r, snapshots.clone(), log.clone()),
+            None => StateMachine::open(shard, config.tail_keep, snapshots.clone(), log.clone())?,
+        };
         let store = LogStore::new(shard, engine.clone(), log);
         let opened = shard::Shard::open(shard, node_id, raft_config.clone(), store, sm).await?;
         opened.machine.borrow_mut().listener = Some(Rc::new(|_shard, appended, _bytes| {

@@ -1,0 +1,155 @@
+//! Startup fast path: rebuild each shard's state machine during the one scan of the
+//! core's log, instead of letting openraft re-read the committed log a second time.
+//!
+//! Measured before this existed: 10,000,000 events took ~22 s from start to ready, about
+//! half of it waiting on the second read of the segments (openraft re-applies committed
+//! entries in 64-entry chunks through the log reader).
+//!
+//! Correctness: an entry is applied only once a later `Committed` record covers it (the
+//! committed mark is written after the entries it covers, in the same ordered log), with
+//! the same [`apply_entry`] the live path uses; a `Truncate` drops pending entries (never
+//! committed ones). Entries after the last committed mark stay unapplied: openraft commits
+//! and applies them after its election, exactly as on the slow path. Shards that have a
+//! snapshot file take the slow path (their state starts from the snapshot).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+
+use openraft::{BasicNode, Entry, LogId, StoredMembership};
+
+use super::log_store::{record_entry, NodeId, ShardLog};
+use super::record::{self, ArchivedLogRecord};
+use super::state_machine::apply_entry;
+use super::TypeConfig;
+use crate::log::LogEngine;
+use crate::session::ShardState;
+
+/// A shard's state machine as rebuilt by the scan.
+pub struct Replayed {
+    pub state: ShardState,
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    /// Entries seen but not yet covered by a committed mark, in log order.
+    pending: VecDeque<Entry<TypeConfig>>,
+}
+
+impl Replayed {
+    fn new(tail_keep: usize) -> Self {
+        Replayed {
+            state: ShardState::new(tail_keep),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    fn on_record(&mut self, rec: &ArchivedLogRecord) -> Result<(), String> {
+        match rec {
+            ArchivedLogRecord::Entry { .. } => {
+                let owned = rkyv::deserialize::<record::LogRecord, rkyv::rancor::Error>(rec).map_err(|e| e.to_string())?;
+                self.pending.push_back(record_entry(owned)?);
+            }
+            ArchivedLogRecord::Committed { index, .. } => {
+                let committed = index.to_native();
+                while self.pending.front().is_some_and(|e| e.log_id.index <= committed) {
+                    let entry = self.pending.pop_front().expect("front exists");
+                    if self.last_applied.is_some_and(|l| l.index >= entry.log_id.index) {
+                        continue;
+                    }
+                    apply_entry(&mut self.state, &mut self.membership, &mut self.last_applied, &entry, |_, _, _| {});
+                }
+            }
+            ArchivedLogRecord::Truncate { since, .. } => {
+                let since = since.to_native();
+                self.pending.retain(|e| e.log_id.index < since);
+            }
+            ArchivedLogRecord::Vote { .. } | ArchivedLogRecord::Purge { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Open a core's log engine, rebuild every shard's log index, and replay the committed
+/// entries of the shards for which `replay(shard)` is true into their state machines.
+pub async fn open_core(
+    dir: &Path,
+    segment_bytes: u64,
+    tail_keep: usize,
+    replay: &dyn Fn(u32) -> bool,
+) -> Result<(Rc<LogEngine>, HashMap<u32, Rc<RefCell<ShardLog>>>, HashMap<u32, Replayed>), String> {
+    let mut shards: HashMap<u32, Rc<RefCell<ShardLog>>> = HashMap::new();
+    let mut replayed: HashMap<u32, Replayed> = HashMap::new();
+    let engine = LogEngine::open(dir, segment_bytes, &mut |loc, payload| {
+        let at = || format!("segment {} offset {}", loc.segment, loc.offset);
+        let rec = record::access(payload).map_err(|e| format!("{}: {e}", at()))?;
+        let shard = rec.shard();
+        shards.entry(shard).or_default().borrow_mut().recover(loc, rec).map_err(|e| format!("{}: {e}", at()))?;
+        if replay(shard) {
+            replayed.entry(shard).or_insert_with(|| Replayed::new(tail_keep)).on_record(rec).map_err(|e| format!("{}: {e}", at()))?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((engine, shards, replayed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::record::{LogRecord, RecordPayload};
+    use crate::session::{Command, EventBody};
+
+    fn feed(r: &mut Replayed, rec: LogRecord) {
+        let bytes = rec.encode();
+        r.on_record(record::access(&bytes).unwrap()).unwrap();
+    }
+
+    fn append(i: u64) -> Command {
+        Command::Append {
+            session_id: "s".into(),
+            event: EventBody {
+                event_type: "t".into(),
+                payload_json: format!("{{\"i\":{i}}}"),
+                actor: "a".into(),
+                source: None,
+                metadata_json: "{}".into(),
+                refs_json: "{}".into(),
+                fingerprint: i as u128,
+            },
+            idempotency_key: None,
+            expected_seq: None,
+            now_micros: 1,
+        }
+    }
+
+    fn entry(index: u64, cmds: Vec<Command>) -> LogRecord {
+        LogRecord::Entry { shard: 0, term: 1, node: 1, index, payload: RecordPayload::Normal(cmds) }
+    }
+
+    fn committed(index: u64) -> LogRecord {
+        LogRecord::Committed { shard: 0, term: 1, node: 1, index }
+    }
+
+    #[test]
+    fn only_committed_entries_apply_and_truncated_ones_never_do() {
+        let mut r = Replayed::new(10);
+        let create = Command::CreateSession { id: "s".into(), title: None, metadata_json: "{}".into(), now_micros: 1 };
+        feed(&mut r, entry(1, vec![create, append(1)]));
+        feed(&mut r, entry(2, vec![append(2)]));
+        assert!(r.state.header("s").is_none(), "nothing applies before a committed mark");
+        feed(&mut r, committed(1));
+        assert_eq!(r.state.header("s").unwrap().last_seq, 1);
+        // Entry 2 is replaced by a new leader before it commits.
+        feed(&mut r, LogRecord::Truncate { shard: 0, since: 2 });
+        feed(&mut r, entry(2, vec![append(20), append(21)]));
+        feed(&mut r, entry(3, vec![append(3)]));
+        feed(&mut r, committed(2));
+        assert_eq!(r.state.header("s").unwrap().last_seq, 3);
+        assert_eq!(r.last_applied.unwrap().index, 2);
+        let hot = r.state.hot_events("s", 1, 10).unwrap().hot;
+        assert!(hot[0].contains("\"i\":20") && hot[1].contains("\"i\":21"), "{hot:?}");
+        assert_eq!(r.pending.len(), 1, "entry 3 waits for its committed mark");
+    }
+}
