@@ -246,3 +246,26 @@ fn a_torn_tail_is_tolerated_when_an_empty_next_segment_was_already_prepared() {
     let again = run(async move { open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap().1 });
     assert_eq!(again.len(), 125);
 }
+
+#[test]
+fn lazy_records_ride_with_the_next_durable_write_and_never_cost_a_sync_of_their_own() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().to_path_buf();
+    run(async move {
+        let (engine, _) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap();
+        let fsyncs_before = engine.stats.fsyncs.get();
+        let lazy = engine.submit_lazy(&[b"committed mark"]).unwrap()[0];
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(engine.stats.fsyncs.get(), fsyncs_before, "a lazy record alone is not written");
+        assert!(engine.read(lazy).await.is_err(), "and not readable as durable yet");
+        let loc = append(&engine, b"an entry someone waits for").await;
+        assert_eq!(engine.stats.fsyncs.get(), fsyncs_before + 1, "one sync covers both");
+        assert_eq!(engine.read(lazy).await.unwrap().payload(), b"committed mark");
+        assert!(loc.offset > lazy.offset, "log order is submission order");
+        engine.shutdown();
+    });
+    let dir = tmp.path().to_path_buf();
+    let seen = run(async move { open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap().1 });
+    let payloads: Vec<&[u8]> = seen.iter().map(|(_, p)| p.as_slice()).collect();
+    assert_eq!(payloads, vec![&b"committed mark"[..], &b"an entry someone waits for"[..]]);
+}

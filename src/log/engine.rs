@@ -226,6 +226,19 @@ impl LogEngine {
     /// runs once all of them are durable. Records are readable with [`Self::read`] only
     /// after that.
     pub fn submit(&self, payloads: &[&[u8]], on_durable: Durable) -> io::Result<Vec<Loc>> {
+        self.place(payloads, Some(on_durable))
+    }
+
+    /// Place `payloads` without asking for a write: they go out with the next batch that
+    /// someone waits for (and become durable with it), never in a batch of their own.
+    /// For bookkeeping whose loss on a crash is harmless (the committed mark: losing it
+    /// only means openraft re-commits a few entries after restart), so an idle shard's
+    /// commit does not cost a second fdatasync.
+    pub fn submit_lazy(&self, payloads: &[&[u8]]) -> io::Result<Vec<Loc>> {
+        self.place(payloads, None)
+    }
+
+    fn place(&self, payloads: &[&[u8]], on_durable: Option<Durable>) -> io::Result<Vec<Loc>> {
         let mut locs = Vec::with_capacity(payloads.len());
         {
             let mut st = self.state.borrow_mut();
@@ -254,11 +267,14 @@ impl LogEngine {
                 st.assign_pos += flen;
                 st.pending_records += 1;
             }
-            st.waiters.push(on_durable);
             let size = self.segment_size(st.assign_segment);
             if st.assign_pos * 100 >= size * SEGMENT_PREPARE_AT_PERCENT {
                 let next = st.assign_segment + 1;
                 self.start_preparing(&mut st, next);
+            }
+            match on_durable {
+                Some(callback) => st.waiters.push(callback),
+                None => return Ok(locs),
             }
         }
         if let Some(w) = self.writer_waker.take() {

@@ -7,7 +7,8 @@
 //! - `save_vote` returns only after the vote record is fdatasync'd;
 //! - `truncate`, `purge` and `save_committed` write a record and return: the log is
 //!   ordered, so any later durable record makes them durable too, and recovery replays
-//!   them in order;
+//!   them in order; the committed mark does not even ask for a write of its own (it rides
+//!   with the next one: losing it in a crash only makes openraft re-commit a few entries);
 //! - indices are contiguous from the first kept index to the last (asserted); there is no
 //!   hole after truncate or purge.
 //!
@@ -129,6 +130,11 @@ impl ShardLog {
         index.checked_sub(self.first_index).and_then(|i| self.locs.get(i as usize)).copied()
     }
 
+    /// Index of the last entry in the log (None when empty).
+    pub fn last_index(&self) -> Option<u64> {
+        self.last_log_id().map(|l| l.index)
+    }
+
     pub fn vote(&self) -> Option<Vote<NodeId>> {
         self.vote
     }
@@ -195,18 +201,24 @@ impl LogStore {
         LogStore { shard, engine, log }
     }
 
-    /// Write a bookkeeping record; `wait` blocks until it is durable.
-    async fn write_meta(&self, rec: LogRecord, wait: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+    /// Write a bookkeeping record and wait until it is durable.
+    async fn write_durable(&self, rec: LogRecord, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = rec.encode();
         let (tx, rx) = futures::channel::oneshot::channel::<io::Result<()>>();
-        let on_durable: crate::log::Durable = if wait { Box::new(move |r| drop(tx.send(r))) } else { Box::new(|_| {}) };
-        self.engine.submit(&[&bytes], on_durable).map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
-        if wait {
-            rx.await
-                .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?
-                .map_err(|e| storage_error(subject, ErrorVerb::Write, e))?;
-        }
-        Ok(())
+        self.engine
+            .submit(&[&bytes], Box::new(move |r| drop(tx.send(r))))
+            .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        rx.await
+            .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?
+            .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    }
+
+    /// Write a bookkeeping record in log order without waiting: a later durable record
+    /// makes it durable too. `lazy` records do not even ask for a write of their own.
+    fn write_ordered(&self, rec: LogRecord, lazy: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+        let bytes = rec.encode();
+        let placed = if lazy { self.engine.submit_lazy(&[&bytes]) } else { self.engine.submit(&[&bytes], Box::new(|_| {})) };
+        placed.map(|_| ()).map_err(|e| storage_error(subject, ErrorVerb::Write, e))
     }
 
     /// Entries `[start, end)` that exist, in order, from the cache or the disk.
@@ -288,7 +300,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let rec = LogRecord::Vote { shard: self.shard, term: vote.leader_id.term, node: vote.leader_id.node_id, committed: vote.committed };
-        self.write_meta(rec, true, ErrorSubject::Vote).await?;
+        self.write_durable(rec, ErrorSubject::Vote).await?;
         self.log.borrow_mut().vote = Some(*vote);
         Ok(())
     }
@@ -300,7 +312,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
         if let Some(c) = committed {
             let rec = LogRecord::Committed { shard: self.shard, term: c.leader_id.term, node: c.leader_id.node_id, index: c.index };
-            self.write_meta(rec, false, ErrorSubject::Store).await?;
+            // The committed mark rides along with the next write (see `submit_lazy`).
+            self.write_ordered(rec, true, ErrorSubject::Store)?;
         }
         self.log.borrow_mut().committed = committed;
         Ok(())
@@ -334,14 +347,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs).await?;
+        self.write_ordered(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs)?;
         self.log.borrow_mut().truncate(log_id.index);
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let rec = LogRecord::Purge { shard: self.shard, term: log_id.leader_id.term, node: log_id.leader_id.node_id, index: log_id.index };
-        self.write_meta(rec, false, ErrorSubject::Logs).await?;
+        self.write_ordered(rec, false, ErrorSubject::Logs)?;
         self.log.borrow_mut().purge(log_id);
         Ok(())
     }

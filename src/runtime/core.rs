@@ -190,7 +190,12 @@ impl Core {
         }
         let (shard, owner) = self.owner_of(session);
         assert_eq!(owner, self.id, "operations run on the owner core");
-        self.shards.borrow().get(&shard).cloned().ok_or_else(|| raft_unavailable(format!("shard {shard} is not open on this node")))
+        let found = self.shards.borrow().get(&shard).cloned();
+        match found {
+            None => Err(raft_unavailable(format!("shard {shard} is not open on this node"))),
+            Some(s) if !s.is_caught_up() => Err(raft_unavailable(format!("shard {shard} is still applying its log after restart"))),
+            Some(s) => Ok(s),
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -244,6 +249,9 @@ impl Core {
         for shard in self.shards.borrow().values() {
             if shard.raft.metrics().borrow().current_leader.is_none() {
                 return Err(format!("shard {} has no leader", shard.id));
+            }
+            if !shard.is_caught_up() {
+                return Err(format!("shard {} is still applying its log", shard.id));
             }
         }
         Ok(())

@@ -32,6 +32,11 @@ pub struct Shard {
     queue: RefCell<VecDeque<Queued>>,
     /// A proposer task is running (it drains `queue` until empty).
     proposing: Cell<bool>,
+    /// Last log index found at startup: the shard serves only once it has applied that
+    /// far (entries after the last durable committed mark are re-committed by openraft
+    /// after its election; until then the state machine would answer from the past).
+    startup_last_index: Option<u64>,
+    caught_up: Cell<bool>,
 }
 
 struct Queued {
@@ -116,6 +121,7 @@ impl Shard {
         sm: StateMachine,
     ) -> Result<Shard, String> {
         let machine = sm.inner.clone();
+        let startup_last_index = store.log.borrow().last_index();
         let raft = Raft::new(node_id, raft_config, crate::raft::network::Network, store.clone(), sm)
             .await
             .map_err(|e| format!("starting Raft for shard {id}: {e}"))?;
@@ -125,7 +131,30 @@ impl Shard {
             members.insert(node_id, BasicNode::default());
             raft.initialize(members).await.map_err(|e| format!("initializing shard {id}: {e}"))?;
         }
-        Ok(Shard { id, raft, machine, store, queue: RefCell::new(VecDeque::new()), proposing: Cell::new(false) })
+        Ok(Shard {
+            id,
+            raft,
+            machine,
+            store,
+            queue: RefCell::new(VecDeque::new()),
+            proposing: Cell::new(false),
+            startup_last_index,
+            caught_up: Cell::new(false),
+        })
+    }
+
+    /// Whether the state machine has applied everything the log held at startup.
+    pub fn is_caught_up(&self) -> bool {
+        if self.caught_up.get() {
+            return true;
+        }
+        let applied = self.machine.borrow().last_applied.map(|l| l.index);
+        let done = match self.startup_last_index {
+            None => true,
+            Some(last) => applied.is_some_and(|a| a >= last),
+        };
+        self.caught_up.set(done);
+        done
     }
 
     /// Propose `cmd` and wait until it is committed and applied (or the timeout passes).
