@@ -18,6 +18,14 @@ pub struct ConnSessions {
     pub next: usize,
 }
 
+impl ConnSessions {
+    /// The sessions connection `conn` of `connections` drives, starting from their seqs in `base`.
+    pub fn for_conn(conn: usize, connections: usize, sessions: usize, base: &[u64]) -> Self {
+        let sessions = common::sessions_for_conn(conn, connections, sessions);
+        ConnSessions { last_acked: sessions.iter().map(|&s| base[s]).collect(), sessions, next: 0 }
+    }
+}
+
 /// Ack bookkeeping shared by the append-like scenarios.
 pub struct Acks {
     pub ids: Vec<String>,
@@ -134,12 +142,7 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
     let spec = args.load.spec(args.addr, args.common.server_pid)?;
     let ids = common::session_ids(&args.session_prefix, args.sessions);
     let base = common::setup_sessions(args.addr, &ids)?;
-    let conns = (0..spec.connections)
-        .map(|c| {
-            let sessions = common::sessions_for_conn(c, spec.connections, args.sessions);
-            ConnSessions { last_acked: sessions.iter().map(|&s| base[s]).collect(), sessions, next: 0 }
-        })
-        .collect();
+    let conns = (0..spec.connections).map(|c| ConnSessions::for_conn(c, spec.connections, args.sessions, &base)).collect();
     let mut w = AppendWl {
         host: args.addr.to_string(),
         paths: ids.iter().map(|id| api::append_path(id)).collect(),

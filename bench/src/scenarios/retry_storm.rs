@@ -190,13 +190,10 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
     let ids = common::session_ids(&args.session_prefix, args.sessions);
     let base = common::setup_sessions(args.addr, &ids)?;
     let conns = (0..spec.connections)
-        .map(|c| {
-            let sessions = common::sessions_for_conn(c, spec.connections, args.sessions);
-            PerConn {
-                cs: ConnSessions { last_acked: sessions.iter().map(|&s| base[s]).collect(), sessions, next: 0 },
-                pending_retry: None,
-                originals: VecDeque::new(),
-            }
+        .map(|c| PerConn {
+            cs: ConnSessions::for_conn(c, spec.connections, args.sessions, &base),
+            pending_retry: None,
+            originals: VecDeque::new(),
         })
         .collect();
     let mut w = RetryWl {
