@@ -4,7 +4,7 @@
 //! misconfigured membership) fails as "unreachable" so openraft backs off and retries.
 //! The multi-node transport (authenticated TCP on `STARCITE_CLUSTER_PORT`) plugs in here.
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
@@ -58,9 +58,4 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         Err(unreachable(self.target))
     }
-}
-
-#[allow(dead_code)]
-fn _network_error_is_available(e: &std::io::Error) -> NetworkError {
-    NetworkError::new(e)
 }
