@@ -56,7 +56,11 @@ fn write_value(out: &mut String, v: &Value, sorted: bool) {
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         // Number's Display uses the same itoa/ryu formatting as serde_json's serializer.
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            use std::fmt::Write;
+            // Infallible for String; formats in place instead of allocating a String.
+            let _ = write!(out, "{n}");
+        }
         Value::String(s) => push_json_string(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -73,13 +77,21 @@ fn write_value(out: &mut String, v: &Value, sorted: bool) {
 }
 
 fn write_map(out: &mut String, map: &Map<String, Value>, sorted: bool) {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    out.push('{');
     if sorted {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
         // String's Ord is bytewise on UTF-8, which is what "canonical" promises.
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        write_entries(out, entries.into_iter(), sorted);
+    } else {
+        // Client order: no need to collect the entries first.
+        write_entries(out, map.iter(), sorted);
     }
-    out.push('{');
-    for (i, (k, val)) in entries.into_iter().enumerate() {
+    out.push('}');
+}
+
+fn write_entries<'a>(out: &mut String, entries: impl Iterator<Item = (&'a String, &'a Value)>, sorted: bool) {
+    for (i, (k, val)) in entries.enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -87,7 +99,6 @@ fn write_map(out: &mut String, map: &Map<String, Value>, sorted: bool) {
         out.push(':');
         write_value(out, val, sorted);
     }
-    out.push('}');
 }
 
 /// Compact JSON text keeping the client's key order (what we store and serve).
