@@ -215,6 +215,7 @@ impl LogStore {
 
     /// Write a bookkeeping record in log order without waiting: a later durable record
     /// makes it durable too. `lazy` records do not even ask for a write of their own.
+    #[allow(clippy::result_large_err)] // openraft's StorageError, returned as the storage traits require.
     fn write_ordered(&self, rec: LogRecord, lazy: bool, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = rec.encode();
         let placed = if lazy { self.engine.submit_lazy(&[&bytes]) } else { self.engine.submit(&[&bytes], Box::new(|_| {})) };

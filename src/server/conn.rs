@@ -105,10 +105,7 @@ pub async fn serve(mut stream: TcpStream) {
                 }
             }
         }
-        while let Some(resp) = inflight.next().await {
-            count(&resp);
-            out.extend_from_slice(&resp.bytes);
-        }
+        out_after(&mut inflight, &mut out).await;
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 return;

@@ -62,7 +62,7 @@ pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Respons
 
 /// Serve the tail until the client leaves, the session becomes unreadable, or the client
 /// stays stuck past the idle timeout.
-pub async fn run(stream: glommio::net::TcpStream, plan: TailPlan, leftover: Vec<u8>) {
+pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: Vec<u8>) {
     // The request loop's read deadlines (idle keep-alive, request head) must not apply to
     // a stream: a tail client may stay silent for as long as it likes.
     if stream.set_read_timeout(None).is_err() {
@@ -71,12 +71,15 @@ pub async fn run(stream: glommio::net::TcpStream, plan: TailPlan, leftover: Vec<
     let core = current();
     core.metrics.count_request(ROUTE, 101);
     core.metrics.open_tails.set(core.metrics.open_tails.get() + 1);
-    match plan.transport {
-        Transport::WebSocket { ref handshake } => {
-            let handshake = handshake.clone();
+    match &mut plan.transport {
+        Transport::WebSocket { handshake } => {
+            let handshake = std::mem::take(handshake);
             ws::run(stream, &plan, handshake, leftover).await
         }
-        Transport::Sse { version_minor } => sse::run(stream, &plan, version_minor).await,
+        Transport::Sse { version_minor } => {
+            let version_minor = *version_minor;
+            sse::run(stream, &plan, version_minor).await
+        }
     }
     let core = current();
     core.metrics.open_tails.set(core.metrics.open_tails.get() - 1);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -330,8 +330,4 @@ pub fn assert_contiguous(events: &[Value], from: u64) {
 
 pub fn event(i: usize) -> Value {
     json!({ "type": "msg", "payload": { "i": i }, "actor": "tester" })
-}
-
-pub fn data_path(dir: &Path) -> PathBuf {
-    dir.to_path_buf()
 }
