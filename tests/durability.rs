@@ -121,13 +121,9 @@ fn startup_refuses_a_corrupted_log_naming_the_file_and_offset() {
         }
     }
     assert!(!damaged.is_empty());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_starcite"))
-        .env("PORT", free_port().to_string())
-        .env("STARCITE_RAFT_DATA_DIR", &s.data_dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let dir = s.data_dir.display().to_string();
+    let (status, stderr) = run_starcite_expecting_refusal(&[("STARCITE_RAFT_DATA_DIR", &dir)]);
+    assert!(!status.success());
     assert!(stderr.contains("corrupt record") && stderr.contains("offset 4096"), "{stderr}");
     assert!(damaged.iter().any(|d| stderr.contains(&d.display().to_string())), "{stderr}");
 }
@@ -141,10 +137,48 @@ fn bad_configuration_exits_with_one_line_naming_the_variable() {
         ("STARCITE_ARCHIVER_ENABLED", "true", "DATABASE_URL"),
         ("STARCITE_SHARDS", "-3", "STARCITE_SHARDS"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_starcite")).env(var, value).output().unwrap();
-        assert!(!out.status.success(), "{var}={value} started");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = tmp.path().display().to_string();
+        let (status, stderr) = run_starcite_expecting_refusal(&[("STARCITE_RAFT_DATA_DIR", &dir), (var, value)]);
+        assert!(!status.success(), "{var}={value} started");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(var) && stderr.contains(expect), "{stderr}");
+    }
+}
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_refused_and_names_the_holder() {
+    let s = Server::start();
+    s.create("mine");
+    let dir = s.data_dir.display().to_string();
+    let (status, stderr) = run_starcite_expecting_refusal(&[("STARCITE_RAFT_DATA_DIR", &dir)]);
+    assert!(!status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("STARCITE_RAFT_DATA_DIR") && stderr.contains(&format!("pid {}", s.pid())), "{stderr}");
+    // The first process is untouched and keeps serving.
+    assert_eq!(s.append("mine", event(1)).status, 201);
+}
+
+#[test]
+fn the_data_dir_lock_is_released_when_its_holder_is_killed() {
+    let mut s = Server::start();
+    s.create("after");
+    s.restart(); // kill -9, then a new process takes the lock at once
+    assert_eq!(s.append("after", event(1)).json()["seq"], 1);
+}
+
+#[test]
+fn a_second_process_on_the_same_port_is_refused() {
+    let s = Server::start();
+    let other = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let port = s.port.to_string();
+    let dir = other.path().display().to_string();
+    let (status, stderr) = run_starcite_expecting_refusal(&[("STARCITE_RAFT_DATA_DIR", &dir), ("PORT", &port)]);
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("PORT={port}")) && stderr.contains("in use"), "{stderr}");
+    // Every request still reaches the first process (nothing else shares the port).
+    s.create("only-one");
+    for _ in 0..20 {
+        assert_eq!(s.req("GET", "/v1/sessions/only-one", "").status, 200);
     }
 }

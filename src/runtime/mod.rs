@@ -27,6 +27,49 @@ use crate::raft::replay::open_core;
 use crate::raft::{LogStore, StateMachine};
 
 const MANIFEST: &str = "STARCITE_MANIFEST";
+/// The lock file inside the data dir; its content is the holder's pid (informational:
+/// the lock itself is the `flock`, which the kernel drops when the holder dies).
+const LOCK_FILE: &str = "LOCK";
+
+/// Holds the exclusive `flock` on the data dir for the life of the process. One process
+/// per data dir: two writers of the same segment files lose acknowledged events.
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Take the data dir's exclusive lock (creating the dir if needed), or say who holds it.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot create: {e}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot open {}: {e}", dir.display(), path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another process".to_string() } else { format!("another process (pid {holder})") };
+            return Err(format!(
+                "STARCITE_RAFT_DATA_DIR={} is in use by {who}: one starcite process per data dir; stop it or choose another directory",
+                dir.display()
+            ));
+        }
+        return Err(format!("STARCITE_RAFT_DATA_DIR={}: cannot lock {}: {err}", dir.display(), path.display()));
+    }
+    let pid = std::process::id();
+    let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| writeln!(file, "{pid}"));
+    written.map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(DataDirLock { _file: file })
+}
 const MANIFEST_VERSION: u32 = 1;
 
 /// Check (or write, on first start) the data dir's manifest: the layout depends on the
@@ -119,17 +162,21 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, String> {
 
 /// Start every core and serve until the process is killed.
 pub fn run(mut config: Config) -> Result<(), String> {
+    let _lock = lock_data_dir(&config.data_dir)?;
     config.node_name = prepare_data_dir(&config)?;
     raise_limits();
     let listener = crate::server::reserve_port(config.port)?;
     config.port = listener.port;
     let config = Arc::new(config);
+    // The startup line is a stable, machine-readable contract (README, "Startup line"):
+    // `key=value` fields, `data_dir` last because a path may contain spaces.
     eprintln!(
-        "starcite: node {} serving HTTP on port {} with {} cores, {} shards, data in {}",
-        config.node_name,
+        "starcite: listening http_port={} node={} cores={} shards={} pid={} data_dir={}",
         config.port,
+        config.node_name,
         config.cores,
         config.shards,
+        std::process::id(),
         config.data_dir.display()
     );
     if config.archiver_enabled {

@@ -20,6 +20,13 @@ pub struct Reservation {
     pub port: u16,
 }
 
+fn exclusive_probe(port: u16) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())?;
+    Ok(socket)
+}
+
 fn reuseport_socket(port: u16) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -29,7 +36,20 @@ fn reuseport_socket(port: u16) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
+/// Reserve the HTTP port for this process. First a probe bind *without* SO_REUSEPORT:
+/// it fails while any other socket holds the port, including another starcite whose
+/// per-core listeners use SO_REUSEPORT (which would otherwise silently share the port
+/// with us). Then the SO_REUSEPORT reservation that this process's cores join.
 pub fn reserve_port(port: u16) -> Result<Reservation, String> {
+    let probe = exclusive_probe(port).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("PORT={port}: the port is already in use by another process (one owner per port)")
+        } else {
+            format!("PORT={port}: cannot bind 0.0.0.0:{port}: {e}")
+        }
+    })?;
+    let port = probe.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.port()).unwrap_or(port);
+    drop(probe);
     let socket = reuseport_socket(port).map_err(|e| format!("PORT={port}: cannot bind 0.0.0.0:{port}: {e}"))?;
     let bound = socket
         .local_addr()

@@ -4,17 +4,104 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
 pub const READY_WAIT: Duration = Duration::from_secs(60);
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The server's startup line (README, "Startup line") carries the bound HTTP port.
+const STARTUP_PORT_FIELD: &str = "http_port=";
+
+/// Stderr lines of every server process a test started, printed if the test fails.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Start the real binary with exactly `env` (plus PATH) and `PORT=0`; returns the child,
+/// the port it printed on its startup line, and a live copy of its stderr. Fails the test
+/// when the process exits or prints nothing within READY_WAIT.
+pub fn spawn_starcite(env: &[(String, String)], log: &Log) -> (Child, u16) {
+    let (child, port) = spawn_starcite_raw(env, log);
+    match port {
+        Ok(port) => (child, port),
+        Err(status) => panic!("server exited during startup ({status}); stderr:\n{}", log.lock().unwrap().join("\n")),
+    }
+}
+
+/// Like `spawn_starcite`, but a process that exits before printing its startup line is
+/// returned as `Err(exit status)` (for tests of refused startups).
+pub fn spawn_starcite_raw(env: &[(String, String)], log: &Log) -> (Child, Result<u16, std::process::ExitStatus>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_starcite"));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("PORT", "0").stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // Die with the test process, whatever happens to it.
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start starcite");
+    // Drain stderr in the background so the server never blocks on it; keep every line.
+    let stderr = child.stderr.take().unwrap();
+    let (port_tx, port_rx) = mpsc::channel();
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var("STARCITE_TEST_LOG").is_ok() {
+                eprintln!("[server] {line}");
+            }
+            if let Some(rest) = line.split_whitespace().find_map(|f| f.strip_prefix(STARTUP_PORT_FIELD)) {
+                let _ = port_tx.send(rest.parse::<u16>().expect("startup line port"));
+            }
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        if let Ok(port) = port_rx.try_recv() {
+            return (child, Ok(port));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            // Let the reader thread collect the last lines.
+            std::thread::sleep(Duration::from_millis(100));
+            return (child, Err(status));
+        }
+        assert!(Instant::now() < deadline, "no startup line within {READY_WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Run the binary with exactly `env` (plus PATH, `PORT=0` unless `env` sets PORT) and
+/// expect it to refuse to start: returns its exit status and everything it wrote to
+/// stderr. Fails the test if it is still running after READY_WAIT.
+pub fn run_starcite_expecting_refusal(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let log = Log::default();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let (mut child, _) = spawn_starcite_raw(&env, &log);
+    let deadline = Instant::now() + READY_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server kept running although it should have refused; stderr:\n{}", log.lock().unwrap().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Let the reader thread collect the last lines.
+    std::thread::sleep(Duration::from_millis(100));
+    let stderr = log.lock().unwrap().join("\n");
+    (status, stderr)
 }
 
 pub struct Server {
@@ -22,6 +109,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     child: Option<Child>,
+    log: Log,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -34,10 +122,11 @@ impl Server {
         let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
-            port: free_port(),
+            port: 0,
             data_dir,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
+            log: Log::default(),
             _tmp: Some(tmp),
         };
         s.spawn();
@@ -45,37 +134,22 @@ impl Server {
         s
     }
 
+    /// The environment the server runs with (the data dir, then the test's variables).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("STARCITE_RAFT_DATA_DIR".to_string(), self.data_dir.display().to_string())];
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
     fn spawn(&mut self) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_starcite"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", self.port.to_string())
-            .env("STARCITE_RAFT_DATA_DIR", &self.data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        // Die with the test process, whatever happens to it.
-        use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("start starcite");
-        // Drain stderr in the background so the server never blocks on it.
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var("STARCITE_TEST_LOG").is_ok() {
-                    eprintln!("[server] {line}");
-                }
-            }
-        });
+        let (child, port) = spawn_starcite(&self.env(), &self.log);
         self.child = Some(child);
+        self.port = port;
+    }
+
+    /// Everything the server processes of this test wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.log.lock().unwrap().join("\n")
     }
 
     pub fn pid(&self) -> u32 {
@@ -160,6 +234,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- server stderr (port {}) ----\n{}\n---- end of server stderr ----", self.port, self.stderr());
+        }
     }
 }
 
