@@ -44,6 +44,12 @@ pub const SESSION_ID_GENERATED_RANDOM_CHARS: usize = 20;
 /// bounds per-session memory while giving clients a wide retry window.
 pub const IDEMPOTENCY_KEYS_REMEMBERED_MIN: u64 = 10_000;
 
+/// Deepest nesting of arrays and objects in a request body, the body object itself being
+/// level 1 (so `payload`'s own members may nest this minus two more levels). Deeper valid
+/// JSON is `400 invalid_event` naming this limit; it bounds the parser's and writers'
+/// recursion (session/json.rs). 128 is what earlier builds accepted (serde_json's limit).
+pub const JSON_NESTING_DEPTH_MAX: usize = 128;
+
 /// Page size used when a read request gives no `limit`.
 pub const PAGE_LIMIT_DEFAULT: usize = 100;
 

@@ -129,33 +129,6 @@ fn tail_errors_come_before_any_upgrade() {
     request(s.port, "GET", "/v1/sessions/e/tail", &[("accept", "*/*")], b"").assert_error(400, "invalid_websocket_upgrade");
 }
 
-fn sse_open(port: u16, path: &str, headers: &[(&str, &str)]) -> Conn {
-    let mut c = Conn::open(port);
-    let mut all = vec![("accept", "text/event-stream")];
-    all.extend_from_slice(headers);
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n");
-    for (k, v) in &all {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.send_raw(req.as_bytes());
-    let mut line = String::new();
-    c.reader().read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-    loop {
-        line.clear();
-        c.reader().read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if line.to_ascii_lowercase().starts_with("content-type") {
-            assert!(line.contains("text/event-stream"));
-        }
-    }
-    c
-}
-
-/// Read `n` SSE events (id, event, data) from a chunked stream.
 fn sse_events(c: &mut Conn, n: usize) -> Vec<(u64, Value)> {
     let mut out = Vec::new();
     let mut id = None;

@@ -416,10 +416,15 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
     let query = parse_query(raw_query);
     let values = |name: &'static str| headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice());
 
-    // RFC 9112 §3.2: more than one Host is a 400. A missing Host on 1.1 is
-    // tolerated: routing never looks at it.
-    if values("host").count() > 1 {
-        return Err(HttpError::bad_request("more than one Host header"));
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one valid Host is a 400 (an
+    // HTTP/1.0 request may omit it). Routing never looks at the value, but a server that
+    // accepts what the RFC says to refuse lets proxies and caches disagree about a request.
+    let mut hosts = values("host");
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(HttpError::bad_request("more than one Host header")),
+        (None, _) if version_minor >= 1 => return Err(HttpError::bad_request("an HTTP/1.1 request needs a Host header")),
+        (Some(v), _) if !is_valid_host(trim_ows(v)) => return Err(HttpError::bad_request("invalid Host header value")),
+        _ => {}
     }
 
     let keep_alive = if has_token(values("connection"), "close") {
@@ -486,6 +491,31 @@ fn framing(headers: &[(String, Vec<u8>)], version_minor: u8, limits: &Limits) ->
 }
 
 /// On httparse's `Version` error: is the third request-line token shaped
+/// A Host field value (RFC 9112 §3.2, RFC 3986 §3.2.2–3.2.3): `host [ ":" port ]` where
+/// host is a reg-name, an IPv4 address or a bracketed IP-literal, and port is digits.
+/// The empty value is valid (a target without an authority).
+fn is_valid_host(v: &[u8]) -> bool {
+    let (host, port) = if v.first() == Some(&b'[') {
+        let Some(close) = v.iter().position(|&b| b == b']') else { return false };
+        let literal = &v[1..close];
+        if literal.is_empty() || !literal.iter().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'v' | b'V')) {
+            return false;
+        }
+        match &v[close + 1..] {
+            [] => (&v[..0], None),
+            [b':', port @ ..] => (&v[..0], Some(port)),
+            _ => return false,
+        }
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        }
+    };
+    let reg_name = host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    reg_name && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+}
+
 /// like `HTTP/<digit>...`? Then the version is real but unsupported (505);
 /// otherwise the line is just malformed (400).
 fn looks_like_http_version(window: &[u8]) -> bool {
@@ -600,7 +630,7 @@ mod tests {
     #[test]
     fn pipelined_requests_in_one_buffer_parse_back_to_back() {
         let first = b"GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
-        let second = b"POST /v1/sessions HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+        let second = b"POST /v1/sessions HTTP/1.1\r\nhost: a\r\nContent-Length: 5\r\n\r\nhello".to_vec();
         let mut buf = [first.clone(), second.clone(), CHUNKED.to_vec()].concat();
         buf.extend_from_slice(b"GET /met");
         let mut parser = RequestParser::new(limits());
@@ -621,7 +651,7 @@ mod tests {
 
     #[test]
     fn a_request_fed_one_byte_at_a_time_completes_exactly_at_its_last_byte() {
-        for full in [&b"POST /v1/sessions?x=1 HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"[..], CHUNKED] {
+        for full in [&b"POST /v1/sessions?x=1 HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\n\r\nabc"[..], CHUNKED] {
             let mut parser = RequestParser::new(limits());
             for end in 0..full.len() {
                 assert_eq!(parser.parse(&full[..end]), Ok(Parse::Incomplete), "at {end}");
@@ -640,22 +670,22 @@ mod tests {
 
     #[test]
     fn content_length_over_the_limit_is_413_before_the_body_arrives() {
-        let e = error(b"POST / HTTP/1.1\r\ncontent-length: 65\r\n\r\n", &small_limits());
+        let e = error(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 65\r\n\r\n", &small_limits());
         assert_eq!((e.status, e.code), (413, "payload_too_large"));
-        let huge = b"POST / HTTP/1.1\r\ncontent-length: 99999999999999999999999\r\n\r\n";
+        let huge = b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 99999999999999999999999\r\n\r\n";
         assert_eq!(error(huge, &small_limits()).status, 413);
     }
 
     #[test]
     fn too_many_headers_or_a_head_too_large_is_431() {
-        let many = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n\r\n";
+        let many = b"GET / HTTP/1.1\r\nhost: a\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\ne: 5\r\n\r\n";
         let e = error(many, &small_limits());
         assert_eq!((e.status, e.code), (431, "request_header_fields_too_large"));
-        let four = b"GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";
+        let four = b"GET / HTTP/1.1\r\nhost: a\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";
         assert!(matches!(parse_request(four, &small_limits()), Ok(Parse::Complete { .. })));
-        let long = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(300));
+        let long = format!("GET / HTTP/1.1\r\nhost: a\r\nx: {}", "a".repeat(300));
         assert_eq!(error(long.as_bytes(), &small_limits()).status, 431);
-        let just_under = format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(200));
+        let just_under = format!("GET / HTTP/1.1\r\nhost: a\r\nx: {}", "a".repeat(200));
         assert_eq!(parse_request(just_under.as_bytes(), &small_limits()), Ok(Parse::Incomplete));
     }
 
@@ -665,9 +695,9 @@ mod tests {
             (b"GET / HTTP/1.0\r\n\r\n", false),
             (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true),
             (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\n\r\n", true),
-            (b"GET / HTTP/1.1\r\nconnection: CLOSE\r\n\r\n", false),
-            (b"GET / HTTP/1.1\r\nconnection: te\r\nconnection: close\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nhost: a\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nhost: a\r\nconnection: CLOSE\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nhost: a\r\nconnection: te\r\nconnection: close\r\n\r\n", false),
         ];
         for (buf, keep_alive) in cases {
             assert_eq!(complete(buf).0.keep_alive, keep_alive, "{}", String::from_utf8_lossy(buf));
@@ -683,7 +713,7 @@ mod tests {
         }
         assert_eq!(error(b"GET / FOO/1.1\r\n\r\n", &limits()).status, 400);
         assert_eq!(error(b"GET /\r\n\r\n", &limits()).status, 400);
-        let stray = format!("{}GET / HTTP/1.1\r\n\r\n", "\r\n".repeat(8));
+        let stray = format!("{}GET / HTTP/1.1\r\nhost: a\r\n\r\n", "\r\n".repeat(8));
         assert!(matches!(parse_request(stray.as_bytes(), &limits()), Ok(Parse::Complete { .. })));
         let endless = "\r\n".repeat(40);
         assert_eq!(error(endless.as_bytes(), &limits()).status, 400);
@@ -702,19 +732,19 @@ mod tests {
             ("host: a\r\nhost: b", 400),
         ];
         for (headers, status) in cases {
-            let e = error(format!("POST / HTTP/1.1\r\n{headers}\r\n\r\nabc").as_bytes(), &limits());
+            let e = error(format!("POST / HTTP/1.1\r\nhost: a\r\n{headers}\r\n\r\nabc").as_bytes(), &limits());
             assert_eq!(e.status, status, "{headers}");
         }
         let e = error(b"POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n", &limits());
         assert_eq!(e.status, 400, "HTTP/1.0 has no chunked framing");
-        let (req, _) = complete(b"POST / HTTP/1.1\r\ncontent-length: 3, 3\r\nContent-Length: 3\r\n\r\nabc");
+        let (req, _) = complete(b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3, 3\r\nContent-Length: 3\r\n\r\nabc");
         assert_eq!(req.body, b"abc", "identical repeated lengths are allowed");
     }
 
     #[test]
     fn targets_queries_and_header_helpers_are_decoded() {
         let (req, _) = complete(
-            b"GET /v1/sessions/a%2Fb/tail?a=1&b=x+y&c=%zz&&d=%41%e2%82%ac&flag HTTP/1.1\r\n\
+            b"GET /v1/sessions/a%2Fb/tail?a=1&b=x+y&c=%zz&&d=%41%e2%82%ac&flag HTTP/1.1\r\nhost: a\r\n\
               Upgrade: WebSocket\r\nAccept: application/json, Text/Event-Stream;q=0.9\r\n\r\n",
         );
         assert_eq!(req.method, Method::Get);
@@ -726,16 +756,16 @@ mod tests {
         assert_eq!(req.query.len(), 5);
         assert_eq!(req.header("UPGRADE"), Some(&b"WebSocket"[..]));
         assert!(req.is_websocket_upgrade() && req.accepts_event_stream());
-        let (abs, _) = complete(b"GET HTTP://example.com:80/metrics?x=1 HTTP/1.1\r\n\r\n");
+        let (abs, _) = complete(b"GET HTTP://example.com:80/metrics?x=1 HTTP/1.1\r\nhost: a\r\n\r\n");
         assert_eq!((abs.path.as_str(), abs.query_param("x")), ("/metrics", Some("1")));
-        assert_eq!(complete(b"OPTIONS * HTTP/1.1\r\n\r\n").0.method, Method::Options);
-        assert_eq!(complete(b"BREW /pot HTTP/1.1\r\n\r\n").0.method, Method::Other);
-        assert_eq!(error(b"GET pot HTTP/1.1\r\n\r\n", &limits()).status, 400);
+        assert_eq!(complete(b"OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n").0.method, Method::Options);
+        assert_eq!(complete(b"BREW /pot HTTP/1.1\r\nhost: a\r\n\r\n").0.method, Method::Other);
+        assert_eq!(error(b"GET pot HTTP/1.1\r\nhost: a\r\n\r\n", &limits()).status, 400);
     }
 
     #[test]
     fn expect_continue_is_signalled_once_after_the_head_and_only_when_useful() {
-        let head = b"POST / HTTP/1.1\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n";
+        let head = b"POST / HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\n";
         let mut parser = RequestParser::new(limits());
         assert_eq!(parser.parse(&head[..10]), Ok(Parse::Incomplete));
         assert!(!parser.take_continue(), "not before the head is complete");
@@ -776,9 +806,9 @@ mod tests {
     fn garbage_and_mutated_requests_never_panic_and_incremental_agrees_with_whole() {
         let seeds: [&[u8]; 4] = [
             CHUNKED,
-            b"POST /v1/sessions HTTP/1.1\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\nhello",
+            b"POST /v1/sessions HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\nhello",
             b"GET /v1/sessions/x/tail?a=%41+b HTTP/1.0\r\nconnection: keep-alive\r\n\r\n",
-            b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n",
         ];
         let alphabet = b"GET POST/HTTP1.0\r\n:;-%+?=&0123456789abcdefxX \t\x00\xff";
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -819,5 +849,24 @@ mod tests {
                 _ => panic!("whole {whole:?} vs incremental {incremental:?} for {buf:?}"),
             }
         }
+    }
+
+    #[test]
+    fn http11_needs_exactly_one_valid_host_and_http10_may_omit_it() {
+        let status = |raw: &str| match parse_request(raw.as_bytes(), &limits()) {
+            Ok(Parse::Complete { .. }) => 200,
+            Err(e) => e.status,
+            Ok(other) => panic!("{raw:?}: {other:?}"),
+        };
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/1.1\r\nhost: a\r\nhost: a\r\n\r\n"), 400);
+        for bad in ["a b", "a/b", "a@b", "a:80x", "[::1", "[::1]x", "[]", "h\u{e9}", "a?b", "a#b"] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nhost: {bad}\r\n\r\n")), 400, "{bad:?}");
+        }
+        for good in ["", "localhost", "localhost:4000", "127.0.0.1:80", "[::1]:4000", "[::1]", "ex-ample.com.", "a:"] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nhost: {good}\r\n\r\n")), 200, "{good:?}");
+        }
+        assert_eq!(status("GET / HTTP/1.0\r\n\r\n"), 200);
+        assert_eq!(status("GET / HTTP/1.0\r\nhost: a b\r\n\r\n"), 400);
     }
 }

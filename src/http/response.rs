@@ -400,12 +400,12 @@ mod tests {
         for (index, replacement, mentions) in replacements {
             let mut headers = good;
             headers[index] = replacement;
-            let req = request(&format!("GET / HTTP/1.1\r\n{}\r\n\r\n", headers.join("\r\n")));
+            let req = request(&format!("GET / HTTP/1.1\r\nhost: a\r\n{}\r\n\r\n", headers.join("\r\n")));
             let e = websocket_accept(&req).expect_err(replacement);
             assert_eq!((e.status, e.code), (400, "invalid_websocket_upgrade"));
             assert!(e.message.contains(mentions), "{} should mention {mentions}", e.message);
         }
-        let post = request(&format!("POST / HTTP/1.1\r\n{}\r\n\r\n", good.join("\r\n")));
+        let post = request(&format!("POST / HTTP/1.1\r\nhost: a\r\n{}\r\n\r\n", good.join("\r\n")));
         assert!(websocket_accept(&post).is_err());
         let old = request(&format!("GET / HTTP/1.0\r\n{}\r\n\r\n", good.join("\r\n")));
         assert!(websocket_accept(&old).is_err());
@@ -449,7 +449,7 @@ mod tests {
         write_chunk(&mut body, b"");
         write_sse_frame(&mut body, 1, &message);
         write_sse_end(&mut body, 1);
-        let mut raw = b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        let mut raw = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
         raw.extend_from_slice(&body);
         match parse_request(&raw, &Limits::default()) {
             Ok(Parse::Complete { request, consumed }) => {

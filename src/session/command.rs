@@ -5,14 +5,14 @@
 //!   leader-chosen timestamp (`now_micros`) and generated session id, so applying
 //!   it is deterministic on every replica; nothing is read from clocks or RNGs
 //!   at apply time.
-//! - JSON values travel as compact JSON text (rkyv cannot archive
-//!   `serde_json::Value`); the text is produced by `json::compact*` from values
-//!   that passed validation, so it is always well-formed and keeps the client's
-//!   key order.
-//! - `EventBody::fingerprint` is computed once by the leader from the validated
-//!   request; replicas trust it instead of re-parsing JSON.
+//! - JSON values travel as compact JSON text, produced by `json::compact*` from values
+//!   that passed validation, so it is always well-formed, keeps the client's key order
+//!   and every number's exact text (SPEC §2: values are stored exactly).
+//! - `EventBody::fingerprint` is computed once by the leader from the validated request,
+//!   and only when the append carries an idempotency key (it is never read otherwise;
+//!   it is 0 then); replicas trust it instead of re-parsing JSON.
 
-use super::json::{compact, compact_map, fingerprint};
+use super::json::{compact, compact_object, fingerprint};
 use super::validate::{AppendRequest, CreateRequest};
 
 /// The content of one event as stored in the log.
@@ -27,7 +27,8 @@ pub struct EventBody {
     pub metadata_json: String,
     /// Compact JSON text of an object (`{}` when omitted).
     pub refs_json: String,
-    /// `json::fingerprint` of (type, payload, actor, source, metadata, refs).
+    /// `json::fingerprint` of (type, payload, actor, source, metadata, refs) when the
+    /// append has an idempotency key, else 0 (never compared then).
     pub fingerprint: u128,
 }
 
@@ -84,7 +85,7 @@ impl CreateRequest {
         Command::CreateSession {
             id: self.id.unwrap_or_else(generate_session_id),
             title: self.title,
-            metadata_json: compact_map(&self.metadata),
+            metadata_json: compact_object(&self.metadata),
             now_micros,
         }
     }
@@ -94,7 +95,10 @@ impl AppendRequest {
     /// Builds the replicated command; computes the idempotency fingerprint here so
     /// replicas never need to parse JSON.
     pub fn into_command(self, session_id: String, now_micros: i64) -> Command {
-        let fingerprint = fingerprint(&self.event_type, &self.payload, &self.actor, self.source.as_deref(), &self.metadata, &self.refs);
+        let fingerprint = match self.idempotency_key {
+            Some(_) => fingerprint(&self.event_type, &self.payload, &self.actor, self.source.as_deref(), &self.metadata, &self.refs),
+            None => 0,
+        };
         Command::Append {
             session_id,
             event: EventBody {
@@ -102,8 +106,8 @@ impl AppendRequest {
                 payload_json: compact(&self.payload),
                 actor: self.actor,
                 source: self.source,
-                metadata_json: compact_map(&self.metadata),
-                refs_json: compact_map(&self.refs),
+                metadata_json: compact_object(&self.metadata),
+                refs_json: compact_object(&self.refs),
                 fingerprint,
             },
             idempotency_key: self.idempotency_key,
@@ -182,9 +186,11 @@ mod tests {
             Command::Append { event, .. } => event.fingerprint,
             Command::CreateSession { .. } => 0,
         };
-        let a = fp(br#"{"type":"t","payload":{"x":1,"y":2},"actor":"u"}"#);
-        let b = fp(br#"{"type":"t","payload":{"y":2,"x":1},"actor":"u","metadata":{},"refs":{},"source":null}"#);
+        let a = fp(br#"{"type":"t","payload":{"x":1,"y":2},"actor":"u","idempotency_key":"k"}"#);
+        let b = fp(br#"{"type":"t","payload":{"y":2,"x":1.0},"actor":"u","metadata":{},"refs":{},"source":null,"idempotency_key":"k"}"#);
         assert_eq!(a, b);
+        // Without a key there is nothing to compare, so nothing is computed.
+        assert_eq!(fp(br#"{"type":"t","payload":{"x":1},"actor":"u"}"#), 0);
     }
 
     #[test]

@@ -1,20 +1,454 @@
-//! JSON text helpers: compact (order-preserving) and canonical (sorted) writers,
-//! string escaping, and the event fingerprint used for idempotency.
+//! JSON values as clients send them: a validating parser that keeps every number's exact
+//! text, and the two writers built on it — compact (what is stored and served) and
+//! canonical (what idempotency fingerprints hash).
 //!
-//! Invariants:
-//! - `compact(v)` is byte-identical to `serde_json::to_string(v)`, but cannot fail,
-//!   so callers need no `unwrap`.
-//! - `canonical(v)` sorts object keys bytewise at every depth and has no
-//!   whitespace; two values that are equal as JSON values (serde_json's notion:
-//!   `1` and `1.0` differ) have the same canonical text, whatever their key order.
-//! - `fingerprint` hashes one unambiguous encoding (a canonical JSON array), so
-//!   two events fingerprint equal exactly when all six parts are equal, up to
-//!   xxh3-128 collisions.
-//!
-//! Writers recurse on nesting depth; values parsed by serde_json are limited to
-//! 128 levels by its recursion limit, which keeps the stack bounded.
+//! Invariants (SPEC §2 "Values are stored exactly"):
+//! - The grammar is RFC 8259's: a body that is not a JSON text is a [`ParseError::Syntax`]
+//!   (lone surrogates in `\u` escapes and unescaped control characters included).
+//! - A number is kept as the client's text (`Json::Number`), validated against RFC 8259
+//!   §6; it is never converted through f64 or i64, whatever its magnitude or precision.
+//! - Strings are decoded; `compact` re-escapes them, so escapes may be respelled
+//!   (`"\u00e9"` comes back as `"é"`) but the decoded string never changes.
+//! - Duplicate keys in one object are refused ([`ParseError::DuplicateKey`]): "last one
+//!   wins" would store one value while the client may believe it sent the other.
+//! - Nesting is bounded by `JSON_NESTING_DEPTH_MAX` (the body object is level 1); a deeper
+//!   but otherwise valid text is [`ParseError::TooDeep`], an invalid one stays `Syntax`.
+//!   Parsing and writing recurse at most that deep, which keeps the stack bounded.
+//! - `canonical` is equal for two values exactly when they are equal as JSON values:
+//!   object keys sorted bytewise, numbers by exact decimal value (`1` = `1.0` = `1e0` =
+//!   `10E-1`, `-0` = `0`), strings and literals by value, arrays in order.
 
-use serde_json::{Map, Value};
+use crate::limits::JSON_NESTING_DEPTH_MAX;
+
+/// A parsed JSON value that remembers each number's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    /// The client's number text, e.g. `-0.9574343289165503e+10` (RFC 8259 §6 grammar).
+    Number(Box<str>),
+    String(String),
+    Array(Vec<Json>),
+    Object(Object),
+}
+
+/// An object's members in the client's order; keys are unique (the parser refuses
+/// duplicates).
+pub type Object = Vec<(String, Json)>;
+
+/// Why a body is not accepted. `offset` is a byte offset into the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{what} at byte {offset}")]
+    Syntax { offset: usize, what: &'static str },
+    #[error("duplicate key {key:?} in an object at byte {offset}")]
+    DuplicateKey { offset: usize, key: String },
+    #[error("JSON nesting is deeper than {limit} levels")]
+    TooDeep { limit: usize },
+}
+
+impl Json {
+    /// The members when this is an object.
+    pub fn as_object(&self) -> Option<&Object> {
+        match self {
+            Json::Object(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The value when this is a number written as a plain non-negative integer (digits
+    /// only: `1.0` and `1e2` are not) that fits u64.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Json::Number(t) if t.bytes().all(|b| b.is_ascii_digit()) => t.parse().ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one JSON text (surrounding whitespace allowed) into a [`Json`].
+pub fn parse(body: &[u8]) -> Result<Json, ParseError> {
+    let text = std::str::from_utf8(body).map_err(|e| ParseError::Syntax { offset: e.valid_up_to(), what: "invalid UTF-8" })?;
+    let mut p = Parser { text, bytes: body, pos: 0 };
+    let result = p.skip_ws().and_then(|_| p.value(1)).and_then(|v| {
+        p.skip_ws()?;
+        if p.pos != body.len() {
+            return Err(p.error("trailing characters after the JSON value"));
+        }
+        Ok(v)
+    });
+    match result {
+        // Too deep for the tree, but is the text valid JSON at all? Syntax wins.
+        Err(ParseError::TooDeep { limit }) => match validate_iteratively(text) {
+            Err(e) => Err(e),
+            Ok(()) => Err(ParseError::TooDeep { limit }),
+        },
+        other => other,
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn error(&self, what: &'static str) -> ParseError {
+        ParseError::Syntax { offset: self.pos, what }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) -> Result<(), ParseError> {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+        Ok(())
+    }
+
+    fn expect(&mut self, b: u8, what: &'static str) -> Result<(), ParseError> {
+        if self.peek() != Some(b) {
+            return Err(self.error(what));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// A value at nesting level `depth` (containers count; the outermost value is 1).
+    fn value(&mut self, depth: usize) -> Result<Json, ParseError> {
+        match self.peek() {
+            None => Err(self.error("unexpected end of input")),
+            Some(b'{') => {
+                check_depth(depth)?;
+                self.object(depth)
+            }
+            Some(b'[') => {
+                check_depth(depth)?;
+                self.array(depth)
+            }
+            Some(b'"') => Ok(Json::String(self.string()?)),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.pos = scan_number(self.bytes, self.pos)?;
+                Ok(Json::Number(self.text[start..self.pos].into()))
+            }
+            Some(_) => Err(self.error("expected a JSON value")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str, v: Json) -> Result<Json, ParseError> {
+        if !self.bytes[self.pos..].starts_with(word.as_bytes()) {
+            return Err(self.error("invalid literal"));
+        }
+        self.pos += word.len();
+        Ok(v)
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Json, ParseError> {
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws()?;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            self.skip_ws()?;
+            items.push(self.value(depth + 1)?);
+            self.skip_ws()?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => return Err(self.error("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Result<Json, ParseError> {
+        let start = self.pos;
+        self.pos += 1; // '{'
+        let mut members: Object = Vec::new();
+        self.skip_ws()?;
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Json::Object(members));
+        }
+        loop {
+            self.skip_ws()?;
+            if self.peek() != Some(b'"') {
+                return Err(self.error("expected a string key in an object"));
+            }
+            let key_offset = self.pos;
+            let key = self.string()?;
+            if members.len() < DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && members.iter().any(|(k, _)| *k == key) {
+                return Err(ParseError::DuplicateKey { offset: key_offset, key });
+            }
+            self.skip_ws()?;
+            self.expect(b':', "expected ':' after an object key")?;
+            self.skip_ws()?;
+            let v = self.value(depth + 1)?;
+            members.push((key, v));
+            self.skip_ws()?;
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    if members.len() > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX {
+                        if let Some(key) = repeated_key(&members) {
+                            return Err(ParseError::DuplicateKey { offset: start, key: key.to_string() });
+                        }
+                    }
+                    self.pos += 1;
+                    return Ok(Json::Object(members));
+                }
+                _ => return Err(self.error("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    /// A string literal starting at `"`, decoded.
+    fn string(&mut self) -> Result<String, ParseError> {
+        let (end, decoded) = scan_string(self.text, self.pos, true)?;
+        self.pos = end;
+        Ok(decoded.unwrap_or_default())
+    }
+}
+
+fn check_depth(depth: usize) -> Result<(), ParseError> {
+    if depth > JSON_NESTING_DEPTH_MAX {
+        return Err(ParseError::TooDeep { limit: JSON_NESTING_DEPTH_MAX });
+    }
+    Ok(())
+}
+
+/// Objects up to this many members are checked for a repeated key as each member is
+/// read (a linear scan); wider ones once more when they close (sort, then compare
+/// neighbours), so a wide object costs O(n log n), not O(n²).
+const DUPLICATE_LINEAR_SCAN_MEMBERS_MAX: usize = 16;
+
+/// A key repeated in a wide object, found once the object is complete.
+fn repeated_key(members: &Object) -> Option<&str> {
+    let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
+/// Scans an RFC 8259 §6 number starting at `pos`; returns the offset just past it.
+fn scan_number(b: &[u8], mut pos: usize) -> Result<usize, ParseError> {
+    let err = |offset, what| ParseError::Syntax { offset, what };
+    let digits = |b: &[u8], mut p: usize| {
+        let start = p;
+        while b.get(p).is_some_and(u8::is_ascii_digit) {
+            p += 1;
+        }
+        (p, p - start)
+    };
+    if b.get(pos) == Some(&b'-') {
+        pos += 1;
+    }
+    match b.get(pos) {
+        Some(b'0') => pos += 1,
+        Some(b'1'..=b'9') => pos = digits(b, pos).0,
+        _ => return Err(err(pos, "invalid number")),
+    }
+    if b.get(pos) == Some(&b'.') {
+        let (p, n) = digits(b, pos + 1);
+        if n == 0 {
+            return Err(err(p, "invalid number: digits expected after '.'"));
+        }
+        pos = p;
+    }
+    if matches!(b.get(pos), Some(b'e' | b'E')) {
+        pos += 1;
+        if matches!(b.get(pos), Some(b'+' | b'-')) {
+            pos += 1;
+        }
+        let (p, n) = digits(b, pos);
+        if n == 0 {
+            return Err(err(p, "invalid number: digits expected in the exponent"));
+        }
+        pos = p;
+    }
+    Ok(pos)
+}
+
+fn hex4(b: &[u8], pos: usize) -> Result<u32, ParseError> {
+    let quad = b.get(pos..pos + 4).ok_or(ParseError::Syntax { offset: pos, what: "truncated \\u escape" })?;
+    let mut v = 0u32;
+    for &c in quad {
+        let d = (c as char).to_digit(16).ok_or(ParseError::Syntax { offset: pos, what: "invalid \\u escape" })?;
+        v = v * 16 + d;
+    }
+    Ok(v)
+}
+
+/// Scans a string literal whose opening quote is at `pos`; returns the offset past the
+/// closing quote and, when `decode`, the decoded text.
+fn scan_string(text: &str, pos: usize, decode: bool) -> Result<(usize, Option<String>), ParseError> {
+    let b = text.as_bytes();
+    let mut out = if decode { Some(String::new()) } else { None };
+    let mut i = pos + 1;
+    let mut run = i; // start of the current unescaped run
+    loop {
+        match b.get(i) {
+            None => return Err(ParseError::Syntax { offset: i, what: "unterminated string" }),
+            Some(b'"') => {
+                if let Some(o) = out.as_mut() {
+                    o.push_str(&text[run..i]);
+                }
+                return Ok((i + 1, out));
+            }
+            Some(c) if *c < 0x20 => return Err(ParseError::Syntax { offset: i, what: "control character in a string" }),
+            Some(b'\\') => {
+                if let Some(o) = out.as_mut() {
+                    o.push_str(&text[run..i]);
+                }
+                let esc = b.get(i + 1).copied();
+                let mut next = i + 2;
+                let c = match esc {
+                    Some(b'"') => '"',
+                    Some(b'\\') => '\\',
+                    Some(b'/') => '/',
+                    Some(b'b') => '\u{08}',
+                    Some(b'f') => '\u{0C}',
+                    Some(b'n') => '\n',
+                    Some(b'r') => '\r',
+                    Some(b't') => '\t',
+                    Some(b'u') => {
+                        let hi = hex4(b, i + 2)?;
+                        next = i + 6;
+                        let code = if (0xD800..0xDC00).contains(&hi) {
+                            // A high surrogate must be followed by an escaped low one.
+                            if b.get(next) != Some(&b'\\') || b.get(next + 1) != Some(&b'u') {
+                                return Err(ParseError::Syntax { offset: i, what: "lone surrogate in a \\u escape" });
+                            }
+                            let lo = hex4(b, next + 2)?;
+                            if !(0xDC00..0xE000).contains(&lo) {
+                                return Err(ParseError::Syntax { offset: i, what: "lone surrogate in a \\u escape" });
+                            }
+                            next += 6;
+                            0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                        } else if (0xDC00..0xE000).contains(&hi) {
+                            return Err(ParseError::Syntax { offset: i, what: "lone surrogate in a \\u escape" });
+                        } else {
+                            hi
+                        };
+                        // Surrogates were excluded above, so this is a valid scalar value.
+                        char::from_u32(code).ok_or(ParseError::Syntax { offset: i, what: "invalid \\u escape" })?
+                    }
+                    _ => return Err(ParseError::Syntax { offset: i, what: "invalid escape" }),
+                };
+                if let Some(o) = out.as_mut() {
+                    o.push(c);
+                }
+                i = next;
+                run = i;
+            }
+            Some(_) => i += 1,
+        }
+    }
+}
+
+/// Checks the JSON grammar without building anything and without recursion (an explicit
+/// stack, bounded by the body's length): used only to tell a too-deep valid text from an
+/// invalid one.
+fn validate_iteratively(text: &str) -> Result<(), ParseError> {
+    let b = text.as_bytes();
+    let mut stack: Vec<u8> = Vec::new(); // b'[' or b'{'
+    let mut pos = 0;
+    let ws = |pos: &mut usize| {
+        while matches!(b.get(*pos), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *pos += 1;
+        }
+    };
+    let err = |offset, what| ParseError::Syntax { offset, what };
+    'value: loop {
+        ws(&mut pos);
+        // A value.
+        match b.get(pos) {
+            Some(b'[') => {
+                stack.push(b'[');
+                pos += 1;
+                ws(&mut pos);
+                if b.get(pos) == Some(&b']') {
+                    stack.pop();
+                    pos += 1;
+                } else {
+                    continue 'value;
+                }
+            }
+            Some(b'{') => {
+                stack.push(b'{');
+                pos += 1;
+                ws(&mut pos);
+                if b.get(pos) == Some(&b'}') {
+                    stack.pop();
+                    pos += 1;
+                } else {
+                    if b.get(pos) != Some(&b'"') {
+                        return Err(err(pos, "expected a string key in an object"));
+                    }
+                    pos = scan_string(text, pos, false)?.0;
+                    ws(&mut pos);
+                    if b.get(pos) != Some(&b':') {
+                        return Err(err(pos, "expected ':' after an object key"));
+                    }
+                    pos += 1;
+                    continue 'value;
+                }
+            }
+            Some(b'"') => pos = scan_string(text, pos, false)?.0,
+            Some(b'-' | b'0'..=b'9') => pos = scan_number(b, pos)?,
+            Some(_) => {
+                let word = ["true", "false", "null"].into_iter().find(|w| b[pos..].starts_with(w.as_bytes()));
+                pos += word.ok_or(err(pos, "expected a JSON value"))?.len();
+            }
+            None => return Err(err(pos, "unexpected end of input")),
+        }
+        // After a value: close containers or move to the next element.
+        loop {
+            ws(&mut pos);
+            let Some(&open) = stack.last() else {
+                return if pos == b.len() { Ok(()) } else { Err(err(pos, "trailing characters after the JSON value")) };
+            };
+            match (open, b.get(pos)) {
+                (b'[', Some(b']')) | (b'{', Some(b'}')) => {
+                    stack.pop();
+                    pos += 1;
+                }
+                (b'[', Some(b',')) => {
+                    pos += 1;
+                    continue 'value;
+                }
+                (b'{', Some(b',')) => {
+                    pos += 1;
+                    ws(&mut pos);
+                    if b.get(pos) != Some(&b'"') {
+                        return Err(err(pos, "expected a string key in an object"));
+                    }
+                    pos = scan_string(text, pos, false)?.0;
+                    ws(&mut pos);
+                    if b.get(pos) != Some(&b':') {
+                        return Err(err(pos, "expected ':' after an object key"));
+                    }
+                    pos += 1;
+                    continue 'value;
+                }
+                _ => return Err(err(pos, "expected ',' or a closing bracket")),
+            }
+        }
+    }
+}
+
+// ---- writers -------------------------------------------------------------------------
 
 /// Writes `s` as a JSON string literal, escaping exactly as serde_json does
 /// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, other C0 controls as `\u00XX`).
@@ -50,103 +484,204 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn write_value(out: &mut String, v: &Value, sorted: bool) {
+/// Compact JSON: no whitespace, the client's key order, numbers exactly as sent.
+pub fn write_compact(out: &mut String, v: &Json) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        // Number's Display uses the same itoa/ryu formatting as serde_json's serializer.
-        Value::Number(n) => {
-            use std::fmt::Write;
-            // Infallible for String; formats in place instead of allocating a String.
-            let _ = write!(out, "{n}");
-        }
-        Value::String(s) => push_json_string(out, s),
-        Value::Array(items) => {
+        Json::Null => out.push_str("null"),
+        Json::Bool(true) => out.push_str("true"),
+        Json::Bool(false) => out.push_str("false"),
+        Json::Number(text) => out.push_str(text),
+        Json::String(s) => push_json_string(out, s),
+        Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item, sorted);
+                write_compact(out, item);
             }
             out.push(']');
         }
-        Value::Object(map) => write_map(out, map, sorted),
+        Json::Object(members) => write_compact_object(out, members),
     }
 }
 
-fn write_map(out: &mut String, map: &Map<String, Value>, sorted: bool) {
+pub fn write_compact_object(out: &mut String, members: &Object) {
     out.push('{');
-    if sorted {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        // String's Ord is bytewise on UTF-8, which is what "canonical" promises.
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        write_entries(out, entries.into_iter(), sorted);
-    } else {
-        // Client order: no need to collect the entries first.
-        write_entries(out, map.iter(), sorted);
-    }
-    out.push('}');
-}
-
-fn write_entries<'a>(out: &mut String, entries: impl Iterator<Item = (&'a String, &'a Value)>, sorted: bool) {
-    for (i, (k, val)) in entries.enumerate() {
+    for (i, (k, v)) in members.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_json_string(out, k);
         out.push(':');
-        write_value(out, val, sorted);
+        write_compact(out, v);
+    }
+    out.push('}');
+}
+
+/// Compact JSON text of a value (what is stored and served).
+pub fn compact(v: &Json) -> String {
+    let mut out = String::new();
+    write_compact(&mut out, v);
+    out
+}
+
+/// Compact JSON text of an object.
+pub fn compact_object(members: &Object) -> String {
+    let mut out = String::new();
+    write_compact_object(&mut out, members);
+    out
+}
+
+/// Canonical JSON: keys sorted bytewise at every depth, no whitespace, every number in
+/// the canonical spelling of [`canonical_number`]. Equal exactly for equal JSON values.
+pub fn write_canonical(out: &mut String, v: &Json) {
+    match v {
+        Json::Number(text) => canonical_number(out, text),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(']');
+        }
+        Json::Object(members) => write_canonical_object(out, members),
+        scalar => write_compact(out, scalar),
     }
 }
 
-/// Compact JSON text keeping the client's key order (what we store and serve).
-pub fn compact(v: &Value) -> String {
+pub fn write_canonical_object(out: &mut String, members: &Object) {
+    let mut sorted: Vec<&(String, Json)> = members.iter().collect();
+    // String's Ord is bytewise on UTF-8, which is what "canonical" promises; keys are
+    // unique, so the order is total.
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.push('{');
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(out, k);
+        out.push(':');
+        write_canonical(out, v);
+    }
+    out.push('}');
+}
+
+/// Canonical JSON text of a value.
+pub fn canonical(v: &Json) -> String {
     let mut out = String::new();
-    write_value(&mut out, v, false);
+    write_canonical(&mut out, v);
     out
 }
 
-/// Compact JSON text of an object, keeping key order.
-pub fn compact_map(m: &Map<String, Value>) -> String {
-    let mut out = String::new();
-    write_map(&mut out, m, false);
-    out
+/// Writes the canonical spelling of a valid JSON number text: `0` for any zero, else
+/// `[-]D[.DDD]eX` in scientific notation with no leading or trailing zero in the digits
+/// and the exponent in plain decimal — one spelling per decimal value, computed exactly
+/// (the exponent may be any length: big exponents are added digit by digit).
+pub fn canonical_number(out: &mut String, text: &str) {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // value = 0.DIGITS... as digits d1 d2 ... dn × 10^(exp - frac.len())
+    let all = int.bytes().chain(frac.bytes());
+    let leading = all.clone().take_while(|&c| c == b'0').count();
+    let total = int.len() + frac.len();
+    if leading == total {
+        out.push('0');
+        return;
+    }
+    let digits: Vec<u8> = all.skip(leading).collect();
+    let trailing = digits.iter().rev().take_while(|&&c| c == b'0').count();
+    let significant = &digits[..digits.len() - trailing];
+    // value = D × 10^(exp - frac.len()) with D = d1 d2 … dn (n = digits.len(), trailing
+    // zeros included) = d1.d2…dn × 10^(exp - frac.len() + n - 1); trailing zeros only
+    // leave the mantissa. shift may be negative.
+    let shift = digits.len() as i64 - 1 - frac.len() as i64;
+    if negative {
+        out.push('-');
+    }
+    out.push(significant[0] as char);
+    if significant.len() > 1 {
+        out.push('.');
+        // ASCII digits.
+        out.push_str(std::str::from_utf8(&significant[1..]).unwrap_or_default());
+    }
+    out.push('e');
+    add_to_decimal(out, exponent, shift);
 }
 
-/// Canonical JSON: keys sorted bytewise recursively, no whitespace.
-pub fn canonical(v: &Value) -> String {
-    let mut out = String::new();
-    write_value(&mut out, v, true);
-    out
+/// Writes `text + delta`, where `text` is a JSON exponent (`[+-]?DIGITS`, any length) and
+/// `delta` is small; exact at any length.
+fn add_to_decimal(out: &mut String, text: &str, delta: i64) {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let digits = digits.trim_start_matches('0');
+    // Fast path: fits i128 comfortably.
+    if digits.len() <= 30 {
+        let magnitude: i128 = if digits.is_empty() { 0 } else { digits.parse().unwrap_or(0) };
+        let value = if negative { -magnitude } else { magnitude } + delta as i128;
+        out.push_str(&value.to_string());
+        return;
+    }
+    // Slow path: |E| has more than 30 digits and |delta| < 2^63 < 10^19, so the sign of
+    // the result is the sign of E and only the magnitude changes: |E| ± |delta|.
+    let grows = negative == (delta < 0);
+    let mut mag: Vec<u8> = digits.bytes().rev().map(|c| c - b'0').collect(); // little-endian
+    let mut carry = delta.unsigned_abs() as u128;
+    let mut i = 0;
+    if grows {
+        while carry > 0 {
+            if i == mag.len() {
+                mag.push(0);
+            }
+            let sum = mag[i] as u128 + carry % 10;
+            mag[i] = (sum % 10) as u8;
+            carry = carry / 10 + sum / 10;
+            i += 1;
+        }
+    } else {
+        let mut borrow = 0i128;
+        while carry > 0 || borrow > 0 {
+            let sub = (carry % 10) as i128 + borrow;
+            let d = mag[i] as i128 - sub;
+            borrow = if d < 0 { 1 } else { 0 };
+            mag[i] = (d + 10 * borrow) as u8;
+            carry /= 10;
+            i += 1;
+        }
+    }
+    while mag.len() > 1 && mag.last() == Some(&0) {
+        mag.pop();
+    }
+    if negative {
+        out.push('-');
+    }
+    out.extend(mag.iter().rev().map(|d| (b'0' + d) as char));
 }
 
-/// Canonical JSON of an object (same as `canonical(&Value::Object(m))` without cloning).
-pub fn canonical_map(m: &Map<String, Value>) -> String {
-    let mut out = String::new();
-    write_map(&mut out, m, true);
-    out
-}
-
-/// Identity of an event's content for idempotency: xxh3-128 over the canonical
-/// JSON array `[type, payload, actor, source|null, metadata, refs]`. A JSON array
-/// of self-delimiting JSON texts is unambiguous, so distinct tuples never share
-/// an encoding. Callers pass `{}` for omitted metadata/refs and `None` for an
-/// omitted source, which makes omission and the explicit default equivalent.
-pub fn fingerprint(
-    event_type: &str,
-    payload: &Value,
-    actor: &str,
-    source: Option<&str>,
-    metadata: &Map<String, Value>,
-    refs: &Map<String, Value>,
-) -> u128 {
+/// Identity of an event's content for idempotency (SPEC §3): xxh3-128 over the canonical
+/// JSON array `[type, payload, actor, source|null, metadata, refs]`. A JSON array of
+/// self-delimiting JSON texts is unambiguous, so distinct tuples never share an encoding.
+/// Callers pass an empty object for omitted metadata/refs and `None` for an omitted
+/// source, which makes omission and the explicit default equivalent.
+pub fn fingerprint(event_type: &str, payload: &Json, actor: &str, source: Option<&str>, metadata: &Object, refs: &Object) -> u128 {
     let mut out = String::with_capacity(128);
     out.push('[');
     push_json_string(&mut out, event_type);
     out.push(',');
-    write_value(&mut out, payload, true);
+    write_canonical(&mut out, payload);
     out.push(',');
     push_json_string(&mut out, actor);
     out.push(',');
@@ -155,9 +690,9 @@ pub fn fingerprint(
         None => out.push_str("null"),
     }
     out.push(',');
-    write_map(&mut out, metadata, true);
+    write_canonical_object(&mut out, metadata);
     out.push(',');
-    write_map(&mut out, refs, true);
+    write_canonical_object(&mut out, refs);
     out.push(']');
     xxhash_rust::xxh3::xxh3_128(out.as_bytes())
 }
@@ -165,44 +700,57 @@ pub fn fingerprint(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
+    fn p(text: &str) -> Json {
+        parse(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn canon_num(text: &str) -> String {
+        let mut out = String::new();
+        canonical_number(&mut out, text);
+        out
+    }
+
+    fn obj(text: &str) -> Object {
+        match p(text) {
+            Json::Object(m) => m,
+            _ => panic!("not an object"),
         }
     }
 
-    fn fp(t: &str, p: Value, a: &str, s: Option<&str>, m: Value, r: Value) -> u128 {
-        fingerprint(t, &p, a, s, &obj(m), &obj(r))
+    fn fp(t: &str, payload: &str, a: &str, s: Option<&str>, m: &str, r: &str) -> u128 {
+        fingerprint(t, &p(payload), a, s, &obj(m), &obj(r))
     }
 
     #[test]
-    fn canonical_sorts_keys_recursively_without_whitespace() {
-        let v: Value = serde_json::from_str(r#"{ "b": 1, "a": { "z": [ {"y":2,"x":1} ], "c": null }, "A": true }"#).expect("json");
-        assert_eq!(canonical(&v), r#"{"A":true,"a":{"c":null,"z":[{"x":1,"y":2}]},"b":1}"#);
+    fn numbers_keep_their_exact_text() {
+        for n in [
+            "0.9574343289165503",
+            "123456789012345678901234567890",
+            "18446744073709551617",
+            "-0",
+            "1E+400",
+            "1e-400",
+            "0.10",
+            "-12.5e-0003",
+            "100000000000000000000000000000000000000000000000000000000000001",
+        ] {
+            let text = format!(r#"{{"x":{n}}}"#);
+            assert_eq!(compact(&p(&text)), text);
+        }
     }
 
     #[test]
-    fn canonical_sorts_by_bytes_not_by_unicode_collation() {
-        let v = json!({"é": 1, "z": 2, "Z": 3});
-        assert_eq!(canonical(&v), r#"{"Z":3,"z":2,"é":1}"#);
+    fn compact_removes_whitespace_and_keeps_key_order() {
+        let v = p(" { \"z\" : 1 ,\n\"a\" : [ true , null , \"s\" ] , \"m\" : { } } ");
+        assert_eq!(compact(&v), r#"{"z":1,"a":[true,null,"s"],"m":{}}"#);
     }
 
     #[test]
-    fn canonical_ignores_key_order() {
-        let a: Value = serde_json::from_str(r#"{"x":1,"y":{"p":1,"q":2}}"#).expect("json");
-        let b: Value = serde_json::from_str(r#"{"y":{"q":2,"p":1},"x":1}"#).expect("json");
-        assert_eq!(canonical(&a), canonical(&b));
-    }
-
-    #[test]
-    fn compact_matches_serde_json_output_and_keeps_order() {
-        let text = r#"{"z":1,"a":[1.5,-2,1e300,"q\"\\\n\t\u0001\u007f é"],"m":{"k":null,"b":false}}"#;
-        let v: Value = serde_json::from_str(text).expect("json");
-        assert_eq!(compact(&v), serde_json::to_string(&v).expect("serialize"));
-        assert!(compact(&v).starts_with("{\"z\":1"));
+    fn strings_decode_and_reescape_to_the_same_value() {
+        let v = p(r#"["\u00e9\/\b\f\n\r\t\"\\\u0001\ud83d\ude00 é"]"#);
+        assert_eq!(v, Json::Array(vec![Json::String("é/\u{8}\u{c}\n\r\t\"\\\u{1}😀 é".into())]));
+        assert_eq!(compact(&v), "[\"é/\\b\\f\\n\\r\\t\\\"\\\\\\u0001😀 é\"]");
     }
 
     #[test]
@@ -214,33 +762,118 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_ignores_key_order_everywhere() {
-        let a = fp("t", json!({"a":1,"b":{"c":2,"d":3}}), "u", Some("s"), json!({"m":1,"n":2}), json!({"to_seq":1,"step":2}));
-        let b = fp(
-            "t",
-            serde_json::from_str(r#"{"b":{"d":3,"c":2},"a":1}"#).expect("json"),
-            "u",
-            Some("s"),
-            serde_json::from_str(r#"{"n":2,"m":1}"#).expect("json"),
-            serde_json::from_str(r#"{"step":2,"to_seq":1}"#).expect("json"),
-        );
+    fn invalid_texts_are_syntax_errors() {
+        for bad in [
+            "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "01", "1.", ".5", "1e", "1e+", "-", "+1", "0x10",
+            "NaN", "Infinity", "tru", "nul", "\"abc", "\"a\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+            "\"a\tb\"", "[1] 2", "{\"a\":1}}", "[[]", "\u{feff}{}",
+        ] {
+            assert!(matches!(parse(bad.as_bytes()), Err(ParseError::Syntax { .. })), "{bad:?} accepted: {:?}", parse(bad.as_bytes()));
+        }
+        assert!(matches!(parse(b"\"\xff\""), Err(ParseError::Syntax { what: "invalid UTF-8", .. })));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth_after_decoding() {
+        for bad in [r#"{"a":1,"a":2}"#, r#"{"x":{"k":1,"\u006b":2}}"#, r#"[{"a":1,"b":2,"a":1}]"#] {
+            assert!(matches!(parse(bad.as_bytes()), Err(ParseError::DuplicateKey { .. })), "{bad}");
+        }
+        let wide: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", wide.join(","));
+        assert!(parse(ok.as_bytes()).is_ok());
+        let dup = format!("{{{},\"k57\":0}}", wide.join(","));
+        assert!(matches!(parse(dup.as_bytes()), Err(ParseError::DuplicateKey { key, .. }) if key == "k57"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_too_deep_valid_text_is_told_apart_from_invalid() {
+        let max = JSON_NESTING_DEPTH_MAX;
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse(nest(max).as_bytes()).is_ok());
+        assert_eq!(parse(nest(max + 1).as_bytes()), Err(ParseError::TooDeep { limit: max }));
+        assert_eq!(parse(nest(100_000).as_bytes()), Err(ParseError::TooDeep { limit: max }));
+        let deep_objects = format!("{}1{}", "{\"a\":".repeat(max + 5), "}".repeat(max + 5));
+        assert_eq!(parse(deep_objects.as_bytes()), Err(ParseError::TooDeep { limit: max }));
+        // Deep *and* invalid: a syntax error, found without recursion.
+        let broken = "[".repeat(100_000);
+        assert!(matches!(parse(broken.as_bytes()), Err(ParseError::Syntax { .. })));
+        let broken = format!("{}1,]{}", "[".repeat(max + 2), "]".repeat(max + 1));
+        assert!(matches!(parse(broken.as_bytes()), Err(ParseError::Syntax { .. })));
+    }
+
+    #[test]
+    fn the_iterative_validator_agrees_with_the_parser() {
+        for text in [
+            "{}", "[]", "1", "\"s\"", "true", " null ", r#"{"a":[1,{"b":[]},"c"],"d":{}}"#, "[1,]", "{\"a\":}", "{,}", "[,1]", "{\"a\" 1}",
+            "[1 2]", "{\"a\":1 \"b\":2}", "[]]", "{}{}", "[\"\\ud800\"]",
+        ] {
+            let tree = parse(text.as_bytes()).map(|_| ());
+            assert_eq!(tree.is_ok(), validate_iteratively(text).is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn canonical_numbers_are_equal_exactly_for_equal_decimal_values() {
+        let same = [
+            vec!["1", "1.0", "1e0", "10E-1", "0.1e1", "1.000e+0", "100e-2", "0.00001e5"],
+            vec!["0", "-0", "0.0", "0e10", "-0.000e-7"],
+            vec!["18446744073709551616", "1.8446744073709551616e19"],
+            vec!["-1.5", "-15e-1", "-0.15E1"],
+            vec!["1e400", "10e399", "0.1e401"],
+        ];
+        for group in &same {
+            let first = canon_num(group[0]);
+            for n in group {
+                assert_eq!(canon_num(n), first, "{n} vs {}", group[0]);
+            }
+        }
+        let distinct = ["1", "-1", "2", "1.1", "10", "0.1", "18446744073709551616", "18446744073709551617", "1e400", "1e-400", "0"];
+        let canon: std::collections::HashSet<String> = distinct.iter().map(|n| canon_num(n)).collect();
+        assert_eq!(canon.len(), distinct.len());
+        assert_eq!(canon_num("0.9574343289165503"), "9.574343289165503e-1");
+        assert_eq!(canon_num("123456789012345678901234567890"), "1.2345678901234567890123456789e29");
+    }
+
+    #[test]
+    fn canonical_exponents_are_exact_at_any_length() {
+        let huge = format!("1e{}", "9".repeat(40));
+        assert_eq!(canon_num(&huge), format!("1e{}", "9".repeat(40)));
+        // 10e(99..9) = 1e(100..0)
+        assert_eq!(canon_num(&format!("10e{}", "9".repeat(40))), format!("1e1{}", "0".repeat(40)));
+        // 0.01e-(10^40) = 1e-(10^40 + 2)
+        assert_eq!(canon_num(&format!("0.01e-1{}", "0".repeat(40))), format!("1e-1{}2", "0".repeat(39)));
+        // 1000e-(10^40) = 1e-(10^40 - 3)
+        assert_eq!(canon_num(&format!("1000e-1{}", "0".repeat(40))), format!("1e-{}7", "9".repeat(39)));
+        assert_eq!(canon_num("1e-000000000000000000000000000000000000000000000000000001"), "1e-1");
+    }
+
+    #[test]
+    fn canonical_sorts_keys_bytewise_at_every_depth() {
+        let v = p(r#"{ "b": 1, "a": { "z": [ {"y":2,"x":1} ], "c": null }, "A": true, "é": 0, "Z": 3 }"#);
+        assert_eq!(canonical(&v), r#"{"A":true,"Z":3e0,"a":{"c":null,"z":[{"x":1e0,"y":2e0}]},"b":1e0,"é":0}"#);
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_number_spelling() {
+        let a = fp("t", r#"{"a":1,"b":{"c":2.50,"d":[3]}}"#, "u", Some("s"), r#"{"m":1,"n":2}"#, r#"{"to_seq":1,"step":2}"#);
+        let b = fp("t", r#"{"b":{"d":[30e-1],"c":25e-1},"a":1.0}"#, "u", Some("s"), r#"{"n":2,"m":1}"#, r#"{"step":2,"to_seq":1}"#);
         assert_eq!(a, b);
     }
 
     #[test]
     fn fingerprint_changes_when_any_field_changes() {
-        let base = || (json!({"a":1}), json!({"m":1}), json!({"r":1}));
-        let (p, m, r) = base();
-        let reference = fp("t", p, "u", Some("s"), m, r);
+        let reference = fp("t", r#"{"a":1}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#);
         let variants = [
-            fp("t2", base().0, "u", Some("s"), base().1, base().2),
-            fp("t", json!({"a":2}), "u", Some("s"), base().1, base().2),
-            fp("t", base().0, "u2", Some("s"), base().1, base().2),
-            fp("t", base().0, "u", Some("s2"), base().1, base().2),
-            fp("t", base().0, "u", None, base().1, base().2),
-            fp("t", base().0, "u", Some("s"), json!({"m":2}), base().2),
-            fp("t", base().0, "u", Some("s"), base().1, json!({"r":2})),
-            fp("t", base().0, "u", Some("s"), json!({}), base().2),
+            fp("t2", r#"{"a":1}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":2}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":"1"}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1.0000000000000000000001}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1}"#, "u2", Some("s"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1}"#, "u", Some("s2"), r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1}"#, "u", None, r#"{"m":1}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1}"#, "u", Some("s"), r#"{"m":2}"#, r#"{"r":1}"#),
+            fp("t", r#"{"a":1}"#, "u", Some("s"), r#"{"m":1}"#, r#"{"r":2}"#),
+            fp("t", r#"{"a":1}"#, "u", Some("s"), "{}", r#"{"r":1}"#),
         ];
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(*v, reference, "variant {i} collided");
@@ -249,13 +882,188 @@ mod tests {
 
     #[test]
     fn fingerprint_does_not_confuse_field_boundaries() {
-        // Moving characters between adjacent string fields must change the hash.
-        let a = fp("ab", json!({}), "c", None, json!({}), json!({}));
-        let b = fp("a", json!({}), "bc", None, json!({}), json!({}));
-        assert_ne!(a, b);
+        assert_ne!(fp("ab", "{}", "c", None, "{}", "{}"), fp("a", "{}", "bc", None, "{}", "{}"));
         // A literal "null" source differs from an absent source.
-        let c = fp("t", json!({}), "u", Some("null"), json!({}), json!({}));
-        let d = fp("t", json!({}), "u", None, json!({}), json!({}));
-        assert_ne!(c, d);
+        assert_ne!(fp("t", "{}", "u", Some("null"), "{}", "{}"), fp("t", "{}", "u", None, "{}", "{}"));
+    }
+
+    #[test]
+    fn as_u64_accepts_only_plain_integers_that_fit() {
+        assert_eq!(p("7").as_u64(), Some(7));
+        assert_eq!(p("18446744073709551615").as_u64(), Some(u64::MAX));
+        for n in ["18446744073709551616", "-1", "1.0", "1e2", "\"1\""] {
+            assert_eq!(p(n).as_u64(), None, "{n}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Property tests: arbitrary documents (numbers of any magnitude and precision, deep
+    //! and wide objects, escapes, non-ASCII) survive parse → compact exactly, and the
+    //! canonical form is invariant under key order and number spelling but not under a
+    //! change of value.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A number text of the RFC 8259 grammar, sometimes far outside the f64 range.
+    fn number_text() -> impl Strategy<Value = String> {
+        (any::<bool>(), "(0|[1-9][0-9]{0,40})", proptest::option::of("[0-9]{1,30}"), proptest::option::of("[eE][+-]?[0-9]{1,4}"))
+            .prop_map(|(neg, int, frac, exp)| {
+                format!("{}{int}{}{}", if neg { "-" } else { "" }, frac.map(|f| format!(".{f}")).unwrap_or_default(), exp.unwrap_or_default())
+            })
+    }
+
+    pub(super) fn json_value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            number_text().prop_map(|n| Json::Number(n.into())),
+            any::<String>().prop_map(Json::String),
+            "[a-z\u{e9}\u{1F600}\"\\\\/\n]{0,8}".prop_map(Json::String),
+        ];
+        leaf.prop_recursive(8, 96, 12, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..12).prop_map(Json::Array),
+                prop::collection::vec((any::<String>(), inner), 0..12).prop_map(|members| {
+                    let mut seen = std::collections::HashSet::new();
+                    Json::Object(members.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect())
+                }),
+            ]
+        })
+    }
+
+    /// Writes `v` as a client might: random whitespace and, per string, either plain
+    /// text or every non-ASCII character as `\u` escapes (surrogate pairs included).
+    fn ws(out: &mut String, noise: &mut impl Iterator<Item = u8>) {
+        let n = noise.next().unwrap_or(0);
+        out.push_str(["", " ", "\n", "\t ", "\r\n  "][(n % 5) as usize]);
+    }
+
+    fn spell(out: &mut String, v: &Json, noise: &mut impl Iterator<Item = u8>) {
+        match v {
+            Json::String(s) => {
+                ws(out, noise);
+                if noise.next().unwrap_or(0) % 2 == 0 {
+                    push_json_string(out, s);
+                } else {
+                    out.push('"');
+                    for c in s.chars() {
+                        match c {
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            c if (c as u32) < 0x20 || !c.is_ascii() => {
+                                let mut units = [0u16; 2];
+                                for u in c.encode_utf16(&mut units) {
+                                    out.push_str(&format!("\\u{:04X}", u));
+                                }
+                            }
+                            c => out.push(c),
+                        }
+                    }
+                    out.push('"');
+                }
+            }
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    spell(out, item, noise);
+                }
+                ws(out, noise);
+                out.push(']');
+            }
+            Json::Object(members) => {
+                out.push('{');
+                for (i, (k, item)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    spell(out, &Json::String(k.clone()), noise);
+                    out.push(':');
+                    spell(out, item, noise);
+                }
+                ws(out, noise);
+                out.push('}');
+            }
+            scalar => {
+                ws(out, noise);
+                write_compact(out, scalar);
+            }
+        }
+    }
+
+    /// The same value spelled differently: object members reversed, every number
+    /// rewritten with the decimal point moved (`12.5` → `0.125e2`).
+    fn respelled(v: &Json) -> Json {
+        match v {
+            Json::Number(t) => {
+                let (neg, rest) = t.strip_prefix('-').map_or((false, &t[..]), |r| (true, r));
+                let (mant, exp) = rest.split_once(['e', 'E']).unwrap_or((rest, "0"));
+                let exp: i64 = exp.parse().unwrap_or(0);
+                let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+                let digits = format!("{int}{frac}");
+                let e = exp - frac.len() as i64 + digits.len() as i64;
+                Json::Number(format!("{}0.{digits}000E{e:+}", if neg { "-" } else { "" }).into())
+            }
+            Json::Array(items) => Json::Array(items.iter().map(respelled).collect()),
+            Json::Object(m) => Json::Object(m.iter().rev().map(|(k, x)| (k.clone(), respelled(x))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    /// A different value: the first leaf found changes (numbers by one unit in a new last
+    /// place, strings by a character, literals flip), or an empty container gains a null.
+    fn changed(v: &Json) -> Json {
+        match v {
+            Json::Null => Json::Bool(false),
+            Json::Bool(b) => Json::Bool(!b),
+            Json::Number(t) => {
+                let (mant, exp) = t.split_once(['e', 'E']).map_or((&t[..], String::new()), |(m, e)| (m, format!("e{e}")));
+                let sep = if mant.contains('.') { "" } else { "." };
+                Json::Number(format!("{mant}{sep}0000000000000000000000001{exp}").into())
+            }
+            Json::String(s) => Json::String(format!("{s}x")),
+            Json::Array(items) if items.is_empty() => Json::Array(vec![Json::Null]),
+            Json::Array(items) => {
+                let mut items = items.clone();
+                items[0] = changed(&items[0]);
+                Json::Array(items)
+            }
+            Json::Object(m) if m.is_empty() => Json::Object(vec![("k".into(), Json::Null)]),
+            Json::Object(m) => {
+                let mut m = m.clone();
+                m[0].1 = changed(&m[0].1);
+                Json::Object(m)
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_document_survives_parse_and_compact_exactly(v in json_value(), noise in prop::collection::vec(any::<u8>(), 64)) {
+            let mut text = String::new();
+            spell(&mut text, &v, &mut noise.iter().copied().cycle());
+            let parsed = parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            prop_assert_eq!(&parsed, &v);
+            let stored = compact(&parsed);
+            prop_assert_eq!(parse(stored.as_bytes()).ok(), Some(v.clone()));
+            prop_assert_eq!(stored, compact(&v));
+        }
+
+        #[test]
+        fn canonical_ignores_key_order_and_number_spelling(v in json_value()) {
+            prop_assert_eq!(canonical(&respelled(&v)), canonical(&v));
+        }
+
+        #[test]
+        fn canonical_changes_with_any_value_change(v in json_value()) {
+            prop_assert_ne!(canonical(&changed(&v)), canonical(&v));
+        }
     }
 }

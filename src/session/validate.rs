@@ -5,6 +5,8 @@
 //! - Nothing here panics, whatever the bytes.
 //! - JSON `null` for an optional field means "absent" everywhere.
 //! - Unknown body fields are ignored (forward compatibility for clients).
+//! - The body is parsed once (`json::parse`): numbers keep their text, a repeated key is
+//!   `invalid_json`, nesting beyond `JSON_NESTING_DEPTH_MAX` is `invalid_event`.
 //! - Fields are checked in a fixed, documented order so that a body with several
 //!   problems always yields the same error:
 //!   - create: `id`, `title`, `metadata`;
@@ -13,27 +15,26 @@
 //! - A value that passes validation satisfies every precondition the state
 //!   machine relies on (e.g. `payload` is always an object).
 
-use serde_json::{Map, Value};
-
 use super::error::ApiError;
+use super::json::{self, Json, Object, ParseError};
 
 /// A validated create-session body.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CreateRequest {
     pub id: Option<String>,
     pub title: Option<String>,
-    pub metadata: Map<String, Value>,
+    pub metadata: Object,
 }
 
 /// A validated append body. `payload` is always a JSON object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendRequest {
     pub event_type: String,
-    pub payload: Value,
+    pub payload: Json,
     pub actor: String,
     pub source: Option<String>,
-    pub metadata: Map<String, Value>,
-    pub refs: Map<String, Value>,
+    pub metadata: Object,
+    pub refs: Object,
     pub idempotency_key: Option<String>,
     pub expected_seq: Option<u64>,
 }
@@ -49,29 +50,34 @@ pub fn is_valid_session_id(s: &str) -> bool {
 /// Parses a body that must be a JSON object. An empty or all-whitespace body is
 /// `Ok(None)` only when `allow_empty`; `not_object` builds the error for valid
 /// JSON of another type.
-fn parse_object(body: &[u8], allow_empty: bool, not_object: fn(String) -> ApiError) -> Result<Option<Map<String, Value>>, ApiError> {
+fn parse_object(body: &[u8], allow_empty: bool, not_object: fn(String) -> ApiError) -> Result<Option<Object>, ApiError> {
     if allow_empty && body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    match serde_json::from_slice::<Value>(body) {
+    match json::parse(body) {
+        Err(e @ ParseError::TooDeep { .. }) => Err(ApiError::invalid_event(format!(
+            "{e} (the limit is JSON_NESTING_DEPTH_MAX = {}, counting the body object as level 1)",
+            crate::limits::JSON_NESTING_DEPTH_MAX
+        ))),
         Err(e) => Err(ApiError::invalid_json(format!("request body is not valid JSON: {e}"))),
-        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(Json::Object(m)) => Ok(Some(m)),
         Ok(_) => Err(not_object("request body must be a JSON object".to_string())),
     }
 }
 
-/// Removes `key`, mapping JSON null to absent.
-fn take(m: &mut Map<String, Value>, key: &str) -> Option<Value> {
-    match m.remove(key) {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v),
+/// Removes `key` (keys are unique: the parser refuses repeats), mapping JSON null to absent.
+fn take(m: &mut Object, key: &str) -> Option<Json> {
+    let i = m.iter().position(|(k, _)| k == key)?;
+    match m.swap_remove(i).1 {
+        Json::Null => None,
+        v => Some(v),
     }
 }
 
 /// Returns the string when it is a non-empty JSON string.
-fn non_empty_string(v: Value) -> Option<String> {
+fn non_empty_string(v: Json) -> Option<String> {
     match v {
-        Value::String(s) if !s.is_empty() => Some(s),
+        Json::String(s) if !s.is_empty() => Some(s),
         _ => None,
     }
 }
@@ -83,8 +89,8 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
     };
     let id = match take(&mut m, "id") {
         None => None,
-        Some(Value::String(s)) if s.is_empty() => return Err(ApiError::invalid_session("id must be a non-empty string")),
-        Some(Value::String(s)) => {
+        Some(Json::String(s)) if s.is_empty() => return Err(ApiError::invalid_session("id must be a non-empty string")),
+        Some(Json::String(s)) => {
             if !is_valid_session_id(&s) {
                 return Err(ApiError::invalid_session_id(format!(
                     "id must be 1-{} characters of [A-Za-z0-9._:-]",
@@ -97,35 +103,39 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
     };
     let title = match take(&mut m, "title") {
         None => None,
-        Some(Value::String(s)) => Some(s),
+        Some(Json::String(s)) => Some(s),
         Some(_) => return Err(ApiError::invalid_session("title must be a string")),
     };
     let metadata = match take(&mut m, "metadata") {
-        None => Map::new(),
-        Some(Value::Object(md)) => md,
+        None => Object::new(),
+        Some(Json::Object(md)) => md,
         Some(_) => return Err(ApiError::invalid_metadata("metadata must be a JSON object")),
     };
     Ok(CreateRequest { id, title, metadata })
 }
 
-/// A JSON integer >= 0 that fits u64 (floats such as `1.0` are not integers).
-fn is_non_negative_integer(v: &Value) -> bool {
-    matches!(v, Value::Number(n) if n.as_u64().is_some())
+/// A JSON integer >= 0 written as plain digits that fit u64 (`1.0` and `1e0` are not).
+fn is_non_negative_integer(v: &Json) -> bool {
+    v.as_u64().is_some()
+}
+
+fn get<'a>(m: &'a Object, key: &str) -> Option<&'a Json> {
+    m.iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
 /// Checks the well-known `refs` keys; everything else is kept untouched.
 /// Null well-known keys are accepted (null = absent) and stored as given.
-fn check_refs(refs: &Map<String, Value>) -> Result<(), ApiError> {
+fn check_refs(refs: &Object) -> Result<(), ApiError> {
     for key in ["to_seq", "step"] {
-        match refs.get(key) {
-            None | Some(Value::Null) => {}
+        match get(refs, key) {
+            None | Some(Json::Null) => {}
             Some(v) if is_non_negative_integer(v) => {}
             Some(_) => return Err(ApiError::invalid_refs(format!("refs.{key} must be a non-negative integer"))),
         }
     }
     for key in ["request_id", "sequence_id"] {
-        match refs.get(key) {
-            None | Some(Value::Null) | Some(Value::String(_)) => {}
+        match get(refs, key) {
+            None | Some(Json::Null) | Some(Json::String(_)) => {}
             Some(_) => return Err(ApiError::invalid_refs(format!("refs.{key} must be a string"))),
         }
     }
@@ -150,7 +160,7 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
     let event_type =
         take(&mut m, "type").and_then(non_empty_string).ok_or_else(|| ApiError::invalid_event("type must be a non-empty string"))?;
     let payload = match take(&mut m, "payload") {
-        Some(p @ Value::Object(_)) => p,
+        Some(p @ Json::Object(_)) => p,
         _ => return Err(ApiError::invalid_event("payload must be a JSON object")),
     };
     let actor =
@@ -160,13 +170,13 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
         Some(v) => Some(non_empty_string(v).ok_or_else(|| ApiError::invalid_event("source must be a non-empty string when present"))?),
     };
     let metadata = match take(&mut m, "metadata") {
-        None => Map::new(),
-        Some(Value::Object(md)) => md,
+        None => Object::new(),
+        Some(Json::Object(md)) => md,
         Some(_) => return Err(ApiError::invalid_metadata("metadata must be a JSON object")),
     };
     let refs = match take(&mut m, "refs") {
-        None => Map::new(),
-        Some(Value::Object(r)) => {
+        None => Object::new(),
+        Some(Json::Object(r)) => {
             check_refs(&r)?;
             r
         }
@@ -180,8 +190,8 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
     };
     let expected_seq = match take(&mut m, "expected_seq") {
         None => None,
-        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
-        Some(Value::String(s)) if parse_digits(&s).is_some() => parse_digits(&s),
+        Some(n @ Json::Number(_)) if n.as_u64().is_some() => n.as_u64(),
+        Some(Json::String(s)) if parse_digits(&s).is_some() => parse_digits(&s),
         Some(_) => return Err(ApiError::invalid_event("expected_seq must be a non-negative integer or a string of decimal digits")),
     };
     Ok(AppendRequest { event_type, payload, actor, source, metadata, refs, idempotency_key, expected_seq })
@@ -232,7 +242,15 @@ pub fn parse_batch_size(v: Option<&str>) -> Result<usize, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn text(v: &Json) -> String {
+        json::compact(v)
+    }
+
+    fn object_text(m: &Object) -> String {
+        json::compact_object(m)
+    }
 
     fn create(body: &str) -> Result<CreateRequest, ApiError> {
         parse_create(body.as_bytes())
@@ -287,7 +305,7 @@ mod tests {
         let r = create(r#"{"id":"s-1","title":"T","metadata":{"k":1},"zzz":[]}"#).expect("ok");
         assert_eq!(r.id.as_deref(), Some("s-1"));
         assert_eq!(r.title.as_deref(), Some("T"));
-        assert_eq!(Value::Object(r.metadata), json!({"k":1}));
+        assert_eq!(object_text(&r.metadata), r#"{"k":1}"#);
     }
 
     #[test]
@@ -335,11 +353,11 @@ mod tests {
         }))
         .expect("ok");
         assert_eq!(r.event_type, "msg");
-        assert_eq!(r.payload, json!({"b": 1, "a": 2}));
+        assert_eq!(text(&r.payload), r#"{"b":1,"a":2}"#);
         assert_eq!(r.actor, "u");
         assert_eq!(r.source.as_deref(), Some("web"));
-        assert_eq!(Value::Object(r.metadata), json!({"m": true}));
-        assert_eq!(r.refs.get("other"), Some(&json!([1])));
+        assert_eq!(object_text(&r.metadata), r#"{"m":true}"#);
+        assert_eq!(get(&r.refs, "other").map(text).as_deref(), Some("[1]"));
         assert_eq!(r.idempotency_key.as_deref(), Some("k"));
         assert_eq!(r.expected_seq, Some(7));
     }

@@ -42,6 +42,12 @@ const ROUTE: &str = "tail";
 pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Response> {
     let sse = req.accepts_event_stream();
     let last_event_id = if sse { req.header("last-event-id").map(|v| String::from_utf8_lossy(v).trim().to_string()) } else { None };
+    // Two Last-Event-ID headers name two cursors: refuse rather than guess which one the
+    // client meant (a wrong guess is a gap or a duplicate).
+    if sse && req.headers_all("last-event-id").nth(1).is_some() {
+        let e = ApiError::invalid_cursor("more than one Last-Event-ID header");
+        return Err(api_error(req, &e, ROUTE));
+    }
     let cursor = match &last_event_id {
         Some(id) => session::parse_cursor(Some(id)),
         None => session::parse_cursor(req.query_param("cursor")),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use futures::{AsyncWriteExt, FutureExt, StreamExt};
 use openraft::AsyncRuntime;
@@ -31,12 +31,21 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
     let ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config)).await;
     let (mut sender, mut receiver) = ws.split();
     // Inbound: drive tungstenite's reader (pongs, close replies) until the client leaves.
-    let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<()>();
+    // A protocol violation by the client ends the tail with the RFC 6455 §7.4.1 code that
+    // names it (1002 protocol error, 1007 invalid UTF-8 in a text frame, 1009 too big),
+    // sent as a close frame before the connection closes.
+    let (closed_tx, mut closed_rx) = futures::channel::oneshot::channel::<Option<(CloseCode, String)>>();
     let reader = glommio::spawn_local(async move {
         // After a close frame, the next read flushes tungstenite's queued close reply and
         // then ends the stream, so keep reading until it does.
-        while let Some(Ok(_)) = receiver.next().await {}
-        let _ = closed_tx.send(());
+        let violation = loop {
+            match receiver.next().await {
+                Some(Ok(_)) => {}
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => break None,
+                Some(Err(e)) => break Some(violation_close(&e)),
+            }
+        };
+        let _ = closed_tx.send(violation);
     });
     let idle = Duration::from_millis(current().config.tail_idle_timeout_ms);
     let subscription = api::subscribe(&plan.session).await;
@@ -49,7 +58,7 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
         if events.is_empty() {
             futures::select! {
                 _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
-                _ = (&mut closed_rx).fuse() => break None,
+                violation = (&mut closed_rx).fuse() => break violation.ok().flatten(),
             }
         }
         for group in events.chunks(plan.batch_size) {
@@ -61,6 +70,9 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
             }
             cursor += group.len() as u64;
             count_sent(group.len());
+            if let Ok(Some(violation)) = closed_rx.try_recv() {
+                break 'pump violation;
+            }
         }
     };
     if let Some((code, reason)) = close_reason {
@@ -70,4 +82,14 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
     drop(subscription);
     drop(sender);
     reader.cancel().await;
+}
+
+/// The close code and reason for a client's protocol violation (RFC 6455 §7.4.1).
+fn violation_close(e: &WsError) -> (CloseCode, String) {
+    let code = match e {
+        WsError::Utf8(_) => CloseCode::Invalid,
+        WsError::Capacity(_) => CloseCode::Size,
+        _ => CloseCode::Protocol,
+    };
+    (code, format!("WebSocket protocol violation: {e}"))
 }

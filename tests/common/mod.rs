@@ -408,3 +408,62 @@ pub fn assert_contiguous(events: &[Value], from: u64) {
 pub fn event(i: usize) -> Value {
     json!({ "type": "msg", "payload": { "i": i }, "actor": "tester" })
 }
+
+/// Open an SSE tail and consume the response head (asserting 200 and the content type).
+pub fn sse_open(port: u16, path: &str, headers: &[(&str, &str)]) -> Conn {
+    let mut c = Conn::open(port);
+    let mut all = vec![("accept", "text/event-stream")];
+    all.extend_from_slice(headers);
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n");
+    for (k, v) in &all {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.send_raw(req.as_bytes());
+    let mut line = String::new();
+    c.reader().read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut content_type = None;
+    loop {
+        line.clear();
+        c.reader().read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-type") {
+                content_type = Some(v.trim().to_string());
+            }
+        }
+    }
+    assert_eq!(content_type.as_deref(), Some("text/event-stream"));
+    c
+}
+
+/// The raw `data:` texts of the next `n` SSE messages (chunk-size lines, comments and
+/// blank lines skipped).
+pub fn sse_data(c: &mut Conn, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut line = String::new();
+        assert!(c.reader().read_line(&mut line).unwrap() > 0, "SSE stream ended");
+        if let Some(v) = line.trim_end_matches(['\r', '\n']).strip_prefix("data: ") {
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
+/// The raw texts of the next `n` WebSocket text frames (pings and pongs skipped).
+pub fn ws_frames(ws: &mut Ws, n: usize) -> Vec<String> {
+    use async_tungstenite::tungstenite::Message;
+    let mut out = Vec::new();
+    while out.len() < n {
+        match ws.read().expect("ws read") {
+            Message::Text(t) => out.push(t.to_string()),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    out
+}
