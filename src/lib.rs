@@ -27,8 +27,9 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod node;
 pub mod raft;
 pub mod runtime;
 pub mod server;
 pub mod session;
-pub mod tail;
+

@@ -140,6 +140,12 @@ pub const WS_READ_BUFFER_BYTES: usize = 4096;
 pub const WS_INBOUND_MESSAGE_BYTES_MAX: usize = 64 * 1024;
 /// SSE comment heartbeat period.
 pub const SSE_HEARTBEAT_MS: u64 = 15_000;
+/// SIGTERM/SIGINT: how long a node may take to drain (finish in-flight requests, end
+/// tails, wait for the other cores) before it flushes its log and exits regardless.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// How often each core checks the process-wide shutdown request (set by the signal thread,
+/// which cannot wake a glommio executor directly).
+pub const SHUTDOWN_POLL_MS: u64 = 20;
 /// Raft timing (milliseconds).
 pub const RAFT_HEARTBEAT_MS: u64 = 100;
 pub const RAFT_ELECTION_TIMEOUT_MIN_MS: u64 = 300;

@@ -1,4 +1,5 @@
-//! The `starcite` server binary: read the configuration, then run every core.
+//! The `starcite` server binary: read the configuration, claim the data dir and ports,
+//! install the signal handlers, and run the node (src/node.rs) until it has shut down.
 
 /// mimalloc instead of glibc malloc: the append path makes ~90 small allocations per
 /// event and glibc's allocator was ~27 % of its instructions (PERF.md, "Where the time
@@ -14,7 +15,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = starcite::runtime::run(config) {
+    let started = starcite::node::bind(&config)
+        .and_then(|listeners| starcite::node::shutdown_on_signals().map(|shutdown| (listeners, shutdown)))
+        .and_then(|(listeners, shutdown)| starcite::node::run(config, listeners, shutdown));
+    if let Err(e) = started {
         eprintln!("starcite: {e}");
         std::process::exit(1);
     }

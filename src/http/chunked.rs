@@ -19,7 +19,7 @@
 //!   fields → 431) and discarded.
 //! - Never panics.
 
-use super::request::{hex_value, is_tchar, HttpError, Limits};
+use super::syntax::{hex_value, is_tchar, HttpError, Limits};
 
 /// Incremental chunked-body decoder (RFC 9112 §7.1). Works byte by byte on
 /// framing and copies data in bulk; `pos` is an absolute offset into the

@@ -17,6 +17,7 @@ mod chunked;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod syntax;
 
 pub use request::{parse_request, HttpError, Limits, Method, Parse, Request, RequestParser};
 pub use response::{

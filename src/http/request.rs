@@ -25,9 +25,10 @@
 //! `body_bytes_max`, chunk-size lines by `crate::limits::CHUNK_LINE_BYTES_MAX`,
 //! trailers by the head limits).
 
-use std::fmt;
 
 use super::chunked::ChunkedDecoder;
+pub use super::syntax::{HttpError, Limits};
+use super::syntax::hex_value;
 
 /// Request method. Anything outside the common set is `Other`; the router
 /// answers those with 405 on known paths.
@@ -122,24 +123,6 @@ impl Request {
     }
 }
 
-/// Limits in force for one listener. [`Default`] takes `crate::limits`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub head_bytes_max: usize,
-    pub headers_max: usize,
-    pub body_bytes_max: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            head_bytes_max: crate::limits::REQUEST_HEAD_BYTES_MAX,
-            headers_max: crate::limits::REQUEST_HEADERS_MAX,
-            body_bytes_max: crate::limits::BODY_BYTES_MAX_DEFAULT,
-        }
-    }
-}
-
 /// Outcome of one parse attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parse {
@@ -148,39 +131,6 @@ pub enum Parse {
     /// One request; it used exactly `consumed` bytes from the front of `buf`.
     Complete { request: Request, consumed: usize },
 }
-
-/// An HTTP-level failure: status to answer with, stable machine code, and a
-/// human message (sent in the JSON error body; never contains raw input
-/// beyond what is safe to echo).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpError {
-    pub status: u16,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl HttpError {
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        HttpError { status, code, message: message.into() }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", message)
-    }
-    pub(crate) fn head_too_large(message: impl Into<String>) -> Self {
-        Self::new(431, "request_header_fields_too_large", message)
-    }
-    pub(crate) fn payload_too_large(limit: usize) -> Self {
-        Self::new(413, "payload_too_large", format!("request body exceeds {limit} bytes"))
-    }
-}
-
-impl fmt::Display for HttpError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.code, self.message)
-    }
-}
-
-impl std::error::Error for HttpError {}
 
 /// Stateless parse: see the module docs for the contract and cost.
 /// It cannot report `100 Continue`; use [`RequestParser`] for that.
@@ -588,15 +538,6 @@ pub fn percent_decode(input: &[u8], plus_as_space: bool) -> Vec<u8> {
     out
 }
 
-pub(crate) fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Trim optional whitespace (SP / HTAB) from both ends.
 pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
@@ -613,11 +554,6 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
 pub(crate) fn has_token<'a>(values: impl Iterator<Item = &'a [u8]>, token: &str) -> bool {
     let token = token.as_bytes();
     values.flat_map(|v| v.split(|&b| b == b',')).any(|t| trim_ows(t).eq_ignore_ascii_case(token))
-}
-
-/// RFC 9110 `tchar`: the bytes allowed in tokens such as field names.
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -19,7 +19,8 @@
 //!   Callers must not pass `content-length`/`transfer-encoding`/`connection`
 //!   in `extra_headers`: those are this module's job.
 
-use super::request::{has_token, is_tchar, trim_ows, HttpError, Request};
+use super::request::{has_token, trim_ows, Request};
+use super::syntax::{is_tchar, HttpError};
 
 /// Append a complete response with `content-length`.
 pub fn write_response(

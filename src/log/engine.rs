@@ -324,6 +324,15 @@ impl LogEngine {
         Ok(file)
     }
 
+    /// Write and fdatasync everything placed so far, lazy records included; resolves once
+    /// that is durable or the engine has stopped (shutdown uses it as its last write).
+    pub async fn flush(&self) {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        if self.place(&[], Some(Box::new(move |r| drop(tx.send(r))))).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Stop the writer after it finishes what is pending (tests use this to reopen a dir).
     pub fn shutdown(&self) {
         self.state.borrow_mut().shutdown = true;

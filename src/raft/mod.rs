@@ -2,6 +2,7 @@
 //! per-core log engine. One Raft group per shard; all of a shard's Raft tasks run on the
 //! core that owns it.
 
+pub mod events;
 pub mod log_store;
 pub mod network;
 pub mod record;

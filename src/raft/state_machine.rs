@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::log_store::{storage_error, NodeId, ShardLog};
 use super::position;
 use super::TypeConfig;
-use crate::session::{Command, Outcome, ShardState};
+use crate::session::{ApiError, Command, Outcome, ShardState};
 
 /// What applying one entry answers to the client that proposed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,11 +37,9 @@ pub enum Reply {
         last_seq: u64,
         deduped: bool,
     },
-    Rejected {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    /// The state machine refused the command (session exists, conflicts, …): the typed
+    /// client error, as it was decided on apply.
+    Rejected(ApiError),
 }
 
 impl From<Outcome> for Reply {
@@ -49,7 +47,7 @@ impl From<Outcome> for Reply {
         match o {
             Outcome::Created(h) => Reply::Created { header_json: h.to_json() },
             Outcome::Appended { seq, last_seq, deduped } => Reply::Appended { seq, last_seq, deduped },
-            Outcome::Rejected(e) => Reply::Rejected { status: e.status, code: e.code.to_string(), message: e.message },
+            Outcome::Rejected(e) => Reply::Rejected(e),
         }
     }
 }
@@ -159,17 +157,18 @@ impl StateMachine {
         Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path })
     }
 
-    /// A state machine rebuilt during the startup scan of the log (no snapshot file).
-    pub fn from_replayed(shard: u32, replayed: super::replay::Replayed, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Self {
+    /// A state machine whose state was rebuilt elsewhere (the startup scan of the log,
+    /// raft/replay.rs: no snapshot file).
+    pub fn rebuilt(
+        shard: u32,
+        state: ShardState,
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, BasicNode>,
+        snapshot_dir: PathBuf,
+        log: Rc<RefCell<ShardLog>>,
+    ) -> Self {
         let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
-        let machine = ShardMachine {
-            shard,
-            state: replayed.state,
-            last_applied: replayed.last_applied,
-            membership: replayed.membership,
-            snapshot: None,
-            listener: None,
-        };
+        let machine = ShardMachine { shard, state, last_applied, membership, snapshot: None, listener: None };
         StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path }
     }
 

@@ -13,7 +13,8 @@ use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
 
 use super::placement::{owner_core, shard_of};
-use super::shard::{outcome_error, raft_unavailable, Page, Shard};
+use super::shard::{reply_error, Page, Shard};
+use super::shutdown::Latch;
 use super::watch::WatchRegistry;
 use crate::config::{Config, PayloadPlane};
 use crate::log::LogEngine;
@@ -21,26 +22,62 @@ use crate::metrics::{CoreMetrics, CoreStats, ShardStats};
 use crate::raft::Reply;
 use crate::session::{now_micros, ApiError, AppendRequest, CreateRequest};
 
-/// Work for the core that owns a shard.
+/// Where an operation's answer goes: each request carries its own typed reply channel.
+pub type ReplyTo<T> = oneshot::Sender<T>;
+
+/// Work for the core that owns a shard, each with the channel its typed answer goes to.
 pub enum Op {
     // Request bodies are boxed: they are large next to the other variants.
-    Create(Box<CreateRequest>),
-    Get(String),
-    Append(String, Box<AppendRequest>),
+    Create(Box<CreateRequest>, ReplyTo<Result<String, ApiError>>),
+    Get(String, ReplyTo<Result<String, ApiError>>),
+    Append(String, Box<AppendRequest>, ReplyTo<Result<AppendOk, ApiError>>),
     Read {
         session: String,
         after: u64,
         limit: usize,
         max_bytes: usize,
+        reply: ReplyTo<Result<Page, ApiError>>,
     },
     /// A tail of `session` opened (`on`) or closed on `core`.
     Watch {
         session: String,
         core: usize,
         on: bool,
+        reply: ReplyTo<()>,
     },
-    Stats,
-    Ready,
+    Stats(ReplyTo<Box<CoreStats>>),
+    Ready(ReplyTo<Result<(), NotReady>>),
+}
+
+/// Why a node cannot serve writes (`/health/ready` is 503 with [`NotReady::reason`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("core {core}: recovery in progress")]
+    Recovering { core: usize },
+    #[error("shard {shard} has no leader")]
+    NoLeader { shard: u32 },
+    #[error("shard {shard} is still applying its log")]
+    Applying { shard: u32 },
+    /// A write or fdatasync failed: the core acknowledges nothing more until restarted.
+    #[error("core {core}: log engine stopped: {reason}")]
+    LogStopped { core: usize, reason: String },
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Unreachable(CallError),
+}
+
+impl NotReady {
+    /// `(status, reason)` of the `/health/ready` body: `starting`/`raft_sync` while the
+    /// node comes up (SPEC §3), `unavailable`/`log_stopped` after a fatal log error,
+    /// `stopping`/`shutting_down` during a graceful shutdown.
+    pub fn status_and_reason(&self) -> (&'static str, &'static str) {
+        match self {
+            NotReady::Recovering { .. } | NotReady::NoLeader { .. } | NotReady::Applying { .. } => ("starting", "raft_sync"),
+            NotReady::LogStopped { .. } | NotReady::Unreachable(_) => ("unavailable", "log_stopped"),
+            NotReady::ShuttingDown => ("stopping", "shutting_down"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,18 +87,27 @@ pub struct AppendOk {
     pub deduped: bool,
 }
 
-pub enum OpReply {
-    Json(Result<String, ApiError>),
-    Appended(Result<AppendOk, ApiError>),
-    Page(Result<Page, ApiError>),
-    Done,
-    Stats(Box<CoreStats>),
-    Ready(Result<(), String>),
+/// A call that never reached its owner core or never came back: the one failure of the
+/// cross-core hop itself (the answer's own errors travel inside `T`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("core {0} is gone")]
+    CoreGone(usize),
+    #[error("core {0} dropped the request")]
+    Dropped(usize),
+}
+
+/// The one place a failed hop becomes a client answer: the shard is unavailable right now
+/// (503 raft_unavailable; retrying is safe, an append may or may not have committed).
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> ApiError {
+        ApiError::raft_unavailable(e.to_string())
+    }
 }
 
 #[allow(clippy::large_enum_variant)] // Notify is the hot, common message; boxing it would add an allocation per commit.
 pub enum CoreMsg {
-    Request(Op, oneshot::Sender<OpReply>),
+    Request(Op),
     /// Events `first_seq..=last_seq` of `session` committed. With the dual-write payload
     /// plane, `events` carries them (shared, not copied) for the receiving core's mirror;
     /// otherwise it is empty.
@@ -85,6 +131,9 @@ pub struct Core {
     pub watch: WatchRegistry,
     /// Recovery finished and every local shard is open.
     pub started: Cell<bool>,
+    /// Set once a graceful shutdown began: listeners stop accepting, connections finish
+    /// what they are in, tails end (runtime/shutdown.rs).
+    pub draining: Latch,
 }
 
 thread_local! {
@@ -119,6 +168,7 @@ impl Core {
             metrics: CoreMetrics::default(),
             watch,
             started: Cell::new(false),
+            draining: Latch::default(),
         }
     }
 
@@ -127,16 +177,17 @@ impl Core {
         (shard, owner_core(shard, self.cores))
     }
 
-    /// Run `op` on `owner` (here, or over the mesh) and wait for the answer.
-    pub async fn call(&self, owner: usize, op: Op) -> OpReply {
-        if owner == self.id {
-            return handle(op).await;
-        }
+    /// Run the operation `make` builds on `owner` (here, or over the mesh) and wait for its
+    /// typed answer. Forwarding to another node will be one more way to deliver the same Op.
+    pub async fn call<T>(&self, owner: usize, make: impl FnOnce(ReplyTo<T>) -> Op) -> Result<T, CallError> {
         let (tx, rx) = oneshot::channel();
-        if self.senders.send_to(owner, CoreMsg::Request(op, tx)).await.is_err() {
-            return OpReply::Ready(Err(format!("core {owner} is gone")));
+        let op = make(tx);
+        if owner == self.id {
+            handle(op).await;
+        } else if self.senders.send_to(owner, CoreMsg::Request(op)).await.is_err() {
+            return Err(CallError::CoreGone(owner));
         }
-        rx.await.unwrap_or_else(|_| OpReply::Ready(Err(format!("core {owner} dropped the request"))))
+        rx.await.map_err(|_| CallError::Dropped(owner))
     }
 
     /// Send a notify to another core without blocking the caller (apply path).
@@ -186,14 +237,14 @@ impl Core {
 
     fn shard(&self, session: &str) -> Result<Rc<Shard>, ApiError> {
         if !self.started.get() {
-            return Err(raft_unavailable("node is starting (recovery in progress)"));
+            return Err(ApiError::raft_unavailable("node is starting (recovery in progress)"));
         }
         let (shard, owner) = self.owner_of(session);
         assert_eq!(owner, self.id, "operations run on the owner core");
         let found = self.shards.borrow().get(&shard).cloned();
         match found {
-            None => Err(raft_unavailable(format!("shard {shard} is not open on this node"))),
-            Some(s) if !s.is_caught_up() => Err(raft_unavailable(format!("shard {shard} is still applying its log after restart"))),
+            None => Err(ApiError::raft_unavailable(format!("shard {shard} is not open on this node"))),
+            Some(s) if !s.is_caught_up() => Err(ApiError::raft_unavailable(format!("shard {shard} is still applying its log after restart"))),
             Some(s) => Ok(s),
         }
     }
@@ -239,52 +290,60 @@ impl Core {
         s
     }
 
-    fn ready(&self) -> Result<(), String> {
-        if !self.started.get() {
-            return Err("recovery in progress".into());
+    fn ready(&self) -> Result<(), NotReady> {
+        if self.draining.is_set() {
+            return Err(NotReady::ShuttingDown);
         }
-        if let Some(e) = self.engine.borrow().as_ref().and_then(|e| e.poisoned()) {
-            return Err(format!("log engine stopped: {e}"));
+        if let Some(reason) = self.engine.borrow().as_ref().and_then(|e| e.poisoned()) {
+            return Err(NotReady::LogStopped { core: self.id, reason });
+        }
+        if !self.started.get() {
+            return Err(NotReady::Recovering { core: self.id });
         }
         for shard in self.shards.borrow().values() {
             if shard.raft.metrics().borrow().current_leader.is_none() {
-                return Err(format!("shard {} has no leader", shard.id));
+                return Err(NotReady::NoLeader { shard: shard.id });
             }
             if !shard.is_caught_up() {
-                return Err(format!("shard {} is still applying its log", shard.id));
+                return Err(NotReady::Applying { shard: shard.id });
             }
         }
         Ok(())
     }
 }
 
-/// Execute an operation on this (the owner) core.
-pub async fn handle(op: Op) -> OpReply {
+/// Execute an operation on this (the owner) core and send its answer to its reply channel
+/// (a requester that went away is not an error).
+pub async fn handle(op: Op) {
     let core = current();
     match op {
-        Op::Create(req) => {
+        Op::Create(req, reply) => {
             let cmd = (*req).into_command(now_micros());
             let result = match core.shard(cmd.session_id()) {
                 Err(e) => Err(e),
                 Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
                     Ok(Reply::Created { header_json }) => Ok(header_json),
-                    Ok(other) => Err(outcome_error(other)),
+                    Ok(other) => Err(reply_error(other)),
                     Err(e) => Err(e),
                 },
             };
-            OpReply::Json(result)
+            let _ = reply.send(result);
         }
-        Op::Get(session) => OpReply::Json(core.shard(&session).and_then(|s| s.header_json(&session))),
-        Op::Append(session, req) => {
+        Op::Get(session, reply) => {
+            let _ = reply.send(core.shard(&session).and_then(|s| s.header_json(&session)));
+        }
+        Op::Append(session, req, reply) => {
             let cmd = (*req).into_command(session.clone(), now_micros());
             let payload_bytes = match &cmd {
                 crate::session::Command::Append { event, .. } => event.payload_json.len(),
                 _ => 0,
             };
+            let started = std::time::Instant::now();
             let result = match core.shard(&session) {
                 Err(e) => Err(e),
                 Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
                     Ok(Reply::Appended { seq, last_seq, deduped }) => {
+                        core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64);
                         if deduped {
                             core.metrics.deduped.set(core.metrics.deduped.get() + 1);
                         } else {
@@ -293,24 +352,28 @@ pub async fn handle(op: Op) -> OpReply {
                         }
                         Ok(AppendOk { seq, last_seq, deduped })
                     }
-                    Ok(other) => Err(outcome_error(other)),
+                    Ok(other) => Err(reply_error(other)),
                     Err(e) => Err(e),
                 },
             };
-            OpReply::Appended(result)
+            let _ = reply.send(result);
         }
-        Op::Read { session, after, limit, max_bytes } => {
+        Op::Read { session, after, limit, max_bytes, reply } => {
             let result = match core.shard(&session) {
                 Err(e) => Err(e),
                 Ok(shard) => shard.read(&session, after, limit, max_bytes).await,
             };
-            OpReply::Page(result)
+            let _ = reply.send(result);
         }
-        Op::Watch { session, core: watcher, on } => {
+        Op::Watch { session, core: watcher, on, reply } => {
             core.watch.set_remote(&session, watcher, on);
-            OpReply::Done
+            let _ = reply.send(());
         }
-        Op::Stats => OpReply::Stats(Box::new(core.stats())),
-        Op::Ready => OpReply::Ready(core.ready()),
+        Op::Stats(reply) => {
+            let _ = reply.send(Box::new(core.stats()));
+        }
+        Op::Ready(reply) => {
+            let _ = reply.send(core.ready());
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{AsyncRuntime, BasicNode};
@@ -13,15 +13,11 @@ use openraft::{AsyncRuntime, BasicNode};
 use futures::channel::oneshot;
 
 use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
-use crate::log::Loc;
-use rkyv::vec::ArchivedVec;
-
-use crate::raft::record::{self, ArchivedLogRecord, ArchivedRecordPayload};
+use crate::raft::events::read_cold_events;
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::state_machine::ShardMachine;
-use crate::raft::{split_position, LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
-use crate::session::command::ArchivedCommand;
-use crate::session::{render_event_parts, ApiError, Command, EventParts};
+use crate::raft::{LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
+use crate::session::{ApiError, Command};
 
 pub struct Shard {
     pub id: u32,
@@ -78,11 +74,11 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
         let n = cmds.len();
         let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal(cmds))).await;
         let outcome: Result<Vec<Reply>, ApiError> = match result {
-            Err(_) => Err(ApiError::new(503, "raft_timeout", format!("write not committed within {} ms", timeout.as_millis()))),
+            Err(_) => Err(ApiError::raft_timeout(format!("write not committed within {} ms", timeout.as_millis()))),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(raft_unavailable(format!("shard {} has no reachable leader (leader: {:?})", shard.id, f.leader_id)))
+                Err(ApiError::raft_unavailable(format!("shard {} has no reachable leader (leader: {:?})", shard.id, f.leader_id)))
             }
-            Ok(Err(e)) => Err(raft_unavailable(format!("shard {}: {e}", shard.id))),
+            Ok(Err(e)) => Err(ApiError::raft_unavailable(format!("shard {}: {e}", shard.id))),
             Ok(Ok(resp)) => Ok(resp.data),
         };
         match outcome {
@@ -106,10 +102,6 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
 pub struct Page {
     pub events: Vec<Arc<str>>,
     pub last_seq: u64,
-}
-
-pub fn raft_unavailable(msg: impl Into<String>) -> ApiError {
-    ApiError::new(503, "raft_unavailable", msg)
 }
 
 impl Shard {
@@ -165,16 +157,13 @@ impl Shard {
         if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
             return Ok(Reply::from(outcome));
         }
-        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         let bytes = command_bytes(&cmd);
         this.queue.borrow_mut().push_back(Queued { cmd, bytes, reply: tx });
         if !this.proposing.replace(true) {
             glommio::spawn_local(propose_queued(this.clone(), timeout)).detach();
         }
-        let reply = rx.await.unwrap_or_else(|_| Err(raft_unavailable(format!("shard {} dropped the proposal", this.id))))?;
-        crate::runtime::core::with_current(|core| core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64));
-        Ok(reply)
+        rx.await.unwrap_or_else(|_| Err(ApiError::raft_unavailable(format!("shard {} dropped the proposal", this.id))))
     }
 
     /// The session record as JSON.
@@ -189,60 +178,9 @@ impl Shard {
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
         let mut bytes = 0usize;
         if !hot.cold.is_empty() {
-            // Cold events → the distinct log entries that carry them (one read and one
-            // decode per entry, however many of its commands we need).
-            let mut entries: Vec<(u64, Loc)> = Vec::new();
-            {
-                let log = self.store.log.borrow();
-                for c in &hot.cold {
-                    let (index, _) = split_position(c.position);
-                    if entries.last().map(|(i, _)| *i) != Some(index) {
-                        let loc = log
-                            .loc_of(index)
-                            .ok_or_else(|| ApiError::internal(format!("event {} of {session} is no longer in the log", c.seq)))?;
-                        entries.push((index, loc));
-                    }
-                }
-            }
-            let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();
-            let bufs =
-                self.store.engine.read_many(&locs).await.map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
-            // Validate each record once and render from it in place (no decoded copy).
-            let mut archived: Vec<(u64, &ArchivedVec<ArchivedCommand>)> = Vec::with_capacity(bufs.len());
-            for ((index, _), buf) in entries.iter().zip(&bufs) {
-                match record::access(buf.payload()) {
-                    Ok(ArchivedLogRecord::Entry { payload: ArchivedRecordPayload::Normal(cmds), .. }) => archived.push((*index, cmds)),
-                    Ok(_) => return Err(ApiError::internal(format!("log entry {index} of {session} carries no commands"))),
-                    Err(e) => return Err(ApiError::internal(format!("log entry {index} of {session}: {e}"))),
-                }
-            }
-            let mut entry = archived.iter();
-            let mut current = entry.next();
-            for c in &hot.cold {
-                let (index, slot) = split_position(c.position);
-                while current.is_some_and(|(i, _)| *i != index) {
-                    current = entry.next();
-                }
-                let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot))
-                else {
-                    return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
-                };
-                let parts = EventParts {
-                    event_type: event.event_type.as_str(),
-                    payload_json: event.payload_json.as_str(),
-                    actor: event.actor.as_str(),
-                    source: event.source.as_ref().map(|s| s.as_str()),
-                    metadata_json: event.metadata_json.as_str(),
-                    refs_json: event.refs_json.as_str(),
-                };
-                let key = idempotency_key.as_ref().map(|k| k.as_str());
-                let json: Arc<str> = render_event_parts(c.seq, parts, key, now_micros.to_native()).into();
-                bytes += json.len();
-                events.push(json);
-                if bytes >= max_bytes {
-                    break;
-                }
-            }
+            let cold = read_cold_events(&self.store, session, &hot.cold, max_bytes).await?;
+            bytes = cold.iter().map(|e| e.len()).sum();
+            events.extend(cold);
         }
         if bytes < max_bytes {
             for json in hot.hot {
@@ -257,17 +195,10 @@ impl Shard {
     }
 }
 
-/// Map an apply outcome on the session records to the public result.
-pub fn outcome_error(reply: Reply) -> ApiError {
+/// The client error of a reply that is not the success the caller expected.
+pub fn reply_error(reply: Reply) -> ApiError {
     match reply {
-        Reply::Rejected { status, code, message } => ApiError::new(status, intern_code(&code), message),
+        Reply::Rejected(e) => e,
         other => ApiError::internal(format!("unexpected reply {other:?}")),
     }
-}
-
-/// Error codes are `&'static str`; replies carry them as Strings (they cross Raft).
-fn intern_code(code: &str) -> &'static str {
-    const CODES: &[&str] =
-        &["session_exists", "session_not_found", "idempotency_conflict", "expected_seq_conflict", "invalid_event", "internal_error"];
-    CODES.iter().find(|c| **c == code).copied().unwrap_or("internal_error")
 }

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use futures::stream::FuturesOrdered;
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use glommio::net::TcpStream;
 
 use super::handlers::{self, Response};
@@ -66,9 +66,13 @@ pub async fn serve(mut stream: TcpStream) {
                 break;
             }
             match parser.parse(&buf) {
-                Ok(Parse::Complete { request, consumed }) => {
+                Ok(Parse::Complete { mut request, consumed }) => {
                     buf.drain(..consumed);
                     head_started = None;
+                    if current().draining.is_set() {
+                        // Graceful shutdown: answer this request, say so, then close.
+                        request.keep_alive = false;
+                    }
                     let keep_alive = request.keep_alive;
                     match handlers::resolve(&request) {
                         Err(resp) => inflight.push_back(futures::future::Either::Left(futures::future::ready(resp))),
@@ -118,11 +122,11 @@ pub async fn serve(mut stream: TcpStream) {
                 return;
             }
             Next::Tail(request, id) => {
-                match crate::tail::prepare(&request, id).await {
+                match super::tail::prepare(&request, id).await {
                     Ok(plan) => {
                         // The connection's buffers are not needed while it streams.
                         drop((chunk, out, parser));
-                        crate::tail::run(stream, plan, buf).await;
+                        super::tail::run(stream, plan, buf).await;
                         return;
                     }
                     Err(resp) => {
@@ -151,7 +155,19 @@ pub async fn serve(mut stream: TcpStream) {
             Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
         } else {
             let _ = stream.set_read_timeout(Some(wait));
-            stream.read(&mut chunk).await
+            if buf.is_empty() {
+                // Between requests: a graceful shutdown closes the connection here.
+                futures::select! {
+                    read = stream.read(&mut chunk).fuse() => read,
+                    _ = current().draining.wait().fuse() => {
+                        let _ = stream.close().await;
+                        return;
+                    }
+                }
+            } else {
+                // Inside a request: let it arrive (bounded by the head timeout) and answer it.
+                stream.read(&mut chunk).await
+            }
         };
         match read {
             Ok(0) => return,

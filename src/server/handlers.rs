@@ -6,6 +6,7 @@ use crate::http::response::{write_error_with_headers, write_response};
 use crate::http::router::{route, Route, RouteError};
 use crate::limits::PAGE_BYTES_MAX;
 use crate::runtime::api;
+use crate::session::json::push_json_string;
 use crate::session::{self, ApiError};
 
 /// A finished response, ready to write.
@@ -22,7 +23,7 @@ fn json(req: &Request, status: u16, body: &[u8], route: &'static str) -> Respons
 }
 
 pub fn api_error(req: &Request, e: &ApiError, route: &'static str) -> Response {
-    json(req, e.status, e.to_json().as_bytes(), route)
+    json(req, e.status(), e.to_json().as_bytes(), route)
 }
 
 pub fn http_error(req: &Request, e: &HttpError, allow: Option<&str>, route: &'static str) -> Response {
@@ -63,7 +64,18 @@ pub async fn respond(req: Request, route: Route) -> Response {
         Route::HealthLive => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
         Route::HealthReady => match api::ready_all().await {
             Ok(()) => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
-            Err(_) => Ok((503, b"{\"status\":\"starting\",\"reason\":\"raft_sync\"}".to_vec())),
+            Err(why) => {
+                // `status` and `reason` are stable; `message` says which core or shard.
+                let (status, reason) = why.status_and_reason();
+                let mut body = String::from("{\"status\":");
+                push_json_string(&mut body, status);
+                body.push_str(",\"reason\":");
+                push_json_string(&mut body, reason);
+                body.push_str(",\"message\":");
+                push_json_string(&mut body, &why.to_string());
+                body.push('}');
+                Ok((503, body.into_bytes()))
+            }
         },
         Route::Metrics => {
             let text = crate::metrics::render(&api::stats_all().await);

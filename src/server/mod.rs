@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod handlers;
+pub mod tail;
 
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;
@@ -60,15 +61,21 @@ pub fn reserve_port(port: u16) -> Result<Reservation, String> {
     Ok(Reservation { _socket: socket, port: bound })
 }
 
-/// Listen on `port` on this core and serve connections until the process exits.
+/// Listen on `port` on this core and serve connections until the core starts draining.
 pub fn start_listener(port: u16, max_connections: usize) -> Result<(), String> {
     let socket = reuseport_socket(port).map_err(|e| format!("PORT={port}: cannot bind on core: {e}"))?;
     socket.listen(1024).map_err(|e| format!("PORT={port}: cannot listen: {e}"))?;
     // SAFETY: the fd comes from a socket we own and hand over exactly once.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) };
     glommio::spawn_local(async move {
+        use futures::FutureExt;
         loop {
-            let stream = match listener.accept().await {
+            let accepted = futures::select! {
+                accepted = listener.accept().fuse() => accepted,
+                // Graceful shutdown: stop accepting; dropping the listener closes it.
+                _ = current().draining.wait().fuse() => return,
+            };
+            let stream = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

@@ -512,7 +512,7 @@ mod tests {
         let mut st = ShardState::new(2);
         st.apply(1, &create_cmd("s"));
         let e = rejected(st.apply(2, &create_cmd("s")));
-        assert_eq!((e.status, e.code), (409, "session_exists"));
+        assert_eq!((e.status(), e.code.as_str()), (409, "session_exists"));
         assert_eq!(e.message, "Session s already exists");
     }
 
@@ -530,7 +530,7 @@ mod tests {
     fn appending_to_an_unknown_session_is_a_404() {
         let mut st = ShardState::new(2);
         let e = rejected(st.apply(1, &app("nope", json!({}), None, None)));
-        assert_eq!((e.status, e.code), (404, "session_not_found"));
+        assert_eq!((e.status(), e.code.as_str()), (404, "session_not_found"));
         assert_eq!(e.message, "Session nope not found");
     }
 
@@ -565,7 +565,7 @@ mod tests {
         let mut st = with_events(4, 0);
         st.apply(2, &app("s", json!({"x": 1}), Some("k"), None));
         let e = rejected(st.apply(3, &app("s", json!({"x": 2}), Some("k"), None)));
-        assert_eq!((e.status, e.code), (409, "idempotency_conflict"));
+        assert_eq!((e.status(), e.code.as_str()), (409, "idempotency_conflict"));
         assert_eq!(st.header("s").map(|h| h.last_seq), Some(1));
     }
 
@@ -582,7 +582,7 @@ mod tests {
     fn a_wrong_expected_seq_is_rejected_with_the_exact_message_and_keeps_no_key() {
         let mut st = with_events(4, 2);
         let e = rejected(st.apply(10, &app("s", json!({}), Some("k"), Some(1))));
-        assert_eq!((e.status, e.code), (409, "expected_seq_conflict"));
+        assert_eq!((e.status(), e.code.as_str()), (409, "expected_seq_conflict"));
         assert_eq!(e.message, "Expected seq 1, current seq is 2");
         // The rejected attempt did not consume the key.
         let ok = app("s", json!({}), Some("k"), Some(2));
@@ -686,7 +686,7 @@ mod tests {
         let other = app("s", json!({"x": 2}), Some("k"), None);
         for state in [&mut st, &mut back] {
             assert_eq!(state.apply(4, &keyed), appended(1, 2, true));
-            assert_eq!(rejected(state.apply(5, &other)).code, "idempotency_conflict");
+            assert_eq!(rejected(state.apply(5, &other)).code.as_str(), "idempotency_conflict");
             let fresh = app("s", json!({}), None, None);
             assert_eq!(state.apply(6, &fresh), appended(3, 3, false));
         }
@@ -712,7 +712,7 @@ mod tests {
         ];
         for (cmd, want) in cases {
             let got = match st.precheck(&cmd) {
-                Some(Outcome::Rejected(e)) => e.code,
+                Some(Outcome::Rejected(e)) => e.code.as_str(),
                 Some(Outcome::Appended { deduped: true, .. }) => "deduped",
                 Some(_) => "other",
                 None => "pass",

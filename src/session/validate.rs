@@ -257,7 +257,7 @@ mod tests {
     }
 
     fn create_code(body: &str) -> &'static str {
-        create(body).map(|_| "ok").unwrap_or_else(|e| e.code)
+        create(body).map(|_| "ok").unwrap_or_else(|e| e.code.as_str())
     }
 
     fn append(v: Value) -> Result<AppendRequest, ApiError> {
@@ -278,7 +278,7 @@ mod tests {
     }
 
     fn append_code(field: &str, value: Value) -> &'static str {
-        append_with(field, Some(value)).map(|_| "ok").unwrap_or_else(|e| e.code)
+        append_with(field, Some(value)).map(|_| "ok").unwrap_or_else(|e| e.code.as_str())
     }
 
     #[test]
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn create_maps_each_violation_to_its_spec_code() {
         assert_eq!(create_code("{"), "invalid_json");
-        assert_eq!(parse_create(b"{\"id\":\"\xff\"}").map_err(|e| e.code), Err("invalid_json"));
+        assert_eq!(parse_create(b"{\"id\":\"\xff\"}").map_err(|e| e.code.as_str()), Err("invalid_json"));
         assert_eq!(create_code("[]"), "invalid_session");
         assert_eq!(create_code("\"s\""), "invalid_session");
         assert_eq!(create_code("null"), "invalid_session");
@@ -379,17 +379,17 @@ mod tests {
 
     #[test]
     fn append_rejects_bad_json_and_non_objects() {
-        assert_eq!(parse_append(b"{").map_err(|e| e.code), Err("invalid_json"));
-        assert_eq!(parse_append(b"").map_err(|e| e.code), Err("invalid_json"));
-        assert_eq!(parse_append(b"[]").map_err(|e| e.code), Err("invalid_event"));
-        assert_eq!(parse_append(b"3").map_err(|e| e.code), Err("invalid_event"));
+        assert_eq!(parse_append(b"{").map_err(|e| e.code.as_str()), Err("invalid_json"));
+        assert_eq!(parse_append(b"").map_err(|e| e.code.as_str()), Err("invalid_json"));
+        assert_eq!(parse_append(b"[]").map_err(|e| e.code.as_str()), Err("invalid_event"));
+        assert_eq!(parse_append(b"3").map_err(|e| e.code.as_str()), Err("invalid_event"));
     }
 
     #[test]
     fn append_requires_type_payload_and_actor() {
         for field in ["type", "payload", "actor"] {
             let e = append_with(field, None).expect_err("missing");
-            assert_eq!(e.code, "invalid_event");
+            assert_eq!(e.code.as_str(), "invalid_event");
             assert!(e.message.starts_with(field), "{}", e.message);
             assert_eq!(append_code(field, Value::Null), "invalid_event");
         }
@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(seq(json!("42")), Ok(Some(42)));
         assert_eq!(seq(json!("007")), Ok(Some(7)));
         for bad in [json!(-1), json!(1.5), json!(""), json!("+1"), json!(" 1"), json!("1e3"), json!("18446744073709551616"), json!(true)] {
-            assert_eq!(seq(bad.clone()).map_err(|e| e.code), Err("invalid_event"), "{bad}");
+            assert_eq!(seq(bad.clone()).map_err(|e| e.code.as_str()), Err("invalid_event"), "{bad}");
         }
     }
 
@@ -471,7 +471,7 @@ mod tests {
         assert_eq!(parse_cursor(Some("0")), Ok(0));
         assert_eq!(parse_cursor(Some("12")), Ok(12));
         for bad in ["", "-1", "+1", "1.0", "x", "99999999999999999999"] {
-            assert_eq!(parse_cursor(Some(bad)).map_err(|e| e.code), Err("invalid_cursor"));
+            assert_eq!(parse_cursor(Some(bad)).map_err(|e| e.code.as_str()), Err("invalid_cursor"));
         }
     }
 
@@ -483,7 +483,7 @@ mod tests {
         assert_eq!(parse_limit(Some("1001")), Ok(1000));
         assert_eq!(parse_limit(Some(&"9".repeat(60))), Ok(1000));
         for bad in ["0", "000", "", "-5", "ten", "1.5"] {
-            assert_eq!(parse_limit(Some(bad)).map_err(|e| e.code), Err("invalid_limit"), "{bad}");
+            assert_eq!(parse_limit(Some(bad)).map_err(|e| e.code.as_str()), Err("invalid_limit"), "{bad}");
         }
     }
 
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(parse_batch_size(Some("1")), Ok(1));
         assert_eq!(parse_batch_size(Some("1000")), Ok(1000));
         for bad in ["0", "1001", "", "-1", "x", &"9".repeat(40)] {
-            assert_eq!(parse_batch_size(Some(bad)).map_err(|e| e.code), Err("invalid_batch_size"), "{bad}");
+            assert_eq!(parse_batch_size(Some(bad)).map_err(|e| e.code.as_str()), Err("invalid_batch_size"), "{bad}");
         }
     }
 }

@@ -180,6 +180,32 @@ impl Server {
         }
     }
 
+    /// Send `signal` (e.g. SIGTERM) and wait for the process to exit, at most `within`.
+    /// Returns the exit status; fails the test if the process is still running.
+    pub fn signal_and_wait(&mut self, signal: i32, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server still running {within:?} after signal {signal}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Send a signal without waiting (for a second signal during a drain).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

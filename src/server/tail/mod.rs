@@ -21,7 +21,7 @@ use crate::http::response::websocket_accept;
 use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX};
 use crate::runtime::api;
 use crate::runtime::core::current;
-use crate::server::handlers::{api_error, http_error, Response};
+use super::handlers::{api_error, http_error, Response};
 use crate::session::{self, ApiError};
 
 pub enum Transport {
@@ -59,7 +59,7 @@ pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Respons
     } else if req.is_websocket_upgrade() {
         Transport::WebSocket { handshake: websocket_accept(req).map_err(|e| http_error(req, &e, None, ROUTE))? }
     } else {
-        let e = ApiError::new(400, "invalid_websocket_upgrade", "this endpoint needs a WebSocket upgrade or `Accept: text/event-stream`");
+        let e = ApiError::invalid_websocket_upgrade("this endpoint needs a WebSocket upgrade or `Accept: text/event-stream`");
         return Err(api_error(req, &e, ROUTE));
     };
     api::get(&session).await.map_err(|e| api_error(req, &e, ROUTE))?;

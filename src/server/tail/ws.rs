@@ -59,6 +59,7 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
             futures::select! {
                 _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
                 violation = (&mut closed_rx).fuse() => break violation.ok().flatten(),
+                _ = current().draining.wait().fuse() => break Some(going_away()),
             }
         }
         for group in events.chunks(plan.batch_size) {
@@ -72,6 +73,9 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
             count_sent(group.len());
             if let Ok(Some(violation)) = closed_rx.try_recv() {
                 break 'pump violation;
+            }
+            if current().draining.is_set() {
+                break 'pump Some(going_away());
             }
         }
     };
@@ -92,4 +96,10 @@ fn violation_close(e: &WsError) -> (CloseCode, String) {
         _ => CloseCode::Protocol,
     };
     (code, format!("WebSocket protocol violation: {e}"))
+}
+
+/// Graceful shutdown ends a tail with 1001 (RFC 6455 §7.4.1: "going away"); the client
+/// resumes from its cursor on another node or after the restart.
+fn going_away() -> (CloseCode, String) {
+    (CloseCode::Away, "server shutting down".to_string())
 }

@@ -46,6 +46,9 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
             futures::select! {
                 _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
                 _ = (&mut closed_rx).fuse() => break,
+                // Graceful shutdown: end the stream cleanly (the client resumes with
+                // Last-Event-ID).
+                _ = current().draining.wait().fuse() => break,
                 _ = heartbeat.fuse() => {
                     let mut msg = Vec::new();
                     sse_comment(&mut msg, "heartbeat");
@@ -66,6 +69,9 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
         }
         cursor += events.len() as u64;
         count_sent(events.len());
+        if current().draining.is_set() {
+            break;
+        }
     }
     out.clear();
     write_sse_end(&mut out, version_minor);

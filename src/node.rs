@@ -1,0 +1,291 @@
+//! The composition root: owns the process around the cores — the data dir (its lock and
+//! manifest), resource limits, the listening ports, the executors, signals and graceful
+//! shutdown — and wires the layers together: the HTTP front (server/) on top of the shard
+//! runtime (runtime/), which sits on Raft and sessions, which sit on the log.
+//!
+//! `main.rs` only reads the configuration and calls [`bind`], [`shutdown_on_signals`] and
+//! [`run`]; everything a test or an embedding needs is here, with the ports already bound
+//! (so `PORT=0` resolves before anything prints or listens) and shutdown in the caller's
+//! hands.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+
+use crate::config::Config;
+use crate::limits::{MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::runtime::core::CoreMsg;
+use crate::runtime::shutdown::Shutdown;
+use crate::server::Reservation;
+
+/// Why a node could not start (or a core could not finish starting). One line each, naming
+/// the variable, file or limit to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data dir is locked by another process, unreadable, or belongs to another layout.
+    #[error("{0}")]
+    DataDir(String),
+    /// A port is taken or cannot be bound.
+    #[error("{0}")]
+    Port(String),
+    /// The signal handlers could not be installed.
+    #[error("installing the SIGTERM/SIGINT handlers: {0}")]
+    Signals(std::io::Error),
+    /// glommio refused to start the executors (usually locked memory).
+    #[error("starting {cores} executors (io memory {io_memory} bytes each; see STARCITE_IO_MEMORY_BYTES and `ulimit -l`): {reason}")]
+    Executors { cores: usize, io_memory: usize, reason: String },
+    /// A core failed during startup: log recovery, state machines, Raft groups.
+    #[error("core {core}: {reason}")]
+    Core { core: usize, reason: String },
+}
+
+const MANIFEST: &str = "STARCITE_MANIFEST";
+/// The lock file inside the data dir; its content is the holder's pid (informational:
+/// the lock itself is the `flock`, which the kernel drops when the holder dies).
+const LOCK_FILE: &str = "LOCK";
+
+/// Holds the exclusive `flock` on the data dir for the life of the process. One process
+/// per data dir: two writers of the same segment files lose acknowledged events.
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Take the data dir's exclusive lock (creating the dir if needed), or say who holds it.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, String> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot create: {e}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot open {}: {e}", dir.display(), path.display()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() { "another process".to_string() } else { format!("another process (pid {holder})") };
+            return Err(format!(
+                "STARCITE_RAFT_DATA_DIR={} is in use by {who}: one starcite process per data dir; stop it or choose another directory",
+                dir.display()
+            ));
+        }
+        return Err(format!("STARCITE_RAFT_DATA_DIR={}: cannot lock {}: {err}", dir.display(), path.display()));
+    }
+    let pid = std::process::id();
+    let written = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| writeln!(file, "{pid}"));
+    written.map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(DataDirLock { _file: file })
+}
+const MANIFEST_VERSION: u32 = 1;
+
+/// Check (or write, on first start) the data dir's manifest: the layout depends on the
+/// core and shard counts, and a node keeps its name (its Raft identity) across restarts.
+/// Returns the node name to use.
+fn prepare_data_dir(config: &Config) -> Result<String, String> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot create: {e}", dir.display()))?;
+    let path = dir.join(MANIFEST);
+    let wanted = |name: &str| format!("version={MANIFEST_VERSION}\ncores={}\nshards={}\nnode_name={name}\n", config.cores, config.shards);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
+            if field("cores") != config.cores.to_string() {
+                return Err(format!(
+                    "STARCITE_CORES={} but the data dir {} was written with {} cores: start with STARCITE_CORES={} or use an empty STARCITE_RAFT_DATA_DIR",
+                    config.cores,
+                    dir.display(),
+                    field("cores"),
+                    field("cores")
+                ));
+            }
+            if field("shards") != config.shards.to_string() {
+                return Err(format!(
+                    "STARCITE_SHARDS={} but the data dir {} was written with {} shards: the shard count is fixed for a cluster's life",
+                    config.shards,
+                    dir.display(),
+                    field("shards")
+                ));
+            }
+            let stored = field("node_name");
+            if config.node_name_generated {
+                Ok(stored)
+            } else if stored != config.node_name {
+                Err(format!("NODE_NAME={} but the data dir {} belongs to node {stored}", config.node_name, dir.display()))
+            } else {
+                Ok(stored)
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join(format!("{MANIFEST}.tmp"));
+            std::fs::write(&tmp, wanted(&config.node_name)).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+            std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("syncing {}: {e}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+            Ok(config.node_name.clone())
+        }
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Raise a soft resource limit to its hard limit (or to infinity when permitted).
+fn raise_limit(resource: libc::__rlimit_resource_t, try_infinity: bool) {
+    if try_infinity {
+        let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: plain syscall with a valid pointer.
+        if unsafe { libc::setrlimit(resource, &unlimited) } == 0 {
+            return;
+        }
+    }
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscall with a valid pointer.
+    if unsafe { libc::getrlimit(resource, &mut cur) } == 0 && cur.rlim_cur != cur.rlim_max {
+        let raised = libc::rlimit { rlim_cur: cur.rlim_max, rlim_max: cur.rlim_max };
+        // SAFETY: plain syscall with a valid pointer.
+        unsafe { libc::setrlimit(resource, &raised) };
+    }
+}
+
+/// glommio locks its io_uring buffers in memory (RLIMIT_MEMLOCK), and every client
+/// connection is a file descriptor (RLIMIT_NOFILE: 10,000 open tails need more than the
+/// usual soft limit of 1,024): lift both as far as this process may.
+fn raise_limits() {
+    raise_limit(libc::RLIMIT_MEMLOCK, true);
+    raise_limit(libc::RLIMIT_NOFILE, false);
+}
+
+
+/// The node's exclusive resources, claimed before anything else: the data dir's lock first
+/// (a second process on the same dir must name the dir, not a port), then the listening
+/// sockets, so a taken port fails fast and `PORT=0` becomes a concrete port that the
+/// startup line can name.
+pub struct Listeners {
+    lock: DataDirLock,
+    http: Reservation,
+}
+
+impl Listeners {
+    /// The HTTP port actually bound (the configured one, or the kernel's pick for 0).
+    pub fn http_port(&self) -> u16 {
+        self.http.port
+    }
+}
+
+/// Lock the data dir, then bind the node's ports (HTTP; one owner per port, see
+/// `server::reserve_port`).
+pub fn bind(config: &Config) -> Result<Listeners, StartupError> {
+    let lock = lock_data_dir(&config.data_dir).map_err(StartupError::DataDir)?;
+    Ok(Listeners { lock, http: crate::server::reserve_port(config.port).map_err(StartupError::Port)? })
+}
+
+/// A [`Shutdown`] that SIGTERM or SIGINT triggers; a second signal exits the process at
+/// once with status 128 + the signal number.
+pub fn shutdown_on_signals() -> Result<Shutdown, StartupError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let shutdown = Shutdown::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(StartupError::Signals)?;
+    let requested = shutdown.clone();
+    std::thread::Builder::new()
+        .name("starcite-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if requested.is_requested() {
+                    eprintln!("starcite: second signal ({signal}): exiting at once");
+                    std::process::exit(128 + signal);
+                }
+                eprintln!("starcite: signal {signal}: draining (at most {SHUTDOWN_GRACE_MS} ms; a second signal exits at once)");
+                requested.trigger();
+            }
+        })
+        .map_err(StartupError::Signals)?;
+    Ok(shutdown)
+}
+
+/// Run a node on already-bound `listeners` until `shutdown` is triggered and every core has
+/// drained and flushed its log. Returns once the process may exit 0.
+pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), StartupError> {
+    let Listeners { lock: _lock, http } = listeners;
+    config.node_name = prepare_data_dir(&config).map_err(StartupError::DataDir)?;
+    raise_limits();
+    config.port = http.port;
+    let config = Arc::new(config);
+    // The startup line is a stable, machine-readable contract (README, "Startup line"):
+    // `key=value` fields, `data_dir` last because a path may contain spaces.
+    eprintln!(
+        "starcite: listening http_port={} node={} cores={} shards={} pid={} data_dir={}",
+        config.port,
+        config.node_name,
+        config.cores,
+        config.shards,
+        std::process::id(),
+        config.data_dir.display()
+    );
+    if config.archiver_enabled {
+        eprintln!("starcite: STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
+    }
+    let mesh: MeshBuilder<CoreMsg, Full> = MeshBuilder::full(config.cores, MESH_CHANNEL_DEPTH);
+    let (cores, io_memory) = (config.cores, config.io_memory_bytes);
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+        .io_memory(io_memory)
+        .name("starcite-core")
+        .on_all_shards(move || async move {
+            if let Err(e) = core_main(config, mesh, shutdown).await {
+                eprintln!("starcite: {e}");
+                std::process::exit(1);
+            }
+        })
+        .map_err(|e| StartupError::Executors { cores, io_memory, reason: e.to_string() })?;
+    // The cores have bound their own SO_REUSEPORT listeners by now or will shortly; the
+    // reservation only had to hold the port until then.
+    drop(http);
+    for (core, r) in handles.join_all().into_iter().enumerate() {
+        r.map_err(|e| StartupError::Core { core, reason: format!("executor stopped: {e}") })?;
+    }
+    eprintln!("starcite: stopped");
+    Ok(())
+}
+
+/// One core's life: join the mesh, listen, recover and open its shards, serve; on shutdown
+/// drain (runtime/shutdown.rs has the sequence) and flush.
+async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>, shutdown: Shutdown) -> Result<(), StartupError> {
+    use futures::FutureExt;
+    let core = crate::runtime::join_mesh(config.clone(), mesh).await.map_err(|reason| StartupError::Core { core: 0, reason })?;
+    let id = core.id;
+    {
+        // The signal thread cannot wake an executor: each core looks at the request.
+        let (core, shutdown) = (core.clone(), shutdown.clone());
+        glommio::spawn_local(async move {
+            while !shutdown.is_requested() {
+                glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+            }
+            core.draining.set();
+        })
+        .detach();
+    }
+    crate::server::start_listener(config.port, config.max_connections_per_core).map_err(|reason| StartupError::Core { core: id, reason })?;
+    futures::select! {
+        opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|reason| StartupError::Core { core: id, reason })?,
+        _ = core.draining.wait().fuse() => {}
+    }
+    core.draining.wait().await;
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    let tick = Duration::from_millis(SHUTDOWN_POLL_MS);
+    while core.metrics.open_connections.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(tick).await;
+    }
+    // Requests of other cores' connections may still need this core's shards.
+    shutdown.core_drained();
+    while shutdown.drained_cores() < config.cores && Instant::now() < deadline {
+        glommio::timer::sleep(tick).await;
+    }
+    crate::runtime::stop_shards(&core).await;
+    Ok(())
+}

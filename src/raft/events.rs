@@ -1,0 +1,77 @@
+//! Cold event reads: event positions → the log records that carry them → rendered event
+//! JSON, validated and rendered in place from the archived record (no decoded copy).
+//!
+//! This layer owns the record format (raft/record.rs), so reading events that left the hot
+//! tail lives here and not in the shard runtime; the archive tier will plug in beside it
+//! (a position below the local log's start will be read from Postgres instead).
+//!
+//! Invariant: the result is exactly the events asked for, in order, up to `max_bytes`
+//! (always at least one); any mismatch between a position and what the log holds there is
+//! an internal error, never a silently shorter page.
+
+use std::sync::Arc;
+
+use rkyv::vec::ArchivedVec;
+
+use super::record::{self, ArchivedLogRecord, ArchivedRecordPayload};
+use super::{split_position, LogStore};
+use crate::log::Loc;
+use crate::session::command::ArchivedCommand;
+use crate::session::{render_event_parts, ApiError, ColdEvent, EventParts};
+
+/// Render the events at `cold` (ascending, gap-free) of `session`, stopping once
+/// `max_bytes` of JSON were rendered. One read and one validation per log entry, however
+/// many of its commands are needed.
+pub async fn read_cold_events(store: &LogStore, session: &str, cold: &[ColdEvent], max_bytes: usize) -> Result<Vec<Arc<str>>, ApiError> {
+    let mut entries: Vec<(u64, Loc)> = Vec::new();
+    {
+        let log = store.log.borrow();
+        for c in cold {
+            let (index, _) = split_position(c.position);
+            if entries.last().map(|(i, _)| *i) != Some(index) {
+                let loc =
+                    log.loc_of(index).ok_or_else(|| ApiError::internal(format!("event {} of {session} is no longer in the log", c.seq)))?;
+                entries.push((index, loc));
+            }
+        }
+    }
+    let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();
+    let bufs = store.engine.read_many(&locs).await.map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
+    let mut archived: Vec<(u64, &ArchivedVec<ArchivedCommand>)> = Vec::with_capacity(bufs.len());
+    for ((index, _), buf) in entries.iter().zip(&bufs) {
+        match record::access(buf.payload()) {
+            Ok(ArchivedLogRecord::Entry { payload: ArchivedRecordPayload::Normal(cmds), .. }) => archived.push((*index, cmds)),
+            Ok(_) => return Err(ApiError::internal(format!("log entry {index} of {session} carries no commands"))),
+            Err(e) => return Err(ApiError::internal(format!("log entry {index} of {session}: {e}"))),
+        }
+    }
+    let mut events = Vec::with_capacity(cold.len());
+    let mut bytes = 0usize;
+    let mut entry = archived.iter();
+    let mut current = entry.next();
+    for c in cold {
+        let (index, slot) = split_position(c.position);
+        while current.is_some_and(|(i, _)| *i != index) {
+            current = entry.next();
+        }
+        let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
+            return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
+        };
+        let parts = EventParts {
+            event_type: event.event_type.as_str(),
+            payload_json: event.payload_json.as_str(),
+            actor: event.actor.as_str(),
+            source: event.source.as_ref().map(|s| s.as_str()),
+            metadata_json: event.metadata_json.as_str(),
+            refs_json: event.refs_json.as_str(),
+        };
+        let key = idempotency_key.as_ref().map(|k| k.as_str());
+        let json: Arc<str> = render_event_parts(c.seq, parts, key, now_micros.to_native()).into();
+        bytes += json.len();
+        events.push(json);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(events)
+}
