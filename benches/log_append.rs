@@ -51,7 +51,7 @@ fn main() {
             let mut l = latencies.borrow().clone();
             l.sort_unstable();
             let events = l.len() as f64;
-            let fsyncs = engine.stats.fsyncs.get() as f64;
+            let fsyncs = engine.stats.counters.fsyncs.get() as f64;
             println!(
                 "{appenders:>10} {:>12.0} {:>12.0} {:>12.1} {:>10} {:>10}",
                 events / secs,

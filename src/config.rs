@@ -27,6 +27,10 @@ pub enum PubsubAdapter {
     Redis,
 }
 
+/// Default `STARCITE_LOG`: our own lines at info, openraft's only from warn (it logs
+/// every group's state changes at info: thousands of lines for 256 shards).
+pub const LOG_FILTER_DEFAULT: &str = "info,openraft=warn";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
     pub name: String,
@@ -66,6 +70,13 @@ pub struct Config {
     pub tail_idle_timeout_ms: u64,
     pub max_connections_per_core: usize,
     pub io_memory_bytes: usize,
+    /// Test-only failpoint, honoured by debug builds only: the log engine's n-th fdatasync
+    /// (and every later one) fails with EIO (`STARCITE_TEST_FAIL_FDATASYNC_AFTER`).
+    pub test_fail_fdatasync_after: Option<u64>,
+    /// `STARCITE_LOG_FORMAT`: `human` (default) or `json`.
+    pub log_format: crate::logging::LogFormat,
+    /// `STARCITE_LOG`: a tracing EnvFilter directive (default [`LOG_FILTER_DEFAULT`]).
+    pub log_filter: String,
 }
 
 /// One line: the variable, what was given, what is accepted.
@@ -259,6 +270,16 @@ impl Config {
             request_timeout_ms: env.number("STARCITE_REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS_DEFAULT, 1, 600_000)?,
             tail_idle_timeout_ms: env.number("STARCITE_TAIL_IDLE_TIMEOUT_MS", TAIL_IDLE_TIMEOUT_MS_DEFAULT, 1, 86_400_000)?,
             max_connections_per_core: env.number("STARCITE_MAX_CONNECTIONS_PER_CORE", CONNECTIONS_PER_CORE_MAX_DEFAULT, 1, 1_000_000)?,
+            log_format: env.choice(
+                "STARCITE_LOG_FORMAT",
+                crate::logging::LogFormat::Human,
+                &[("human", crate::logging::LogFormat::Human), ("json", crate::logging::LogFormat::Json)],
+            )?,
+            log_filter: env.get("STARCITE_LOG").unwrap_or(LOG_FILTER_DEFAULT).to_string(),
+            test_fail_fdatasync_after: match env.get("STARCITE_TEST_FAIL_FDATASYNC_AFTER") {
+                None => None,
+                Some(_) => Some(env.number("STARCITE_TEST_FAIL_FDATASYNC_AFTER", 1, 1, u64::MAX)?),
+            },
             io_memory_bytes: env.number("STARCITE_IO_MEMORY_BYTES", IO_MEMORY_BYTES_DEFAULT, IO_MEMORY_BYTES_MIN, 1 << 30)?,
         })
     }

@@ -15,6 +15,7 @@ fn main() {
             std::process::exit(2);
         }
     };
+    starcite::logging::init(config.log_format, &config.log_filter, starcite::node::count_stall);
     let started = starcite::node::bind(&config)
         .and_then(|listeners| starcite::node::shutdown_on_signals().map(|shutdown| (listeners, shutdown)))
         .and_then(|(listeners, shutdown)| starcite::node::run(config, listeners, shutdown));

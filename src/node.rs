@@ -15,7 +15,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::limits::{MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::limits::{EXECUTOR_STALL_THRESHOLD_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
 use crate::runtime::core::CoreMsg;
 use crate::runtime::shutdown::Shutdown;
 use crate::server::Reservation;
@@ -37,8 +37,15 @@ pub enum StartupError {
     #[error("starting {cores} executors (io memory {io_memory} bytes each; see STARCITE_IO_MEMORY_BYTES and `ulimit -l`): {reason}")]
     Executors { cores: usize, io_memory: usize, reason: String },
     /// A core failed during startup: log recovery, state machines, Raft groups.
-    #[error("core {core}: {reason}")]
-    Core { core: usize, reason: String },
+    #[error("core {core}: {source}")]
+    Core {
+        core: usize,
+        #[source]
+        source: crate::runtime::OpenError,
+    },
+    /// An executor thread ended abnormally.
+    #[error("core {core} stopped: {reason}")]
+    CoreStopped { core: usize, reason: String },
 }
 
 const MANIFEST: &str = "STARCITE_MANIFEST";
@@ -162,7 +169,6 @@ fn raise_limits() {
     raise_limit(libc::RLIMIT_NOFILE, false);
 }
 
-
 /// The node's exclusive resources, claimed before anything else: the data dir's lock first
 /// (a second process on the same dir must name the dir, not a port), then the listening
 /// sockets, so a taken port fails fast and `PORT=0` becomes a concrete port that the
@@ -198,10 +204,10 @@ pub fn shutdown_on_signals() -> Result<Shutdown, StartupError> {
         .spawn(move || {
             for signal in signals.forever() {
                 if requested.is_requested() {
-                    eprintln!("starcite: second signal ({signal}): exiting at once");
+                    tracing::warn!(signal, "second signal: exiting at once");
                     std::process::exit(128 + signal);
                 }
-                eprintln!("starcite: signal {signal}: draining (at most {SHUTDOWN_GRACE_MS} ms; a second signal exits at once)");
+                tracing::info!(signal, grace_ms = SHUTDOWN_GRACE_MS, "draining (a second signal exits at once)");
                 requested.trigger();
             }
         })
@@ -229,15 +235,17 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
         config.data_dir.display()
     );
     if config.archiver_enabled {
-        eprintln!("starcite: STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
+        tracing::warn!("STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
     }
     let mesh: MeshBuilder<CoreMsg, Full> = MeshBuilder::full(config.cores, MESH_CHANNEL_DEPTH);
     let (cores, io_memory) = (config.cores, config.io_memory_bytes);
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
         .io_memory(io_memory)
         .name("starcite-core")
+        .detect_stalls(Some(Box::new(|| Box::new(StallAlarm))))
         .on_all_shards(move || async move {
             if let Err(e) = core_main(config, mesh, shutdown).await {
+                // A fatal startup error: the same one plain line as main's (logging.rs).
                 eprintln!("starcite: {e}");
                 std::process::exit(1);
             }
@@ -247,18 +255,40 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     // reservation only had to hold the port until then.
     drop(http);
     for (core, r) in handles.join_all().into_iter().enumerate() {
-        r.map_err(|e| StartupError::Core { core, reason: format!("executor stopped: {e}") })?;
+        r.map_err(|e| StartupError::CoreStopped { core, reason: e.to_string() })?;
     }
-    eprintln!("starcite: stopped");
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// glommio's stall detector on every executor: a task that runs past its budget without
+/// yielding delays every other connection of its core. glommio logs each stall (with the
+/// task queue, the overage and a backtrace) through the `log` crate, which the subscriber
+/// forwards (logging.rs); [`count_stall`] counts it in `starcite_executor_stalls_total`.
+/// (glommio 0.9 does not export the type its `stall` callback takes, so the count hooks the
+/// log line instead of overriding the callback.)
+#[derive(Debug)]
+struct StallAlarm;
+
+impl glommio::StallDetectionHandler for StallAlarm {
+    fn threshold(&self, _queue: glommio::TaskQueueHandle, _max_expected: Duration) -> Option<Duration> {
+        Some(Duration::from_millis(EXECUTOR_STALL_THRESHOLD_MS))
+    }
+}
+
+/// Count one executor stall on the core it happened on (called by the logging layer).
+pub fn count_stall() {
+    crate::runtime::core::with_current(|core| core.metrics.counters.executor_stalls.inc());
 }
 
 /// One core's life: join the mesh, listen, recover and open its shards, serve; on shutdown
 /// drain (runtime/shutdown.rs has the sequence) and flush.
 async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>, shutdown: Shutdown) -> Result<(), StartupError> {
     use futures::FutureExt;
-    let core = crate::runtime::join_mesh(config.clone(), mesh).await.map_err(|reason| StartupError::Core { core: 0, reason })?;
+    let core = crate::runtime::join_mesh(config.clone(), mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
     let id = core.id;
+    // Every line logged on this core names the node and the core (logging.rs).
+    let _core_span = tracing::info_span!("core", node = %config.node_name, core = id).entered();
     {
         // The signal thread cannot wake an executor: each core looks at the request.
         let (core, shutdown) = (core.clone(), shutdown.clone());
@@ -270,15 +300,15 @@ async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>, shutdo
         })
         .detach();
     }
-    crate::server::start_listener(config.port, config.max_connections_per_core).map_err(|reason| StartupError::Core { core: id, reason })?;
+    crate::server::start_listener(config.port, config.max_connections_per_core).map_err(StartupError::Port)?;
     futures::select! {
-        opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|reason| StartupError::Core { core: id, reason })?,
+        opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|source| StartupError::Core { core: id, source })?,
         _ = core.draining.wait().fuse() => {}
     }
     core.draining.wait().await;
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
     let tick = Duration::from_millis(SHUTDOWN_POLL_MS);
-    while core.metrics.open_connections.get() > 0 && Instant::now() < deadline {
+    while core.metrics.counters.open_connections.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(tick).await;
     }
     // Requests of other cores' connections may still need this core's shards.

@@ -182,3 +182,41 @@ fn a_second_process_on_the_same_port_is_refused() {
         assert_eq!(s.req("GET", "/v1/sessions/only-one", "").status, 200);
     }
 }
+
+#[test]
+fn a_failed_fdatasync_stops_acknowledging_turns_ready_503_and_loses_nothing_acknowledged() {
+    // Debug builds honour the test-only failpoint: every fdatasync from the 300th fails.
+    let mut s = Server::start_with(&[("STARCITE_CORES", "1"), ("STARCITE_SHARDS", "4"), ("STARCITE_TEST_FAIL_FDATASYNC_AFTER", "300")]);
+    s.create("disk");
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    let mut c = s.conn();
+    for i in 0..2000 {
+        let r = c.request("POST", "/v1/sessions/disk/append", &[], event(i).to_string().as_bytes());
+        match r.status {
+            201 => {
+                assert_eq!(failed, 0, "an append was acknowledged after the disk failed: {}", r.text());
+                acked.push((r.json()["seq"].as_u64().unwrap(), i));
+            }
+            503 => failed += 1,
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+        if failed >= 5 {
+            break;
+        }
+    }
+    assert!(failed >= 5, "the failpoint never fired ({} acknowledged)", acked.len());
+    let ready = s.req("GET", "/health/ready", "");
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["reason"], "log_stopped", "{}", ready.text());
+    assert!(ready.json()["message"].as_str().unwrap().contains("fdatasync"), "{}", ready.text());
+    // Restarted on a healthy disk: every acknowledged event is there, at its seq.
+    s.kill9();
+    let dir = s.data_dir.display().to_string();
+    let mut healthy = Server::start_with(&[("STARCITE_CORES", "1"), ("STARCITE_SHARDS", "4"), ("STARCITE_RAFT_DATA_DIR", &dir)]);
+    let events = healthy.all_events("disk");
+    for (seq, i) in &acked {
+        assert_eq!(events[*seq as usize - 1]["payload"]["i"], *i as u64, "seq {seq}");
+    }
+    healthy.kill9();
+}

@@ -64,7 +64,11 @@ fn numbers_come_back_with_their_exact_text_on_every_read_path() {
         "9007199254740993",
     ];
     for n in numbers {
-        let r = append_raw(&s, "num", &format!(r#"{{"type":"t","actor":"a","payload":{{"x":{n}}},"metadata":{{"m":{n}}},"refs":{{"r":[{n}]}}}}"#));
+        let r = append_raw(
+            &s,
+            "num",
+            &format!(r#"{{"type":"t","actor":"a","payload":{{"x":{n}}},"metadata":{{"m":{n}}},"refs":{{"r":[{n}]}}}}"#),
+        );
         assert_eq!(r.status, 201, "{n}: {}", r.text());
     }
     // The raw page text carries every number verbatim, in payload, metadata and refs.
@@ -163,7 +167,13 @@ fn http11_requests_need_exactly_one_valid_host() {
 fn two_last_event_id_headers_are_an_invalid_cursor() {
     let s = Server::start();
     s.create("lei");
-    let r = request(s.port, "GET", "/v1/sessions/lei/tail", &[("accept", "text/event-stream"), ("last-event-id", "1"), ("last-event-id", "2")], b"");
+    let r = request(
+        s.port,
+        "GET",
+        "/v1/sessions/lei/tail",
+        &[("accept", "text/event-stream"), ("last-event-id", "1"), ("last-event-id", "2")],
+        b"",
+    );
     r.assert_error(400, "invalid_cursor");
 }
 

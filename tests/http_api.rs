@@ -278,26 +278,22 @@ fn metrics_expose_the_required_names() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/plain"));
     let text = r.text();
-    for name in [
-        "starcite_events_append_total 1",
-        "starcite_events_payload_bytes 7",
-        "starcite_archive_pending_rows",
-        "starcite_archive_pending_sessions",
-        "starcite_archive_flush_duration_ms",
-        "starcite_archive_attempted_total",
-        "starcite_archive_inserted_total",
-        "starcite_archive_bytes_attempted_total",
-        "starcite_archive_bytes_inserted_total",
-        "starcite_archive_lag",
-        "starcite_archive_tail_size",
-        "starcite_archive_trimmed_total",
-        "starcite_append_duration_seconds_bucket",
-        "starcite_log_fsync_duration_seconds_bucket",
-        "starcite_log_commit_batch_records_bucket",
-        "starcite_raft_is_leader{shard=\"0\"} 1",
-        "starcite_http_requests_total{route=\"append\",status=\"2xx\"} 1",
+    // Exact series names and values, not substrings (`_total 1` would match `_total 10`).
+    let samples = starcite::metrics::parse_exposition(&text);
+    for name in starcite::metrics::REQUIRED_METRICS {
+        assert!(starcite::metrics::has_family(&samples, name), "missing {name}");
+    }
+    for (series, value) in [
+        ("starcite_events_append_total", 1.0),
+        ("starcite_events_payload_bytes", 7.0),
+        ("starcite_append_duration_seconds_count", 1.0),
+        ("starcite_raft_is_leader{shard=\"0\"}", 1.0),
+        ("starcite_http_requests_total{route=\"append\",status=\"2xx\"}", 1.0),
     ] {
-        assert!(text.contains(name), "missing {name}");
+        assert_eq!(samples.get(series), Some(&value), "{series} in\n{text}");
+    }
+    for family in ["starcite_log_fsync_duration_seconds", "starcite_log_commit_batch_records", "starcite_executor_stalls_total"] {
+        assert!(starcite::metrics::has_family(&samples, family), "missing {family}");
     }
     assert!(!text.contains("session=\""), "no session labels");
 }

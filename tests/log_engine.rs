@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use starcite::log::{Loc, LogEngine};
+use starcite::log::{Loc, LogEngine, LogError};
 
 const SMALL_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -19,7 +19,7 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 }
 
 /// Open `dir`, collecting every recovered record.
-async fn open_collect(dir: &Path, segment_bytes: u64) -> Result<(Rc<LogEngine>, Vec<(Loc, Vec<u8>)>), String> {
+async fn open_collect(dir: &Path, segment_bytes: u64) -> Result<(Rc<LogEngine>, Vec<(Loc, Vec<u8>)>), LogError> {
     let mut seen = Vec::new();
     let engine = LogEngine::open(dir, segment_bytes, &mut |loc, p| {
         seen.push((loc, p.to_vec()));
@@ -76,8 +76,8 @@ fn records_written_concurrently_are_durable_readable_and_group_committed() {
             t.await;
         }
         let records = (appenders * per_appender) as u64;
-        let fsyncs = engine.stats.fsyncs.get();
-        assert_eq!(engine.stats.records.get(), records);
+        let fsyncs = engine.stats.counters.fsyncs.get();
+        assert_eq!(engine.stats.counters.records.get(), records);
         assert!(fsyncs * 8 <= records, "group commit: {fsyncs} fdatasyncs for {records} appends");
         let results = results.borrow().clone();
         for (loc, p) in &results {
@@ -185,8 +185,9 @@ fn recovery_refuses_a_corrupt_record_followed_by_good_ones_naming_file_and_offse
     std::fs::write(&path, bytes).unwrap();
     let dir = tmp.path().to_path_buf();
     let err = run(async move { open_collect(&dir, SMALL_SEGMENT_BYTES).await.err() }).expect("startup must refuse");
-    assert!(err.contains(&path.display().to_string()), "{err}");
-    assert!(err.contains(&format!("offset {}", victim.offset)), "{err}");
+    // Typed: the file and the offset of the damaged record, not a string to search.
+    assert!(matches!(&err, LogError::Corrupt { path: p, offset, .. } if *p == path && *offset == victim.offset as u64), "{err}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
 #[test]
@@ -200,7 +201,7 @@ fn recovery_refuses_a_damaged_length_field_in_the_middle() {
     std::fs::write(&path, bytes).unwrap();
     let dir = tmp.path().to_path_buf();
     let err = run(async move { open_collect(&dir, SMALL_SEGMENT_BYTES).await.err() }).expect("startup must refuse");
-    assert!(err.contains(&format!("offset {}", victim.offset)), "{err}");
+    assert!(matches!(&err, LogError::Corrupt { offset, .. } if *offset == victim.offset as u64), "{err}");
 }
 
 #[test]
@@ -215,7 +216,7 @@ fn a_read_of_a_damaged_record_is_an_error_not_garbage() {
         bytes[loc.offset as usize + 10] ^= 0x80;
         std::fs::write(&path, bytes).unwrap();
         let err = engine.read(loc).await.err().expect("corruption detected on read");
-        assert!(err.to_string().contains("corrupt record"), "{err}");
+        assert!(matches!(&err, LogError::Corrupt { offset, .. } if *offset == loc.offset as u64), "{err}");
         engine.shutdown();
     });
 }
@@ -253,13 +254,13 @@ fn lazy_records_ride_with_the_next_durable_write_and_never_cost_a_sync_of_their_
     let dir = tmp.path().to_path_buf();
     run(async move {
         let (engine, _) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap();
-        let fsyncs_before = engine.stats.fsyncs.get();
+        let fsyncs_before = engine.stats.counters.fsyncs.get();
         let lazy = engine.submit_lazy(&[b"committed mark"]).unwrap()[0];
         glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-        assert_eq!(engine.stats.fsyncs.get(), fsyncs_before, "a lazy record alone is not written");
+        assert_eq!(engine.stats.counters.fsyncs.get(), fsyncs_before, "a lazy record alone is not written");
         assert!(engine.read(lazy).await.is_err(), "and not readable as durable yet");
         let loc = append(&engine, b"an entry someone waits for").await;
-        assert_eq!(engine.stats.fsyncs.get(), fsyncs_before + 1, "one sync covers both");
+        assert_eq!(engine.stats.counters.fsyncs.get(), fsyncs_before + 1, "one sync covers both");
         assert_eq!(engine.read(lazy).await.unwrap().payload(), b"committed mark");
         assert!(loc.offset > lazy.offset, "log order is submission order");
         engine.shutdown();

@@ -36,7 +36,7 @@ fn a_thousand_websocket_tails_each_receive_every_event_of_their_session() {
         ready_rx.recv_timeout(Duration::from_secs(60)).unwrap();
     }
     let open = s.req("GET", "/metrics", "").text();
-    assert!(open.contains("starcite_open_tails 1000"), "metrics report the open tails");
+    assert_eq!(starcite::metrics::parse_exposition(&open).get("starcite_open_tails"), Some(&1000.0), "metrics report the open tails");
     let mut c = s.conn();
     for n in 0..events_per_session {
         for i in 0..sessions {

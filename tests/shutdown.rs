@@ -73,7 +73,11 @@ fn sigterm_under_load_acknowledges_nothing_it_then_loses_and_exits_zero() {
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
     let mut rest = Vec::new();
     let _ = sse.reader().read_to_end(&mut rest);
-    assert!(String::from_utf8_lossy(&rest).ends_with("0\r\n\r\n"), "SSE did not end with the last chunk: {:?}", String::from_utf8_lossy(&rest));
+    assert!(
+        String::from_utf8_lossy(&rest).ends_with("0\r\n\r\n"),
+        "SSE did not end with the last chunk: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
 
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 50, "only {} appends acknowledged before SIGTERM", acked.len());

@@ -37,8 +37,7 @@ fn websocket_tail_replays_then_goes_live_in_both_modes() {
         assert_contiguous(&live, 21);
         // Live events come from the local mirror exactly when the tail source is ets.
         let metrics = s.req("GET", "/metrics", "").text();
-        let mirror_reads: f64 =
-            metrics.lines().find_map(|l| l.strip_prefix("starcite_tail_mirror_reads_total ")).and_then(|v| v.parse().ok()).unwrap();
+        let mirror_reads = starcite::metrics::parse_exposition(&metrics)["starcite_tail_mirror_reads_total"];
         assert_eq!(mirror_reads > 0.0, !mode.is_empty(), "mirror reads {mirror_reads} in mode {mode:?}");
         // Pings get pongs; inbound data frames are ignored; close is answered.
         ws.send(Message::Ping(b"hi".to_vec().into())).unwrap();

@@ -25,10 +25,9 @@
 //! `body_bytes_max`, chunk-size lines by `crate::limits::CHUNK_LINE_BYTES_MAX`,
 //! trailers by the head limits).
 
-
 use super::chunked::ChunkedDecoder;
-pub use super::syntax::{HttpError, Limits};
 use super::syntax::hex_value;
+pub use super::syntax::{HttpError, Limits};
 
 /// Request method. Anything outside the common set is `Other`; the router
 /// answers those with 405 on known paths.

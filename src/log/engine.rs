@@ -18,40 +18,24 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use glommio::io::{DmaFile, ReadResult};
 
+use super::error::LogError;
+use super::file::{DmaFs, FileSystem, ReadBuf, SegmentFile};
 use super::frame::{self, decode, Decoded};
 use super::recovery::scan_segment;
-use super::segment::{self, check_header, create_segment, open_segment, segment_path, zero_fill};
+use super::segment::{self, check_header, create_segment, segment_path, zero_fill};
 use super::{Loc, RecordVisitor};
 use crate::limits::{LOG_BLOCK_BYTES, READ_COALESCE_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_PREPARE_AT_PERCENT};
-use crate::metrics::histogram::{LocalHistogram, COUNT_BOUNDS, LATENCY_MICROS_BOUNDS};
+use crate::metrics::{LogCounters, LogHistograms};
 
 /// Called once the record (and all before it) is durable, or with the fatal error.
-pub type Durable = Box<dyn FnOnce(io::Result<()>)>;
+pub type Durable = Box<dyn FnOnce(Result<(), LogError>)>;
 
-/// Per-core engine counters, read by the metrics scrape.
-#[derive(Debug)]
+/// Per-core engine metrics, read by the metrics scrape (names and help: metrics/mod.rs).
+#[derive(Debug, Default)]
 pub struct LogStats {
-    pub records: Cell<u64>,
-    pub bytes_written: Cell<u64>,
-    pub batches: Cell<u64>,
-    pub fsyncs: Cell<u64>,
-    pub fsync_micros: RefCell<LocalHistogram>,
-    pub batch_records: RefCell<LocalHistogram>,
-}
-
-impl Default for LogStats {
-    fn default() -> Self {
-        LogStats {
-            records: Cell::new(0),
-            bytes_written: Cell::new(0),
-            batches: Cell::new(0),
-            fsyncs: Cell::new(0),
-            fsync_micros: RefCell::new(LocalHistogram::new(LATENCY_MICROS_BOUNDS)),
-            batch_records: RefCell::new(LocalHistogram::new(COUNT_BOUNDS)),
-        }
-    }
+    pub counters: LogCounters,
+    pub histograms: RefCell<LogHistograms>,
 }
 
 /// Bytes of consecutive frames destined for one segment, starting at `start`.
@@ -61,7 +45,7 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
-type PreparedSegment = Shared<LocalBoxFuture<'static, Result<Rc<DmaFile>, String>>>;
+type PreparedSegment = Shared<LocalBoxFuture<'static, Result<Rc<dyn SegmentFile>, Rc<LogError>>>>;
 
 struct State {
     /// Where the next submitted record goes.
@@ -70,13 +54,15 @@ struct State {
     pending: Vec<Chunk>,
     pending_records: u64,
     waiters: Vec<Durable>,
-    /// Reads are served below (durable_segment, durable_pos): it advances after each
-    /// batch's fdatasync (and to a new segment's start when a batch rolls over, before the
-    /// old segment's sync completes — such bytes are written, and only entries already
-    /// acknowledged durable are ever read back for clients).
+    /// Where written data ends (the writer's cursor): the next batch starts here.
+    written_segment: u32,
+    written_pos: u64,
+    /// Reads are served below (durable_segment, durable_pos): it advances only after every
+    /// write *and* fdatasync of a batch succeeded, so a failed or short write, or a failed
+    /// fdatasync, never makes its bytes readable.
     durable_segment: u32,
     durable_pos: u64,
-    /// Bytes of the partially filled last block of the durable segment, starting at
+    /// Bytes of the partially filled last block of the written segment, starting at
     /// `last_block_start`; rewritten (with the new records appended) by the next batch.
     last_block_start: u64,
     last_block: Vec<u8>,
@@ -90,7 +76,8 @@ struct State {
 pub struct LogEngine {
     dir: PathBuf,
     segment_bytes: u64,
-    files: RefCell<BTreeMap<u32, Rc<DmaFile>>>,
+    fs: Rc<dyn FileSystem>,
+    files: RefCell<BTreeMap<u32, Rc<dyn SegmentFile>>>,
     /// Size of each existing segment (old segments keep the size they were created with).
     sizes: RefCell<BTreeMap<u32, u64>>,
     state: RefCell<State>,
@@ -100,7 +87,7 @@ pub struct LogEngine {
 
 /// A record read back from disk, payload accessible in place.
 pub struct RecordBuf {
-    buf: ReadResult,
+    buf: ReadBuf,
     start: usize,
     len: usize,
 }
@@ -109,10 +96,6 @@ impl RecordBuf {
     pub fn payload(&self) -> &[u8] {
         &self.buf[self.start..self.start + self.len]
     }
-}
-
-fn io_err(msg: impl Into<String>) -> io::Error {
-    io::Error::other(msg.into())
 }
 
 fn align_down(v: u64) -> u64 {
@@ -124,21 +107,29 @@ fn align_up(v: u64) -> u64 {
 }
 
 impl LogEngine {
-    /// Open (or create) the log in `dir`, calling `visit` for every recovered record in
-    /// log order, then start the writer task on the current executor.
-    pub async fn open(dir: &Path, segment_bytes: u64, visit: &mut RecordVisitor<'_>) -> Result<Rc<LogEngine>, String> {
+    /// Open (or create) the log in `dir` on glommio DMA files, calling `visit` for every
+    /// recovered record in log order, then start the writer task on the current executor.
+    pub async fn open(dir: &Path, segment_bytes: u64, visit: &mut RecordVisitor<'_>) -> Result<Rc<LogEngine>, LogError> {
+        LogEngine::open_with(Rc::new(DmaFs), dir, segment_bytes, visit).await
+    }
+
+    /// [`Self::open`] over any [`FileSystem`] (tests inject faults through it).
+    pub async fn open_with(
+        fs: Rc<dyn FileSystem>,
+        dir: &Path,
+        segment_bytes: u64,
+        visit: &mut RecordVisitor<'_>,
+    ) -> Result<Rc<LogEngine>, LogError> {
         assert_eq!(segment_bytes % LOG_BLOCK_BYTES, 0, "segment size is block-aligned");
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        segment::remove_temp_files(dir).map_err(|e| format!("cleaning {}: {e}", dir.display()))?;
-        segment::probe_device(dir).await.map_err(|e| format!("probing the device of {}: {e}", dir.display()))?;
-        let seqs = segment::list_segments(dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
-        let mut files = BTreeMap::new();
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, 0, e))?;
+        segment::remove_temp_files(dir).map_err(|e| LogError::io("remove temp files in", dir, 0, e))?;
+        segment::probe_device(dir).await.map_err(|e| LogError::io("probe the device of", dir, 0, e))?;
+        let seqs = segment::list_segments(dir).map_err(|e| LogError::io("list", dir, 0, e))?;
+        let mut files: BTreeMap<u32, Rc<dyn SegmentFile>> = BTreeMap::new();
         let mut sizes = BTreeMap::new();
         let mut end = (1u32, SEGMENT_HEADER_BYTES);
         if seqs.is_empty() {
-            let file =
-                create_segment(dir, 1, segment_bytes).await.map_err(|e| format!("creating first segment in {}: {e}", dir.display()))?;
-            files.insert(1, Rc::new(file));
+            files.insert(1, create_segment(fs.as_ref(), dir, 1, segment_bytes).await?);
             sizes.insert(1, segment_bytes);
         }
         // The next segment is created ahead of the writer, so the last *file* may be an
@@ -147,32 +138,35 @@ impl LogEngine {
         // must be intact.
         let mut opened = Vec::with_capacity(seqs.len());
         for seq in &seqs {
-            let seq32 = u32::try_from(*seq).map_err(|_| format!("segment number {seq} out of range in {}", dir.display()))?;
             let path = segment_path(dir, *seq);
-            let file = open_segment(&path).await.map_err(|e| format!("opening {}: {e}", path.display()))?;
-            let head =
-                file.read_at(0, SEGMENT_HEADER_BYTES as usize).await.map_err(|e| format!("reading header of {}: {e}", path.display()))?;
+            let seq32 = u32::try_from(*seq).map_err(|_| LogError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: "segment number out of range".into(),
+            })?;
+            let file = fs.open(&path).await.map_err(|e| LogError::io("open", &path, 0, e))?;
+            let head = file.read_at(0, SEGMENT_HEADER_BYTES as usize).await.map_err(|e| LogError::io("read header", &path, 0, e))?;
             let size = check_header(&path, &head, *seq)?;
             let first = file
                 .read_at(SEGMENT_HEADER_BYTES, frame::FRAME_HEADER_BYTES)
                 .await
-                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                .map_err(|e| LogError::io("read", &path, SEGMENT_HEADER_BYTES, e))?;
             let has_data = first.iter().any(|b| *b != 0);
             opened.push((seq32, path, file, size, has_data));
         }
         let active = opened.iter().rposition(|(.., has_data)| *has_data).unwrap_or(0);
         for (i, (seq32, path, file, size, _)) in opened.into_iter().enumerate() {
             let tolerant = i >= active;
-            let scan = scan_segment(&file, &path, seq32, size, tolerant, visit).await?;
+            let scan = scan_segment(file.as_ref(), &path, seq32, size, tolerant, visit).await?;
             if tolerant && scan.needs_repair {
-                repair_tail(&file, scan.data_end, size).await.map_err(|e| format!("repairing {}: {e}", path.display()))?;
+                repair_tail(file.as_ref(), &path, scan.data_end, size).await?;
             }
             if i == active {
                 end = (seq32, scan.data_end);
             } else if i > active {
                 assert_eq!(scan.data_end, SEGMENT_HEADER_BYTES, "a spare segment holds no records");
             }
-            files.insert(seq32, Rc::new(file));
+            files.insert(seq32, file);
             sizes.insert(seq32, size);
         }
         let (seg, pos) = end;
@@ -182,7 +176,7 @@ impl LogEngine {
             let block = file
                 .read_at(last_block_start, (pos - last_block_start) as usize)
                 .await
-                .map_err(|e| format!("reading last block of segment {seg}: {e}"))?;
+                .map_err(|e| LogError::io("read last block", segment_path(dir, seg as u64), last_block_start, e))?;
             block.to_vec()
         } else {
             Vec::new()
@@ -190,6 +184,7 @@ impl LogEngine {
         let engine = Rc::new(LogEngine {
             dir: dir.to_path_buf(),
             segment_bytes,
+            fs,
             files: RefCell::new(files),
             sizes: RefCell::new(sizes),
             state: RefCell::new(State {
@@ -198,6 +193,8 @@ impl LogEngine {
                 pending: Vec::new(),
                 pending_records: 0,
                 waiters: Vec::new(),
+                written_segment: seg,
+                written_pos: pos,
                 durable_segment: seg,
                 durable_pos: pos,
                 last_block_start,
@@ -225,7 +222,7 @@ impl LogEngine {
     /// Place `payloads` at the end of the log and return their locations; `on_durable`
     /// runs once all of them are durable. Records are readable with [`Self::read`] only
     /// after that.
-    pub fn submit(&self, payloads: &[&[u8]], on_durable: Durable) -> io::Result<Vec<Loc>> {
+    pub fn submit(&self, payloads: &[&[u8]], on_durable: Durable) -> Result<Vec<Loc>, LogError> {
         self.place(payloads, Some(on_durable))
     }
 
@@ -234,17 +231,17 @@ impl LogEngine {
     /// For bookkeeping whose loss on a crash is harmless (the committed mark: losing it
     /// only means openraft re-commits a few entries after restart), so an idle shard's
     /// commit does not cost a second fdatasync.
-    pub fn submit_lazy(&self, payloads: &[&[u8]]) -> io::Result<Vec<Loc>> {
+    pub fn submit_lazy(&self, payloads: &[&[u8]]) -> Result<Vec<Loc>, LogError> {
         self.place(payloads, None)
     }
 
-    fn place(&self, payloads: &[&[u8]], on_durable: Option<Durable>) -> io::Result<Vec<Loc>> {
+    fn place(&self, payloads: &[&[u8]], on_durable: Option<Durable>) -> Result<Vec<Loc>, LogError> {
         let mut locs = Vec::with_capacity(payloads.len());
         {
             let mut st = self.state.borrow_mut();
             if let Some(why) = &st.poisoned {
                 // The caller gets the error here; `on_durable` is dropped unrun.
-                return Err(io_err(format!("log engine stopped: {why}")));
+                return Err(LogError::Stopped { reason: why.clone() });
             }
             for payload in payloads {
                 let flen = frame::frame_len(payload.len()) as u64;
@@ -296,20 +293,16 @@ impl LogEngine {
         }
         let dir = self.dir.clone();
         let size = self.segment_bytes;
-        let fut: LocalBoxFuture<'static, Result<Rc<DmaFile>, String>> = async move {
-            create_segment(&dir, segment as u64, size)
-                .await
-                .map(Rc::new)
-                .map_err(|e| format!("creating segment {segment} in {}: {e}", dir.display()))
-        }
-        .boxed_local();
+        let fs = self.fs.clone();
+        let fut: LocalBoxFuture<'static, Result<Rc<dyn SegmentFile>, Rc<LogError>>> =
+            async move { create_segment(fs.as_ref(), &dir, segment as u64, size).await.map_err(Rc::new) }.boxed_local();
         let shared = fut.shared();
         // Drive it in the background so it is ready before the writer needs it.
         glommio::spawn_local(shared.clone().map(|_| ())).detach();
         st.preparing = Some((segment, shared));
     }
 
-    async fn file_for_write(&self, segment: u32) -> Result<Rc<DmaFile>, String> {
+    async fn file_for_write(&self, segment: u32) -> Result<Rc<dyn SegmentFile>, String> {
         if let Some(f) = self.files.borrow().get(&segment) {
             return Ok(f.clone());
         }
@@ -318,7 +311,7 @@ impl LogEngine {
             self.start_preparing(&mut st, segment);
             st.preparing.as_ref().expect("preparing").1.clone()
         };
-        let file = prep.await?;
+        let file = prep.await.map_err(|e| e.to_string())?;
         self.files.borrow_mut().insert(segment, file.clone());
         self.sizes.borrow_mut().insert(segment, self.segment_bytes);
         Ok(file)
@@ -341,47 +334,60 @@ impl LogEngine {
         }
     }
 
-    fn check_durable(&self, loc: Loc) -> io::Result<()> {
+    /// The durable end of the log: (segment, offset just past the last synced record).
+    pub fn durable_position(&self) -> (u32, u64) {
+        let st = self.state.borrow();
+        (st.durable_segment, st.durable_pos)
+    }
+
+    fn path_of(&self, segment: u32) -> PathBuf {
+        segment_path(&self.dir, segment as u64)
+    }
+
+    fn check_durable(&self, loc: Loc) -> Result<(), LogError> {
         let st = self.state.borrow();
         let durable = loc.segment < st.durable_segment || (loc.segment == st.durable_segment && loc.end() <= st.durable_pos);
         if durable {
             Ok(())
         } else {
-            Err(io_err(format!("record at segment {} offset {} is not durable yet", loc.segment, loc.offset)))
+            let not_yet = io::Error::new(io::ErrorKind::InvalidInput, "the record is not durable");
+            Err(LogError::io("read", self.path_of(loc.segment), loc.offset as u64, not_yet))
         }
     }
 
-    fn file(&self, segment: u32) -> io::Result<Rc<DmaFile>> {
-        self.files.borrow().get(&segment).cloned().ok_or_else(|| io_err(format!("segment {segment} is not open")))
+    fn file(&self, segment: u32) -> Result<Rc<dyn SegmentFile>, LogError> {
+        self.files
+            .borrow()
+            .get(&segment)
+            .cloned()
+            .ok_or_else(|| LogError::io("read", self.path_of(segment), 0, io::Error::new(io::ErrorKind::NotFound, "segment is not open")))
     }
 
-    fn checked(&self, buf: ReadResult, rel: usize, loc: Loc) -> io::Result<RecordBuf> {
-        match decode(&buf[rel..]) {
+    fn checked(&self, buf: ReadBuf, loc: Loc) -> Result<RecordBuf, LogError> {
+        match decode(&buf) {
             Decoded::Record { payload, .. } if payload.len() == loc.payload_len as usize => {
-                Ok(RecordBuf { start: rel + frame::FRAME_HEADER_BYTES, len: payload.len(), buf })
+                Ok(RecordBuf { start: frame::FRAME_HEADER_BYTES, len: payload.len(), buf })
             }
-            other => Err(io_err(format!(
-                "corrupt record in {} at offset {}: {other:?}",
-                segment_path(&self.dir, loc.segment as u64).display(),
-                loc.offset
-            ))),
+            other => Err(LogError::Corrupt { path: self.path_of(loc.segment), offset: loc.offset as u64, reason: format!("{other:?}") }),
         }
     }
 
     /// Read one durable record, verifying its frame.
-    pub async fn read(&self, loc: Loc) -> io::Result<RecordBuf> {
+    pub async fn read(&self, loc: Loc) -> Result<RecordBuf, LogError> {
         self.check_durable(loc)?;
         let file = self.file(loc.segment)?;
         let len = frame::frame_len(loc.payload_len as usize);
-        let buf = file.read_at(loc.offset as u64, len).await.map_err(io::Error::from)?;
+        let offset = loc.offset as u64;
+        let buf = file.read_at(offset, len).await.map_err(|e| LogError::io("read", self.path_of(loc.segment), offset, e))?;
         if buf.len() < len {
-            return Err(io_err(format!("short read at segment {} offset {}", loc.segment, loc.offset)));
+            let short = io::Error::new(io::ErrorKind::UnexpectedEof, "short read");
+            return Err(LogError::io("read", self.path_of(loc.segment), offset, short));
         }
-        self.checked(buf, 0, loc)
+        self.checked(buf, loc)
     }
 
     /// Read several durable records; neighbours in the same segment share one I/O.
-    pub async fn read_many(&self, locs: &[Loc]) -> io::Result<Vec<RecordBuf>> {
+    pub async fn read_many(&self, locs: &[Loc]) -> Result<Vec<RecordBuf>, LogError> {
         let mut out = Vec::with_capacity(locs.len());
         let mut i = 0;
         while i < locs.len() {
@@ -403,15 +409,22 @@ impl LogEngine {
             self.check_durable(locs[j - 1])?;
             let file = self.file(first.segment)?;
             let span = (end - first.offset as u64) as usize;
-            let buf = file.read_at(first.offset as u64, span).await.map_err(io::Error::from)?;
+            let offset = first.offset as u64;
+            let path = || self.path_of(first.segment);
+            let buf = file.read_at(offset, span).await.map_err(|e| LogError::io("read", path(), offset, e))?;
             if buf.len() < span {
-                return Err(io_err(format!("short read at segment {} offset {}", first.segment, first.offset)));
+                return Err(LogError::io("read", path(), offset, io::Error::new(io::ErrorKind::UnexpectedEof, "short read")));
             }
             for loc in &locs[i..j] {
                 let rel = (loc.offset - first.offset) as usize;
                 let len = frame::frame_len(loc.payload_len as usize);
-                let piece = ReadResult::slice(&buf, rel, len).ok_or_else(|| io_err("slice out of range"))?;
-                out.push(self.checked(piece, 0, *loc)?);
+                // In range: every loc of the group ends within `span` (computed above).
+                let piece = buf.slice(rel, len).ok_or_else(|| LogError::Corrupt {
+                    path: path(),
+                    offset: loc.offset as u64,
+                    reason: "record outside its read span".into(),
+                })?;
+                out.push(self.checked(piece, *loc)?);
             }
             i = j;
         }
@@ -421,19 +434,18 @@ impl LogEngine {
 
 /// After recovery, make the last segment's bytes after `data_end` zero again (the torn
 /// tail or the cut-off part of the file), keeping the good prefix of the partial block.
-async fn repair_tail(file: &DmaFile, data_end: u64, size: u64) -> io::Result<()> {
+async fn repair_tail(file: &dyn SegmentFile, path: &Path, data_end: u64, size: u64) -> Result<(), LogError> {
     let block_start = align_down(data_end);
     let keep = (data_end - block_start) as usize;
-    let mut buf = file.alloc_dma_buffer(LOG_BLOCK_BYTES as usize);
-    buf.as_bytes_mut().fill(0);
+    let mut block = vec![0u8; LOG_BLOCK_BYTES as usize];
     if keep > 0 {
-        let old = file.read_at(block_start, keep).await.map_err(io::Error::from)?;
+        let old = file.read_at(block_start, keep).await.map_err(|e| LogError::io("read", path, block_start, e))?;
         // The file may end inside the block's padding (a cut file): missing bytes are zeros.
         let have = keep.min(old.len());
-        buf.as_bytes_mut()[..have].copy_from_slice(&old[..have]);
+        block[..have].copy_from_slice(&old[..have]);
     }
-    file.write_at(buf, block_start).await.map_err(io::Error::from)?;
-    zero_fill(file, block_start + LOG_BLOCK_BYTES, size.max(block_start + LOG_BLOCK_BYTES)).await
+    file.write_at(block_start, &block).await.map_err(|e| LogError::io("repair write", path, block_start, e))?;
+    zero_fill(file, path, block_start + LOG_BLOCK_BYTES, size.max(block_start + LOG_BLOCK_BYTES)).await
 }
 
 async fn wait_for_work(engine: &LogEngine) -> bool {
@@ -460,19 +472,22 @@ async fn writer_loop(engine: Rc<LogEngine>) {
         match write_batch(&engine, chunks).await {
             Ok(bytes) => {
                 let s = &engine.stats;
-                s.records.set(s.records.get() + records);
-                s.bytes_written.set(s.bytes_written.get() + bytes);
-                s.batches.set(s.batches.get() + 1);
-                s.batch_records.borrow_mut().observe(records as f64);
+                s.counters.records.add(records);
+                s.counters.bytes_written.add(bytes);
+                s.counters.batches.inc();
+                s.histograms.borrow_mut().batch_records.observe(records as f64);
                 for w in waiters {
                     w(Ok(()));
                 }
             }
-            Err(why) => {
-                eprintln!("starcite: log engine in {} stopped: {why}", engine.dir.display());
+            Err(e) => {
+                // Fatal and never retried: a retried fdatasync can report success for data
+                // the kernel already dropped (the "fsyncgate" lesson).
+                let why = e.to_string();
+                tracing::error!(dir = %engine.dir.display(), "log engine stopped, acknowledging nothing more: {why}");
                 engine.state.borrow_mut().poisoned = Some(why.clone());
                 for w in waiters {
-                    w(Err(io_err(why.clone())));
+                    w(Err(LogError::Stopped { reason: why.clone() }));
                 }
                 // Everything submitted from now on fails in `submit`; fail what raced in.
                 loop {
@@ -481,7 +496,7 @@ async fn writer_loop(engine: Rc<LogEngine>) {
                         break;
                     }
                     for w in late {
-                        w(Err(io_err(why.clone())));
+                        w(Err(LogError::Stopped { reason: why.clone() }));
                     }
                 }
                 return;
@@ -490,38 +505,36 @@ async fn writer_loop(engine: Rc<LogEngine>) {
     }
 }
 
-/// Write the chunks in order in whole blocks, fdatasync each touched segment once, and
-/// advance the durable position. Returns bytes written to disk.
-async fn write_batch(engine: &LogEngine, chunks: Vec<Chunk>) -> Result<u64, String> {
-    let mut touched: Vec<(u32, Rc<DmaFile>)> = Vec::new();
+/// Write the chunks in order in whole blocks, fdatasync each touched segment once, then
+/// advance the durable position to the end of what was written. Returns bytes written.
+async fn write_batch(engine: &LogEngine, chunks: Vec<Chunk>) -> Result<u64, LogError> {
+    let mut touched: Vec<(u32, Rc<dyn SegmentFile>)> = Vec::new();
     let mut written = 0u64;
-    let mut new_durable = None;
     for chunk in chunks {
-        let file = engine.file_for_write(chunk.segment).await?;
+        let path = engine.path_of(chunk.segment);
+        let file =
+            engine.file_for_write(chunk.segment).await.map_err(|reason| LogError::io("prepare", &path, 0, io::Error::other(reason)))?;
         let (block_start, mut buf_bytes) = {
             let mut st = engine.state.borrow_mut();
-            if chunk.segment != st.durable_segment {
-                assert!(chunk.segment > st.durable_segment, "segments only move forward");
-                st.durable_segment = chunk.segment;
-                st.durable_pos = SEGMENT_HEADER_BYTES;
+            if chunk.segment != st.written_segment {
+                assert!(chunk.segment > st.written_segment, "segments only move forward");
+                st.written_segment = chunk.segment;
+                st.written_pos = SEGMENT_HEADER_BYTES;
                 st.last_block_start = SEGMENT_HEADER_BYTES;
                 st.last_block.clear();
             }
-            assert_eq!(chunk.start, st.durable_pos, "a batch starts where durable data ends");
-            assert_eq!(st.last_block_start + st.last_block.len() as u64, st.durable_pos);
+            assert_eq!(chunk.start, st.written_pos, "a batch starts where written data ends");
+            assert_eq!(st.last_block_start + st.last_block.len() as u64, st.written_pos);
             let mut bytes = std::mem::take(&mut st.last_block);
             bytes.extend_from_slice(&chunk.bytes);
             (st.last_block_start, bytes)
         };
         let end = block_start + buf_bytes.len() as u64;
         let padded = (align_up(end) - block_start) as usize;
-        let mut buf = file.alloc_dma_buffer(padded);
-        buf.as_bytes_mut()[..buf_bytes.len()].copy_from_slice(&buf_bytes);
-        buf.as_bytes_mut()[buf_bytes.len()..].fill(0);
-        let n =
-            file.write_at(buf, block_start).await.map_err(|e| format!("write at segment {} offset {block_start}: {e}", chunk.segment))?;
+        let n = file.write_at(block_start, &buf_bytes).await.map_err(|e| LogError::io("write", &path, block_start, e))?;
         if n != padded {
-            return Err(format!("short write at segment {} offset {block_start}: {n} of {padded}", chunk.segment));
+            let short = io::Error::new(io::ErrorKind::WriteZero, format!("short write: {n} of {padded} bytes"));
+            return Err(LogError::io("write", &path, block_start, short));
         }
         written += padded as u64;
         // Keep the new partial block for the next batch.
@@ -530,25 +543,24 @@ async fn write_batch(engine: &LogEngine, chunks: Vec<Chunk>) -> Result<u64, Stri
         buf_bytes.drain(..keep_from);
         {
             let mut st = engine.state.borrow_mut();
+            st.written_pos = end;
             st.last_block_start = new_block_start;
             st.last_block = buf_bytes;
         }
         if !touched.iter().any(|(s, _)| *s == chunk.segment) {
             touched.push((chunk.segment, file));
         }
-        new_durable = Some((chunk.segment, end));
     }
     for (segment, file) in &touched {
         let started = Instant::now();
-        file.fdatasync().await.map_err(|e| format!("fdatasync of segment {segment}: {e}"))?;
-        engine.stats.fsyncs.set(engine.stats.fsyncs.get() + 1);
-        engine.stats.fsync_micros.borrow_mut().observe(started.elapsed().as_micros() as f64);
+        file.fdatasync().await.map_err(|e| LogError::io("fdatasync", engine.path_of(*segment), 0, e))?;
+        engine.stats.counters.fsyncs.inc();
+        engine.stats.histograms.borrow_mut().fsync_micros.observe(started.elapsed().as_micros() as f64);
     }
-    if let Some((segment, pos)) = new_durable {
-        let mut st = engine.state.borrow_mut();
-        assert!((segment, pos) >= (st.durable_segment, st.durable_pos), "durable position never regresses");
-        st.durable_segment = segment;
-        st.durable_pos = pos;
-    }
+    let mut st = engine.state.borrow_mut();
+    let (segment, pos) = (st.written_segment, st.written_pos);
+    assert!((segment, pos) >= (st.durable_segment, st.durable_pos), "durable position never regresses");
+    st.durable_segment = segment;
+    st.durable_pos = pos;
     Ok(written)
 }

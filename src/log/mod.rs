@@ -10,7 +10,10 @@
 //!   record submitted before it have been written *and* fdatasync'd;
 //! - an fdatasync or write error is fatal for the engine: every pending and later
 //!   submission fails; nothing is retried (a retried fsync can report success for data the
-//!   kernel already dropped);
+//!   kernel already dropped); the durable position never moves past what was written
+//!   *and* synced, so a failed batch is never readable;
+//! - every file operation goes through the [`file::FileSystem`] seam, so tests inject
+//!   faults (tests/log_faults.rs) where production uses glommio's DMA files.
 //! - [`engine::LogEngine::read`] only serves durable records, verifies the CRC again and
 //!   hands out the payload in place (8-aligned, ready for rkyv access).
 //!
@@ -19,14 +22,19 @@
 //! with direct I/O costs a kernel tick here; see `docs/FORMAT.md` for the bytes.
 
 pub mod engine;
+pub mod error;
+pub mod file;
 pub mod frame;
 pub mod recovery;
 pub mod segment;
 
 pub use engine::{Durable, LogEngine, LogStats, RecordBuf};
+pub use error::{LogError, Rejected};
+pub use file::{DmaFs, FileSystem};
 
-/// Called for every record recovery finds, in log order; an `Err` stops startup.
-pub type RecordVisitor<'a> = dyn FnMut(Loc, &[u8]) -> Result<(), String> + 'a;
+/// Called for every record recovery finds, in log order; an `Err` stops startup (reported
+/// as corruption at that record).
+pub type RecordVisitor<'a> = dyn FnMut(Loc, &[u8]) -> Result<(), Rejected> + 'a;
 
 /// Where a record lives: segment sequence number, frame offset in it, payload length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

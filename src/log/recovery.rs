@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
-use glommio::io::DmaFile;
-
+use super::error::LogError;
+use super::file::{ReadBuf, SegmentFile};
 use super::frame::{decode, Decoded, FRAME_HEADER_BYTES};
 use super::{Loc, RecordVisitor};
 use crate::limits::{LOG_BLOCK_BYTES, RECORD_PAYLOAD_BYTES_MAX, RECOVERY_READ_WINDOW_BYTES, SEGMENT_HEADER_BYTES};
@@ -33,22 +33,22 @@ pub struct ScanEnd {
 
 struct Window {
     start: u64,
-    bytes: glommio::io::ReadResult,
+    bytes: ReadBuf,
 }
 
-async fn read_window(file: &DmaFile, path: &Path, start: u64, limit: u64) -> Result<Window, String> {
+async fn read_window(file: &dyn SegmentFile, path: &Path, start: u64, limit: u64) -> Result<Window, LogError> {
     let start = start - start % LOG_BLOCK_BYTES;
     let len = (limit.saturating_sub(start) as usize).min(RECOVERY_READ_WINDOW_BYTES);
     let bytes = file
-        .read_at_aligned(start, len.div_ceil(LOG_BLOCK_BYTES as usize) * LOG_BLOCK_BYTES as usize)
+        .read_at(start, len.div_ceil(LOG_BLOCK_BYTES as usize) * LOG_BLOCK_BYTES as usize)
         .await
-        .map_err(|e| format!("reading {} at offset {start}: {e}", path.display()))?;
+        .map_err(|e| LogError::io("read", path, start, e))?;
     Ok(Window { start, bytes })
 }
 
 /// True when `[from, to)` of the file holds only zeros (bytes past the end of file count
 /// as zeros).
-async fn all_zero(file: &DmaFile, path: &Path, from: u64, to: u64) -> Result<bool, String> {
+async fn all_zero(file: &dyn SegmentFile, path: &Path, from: u64, to: u64) -> Result<bool, LogError> {
     let mut pos = from;
     while pos < to {
         let w = read_window(file, path, pos, to).await?;
@@ -66,16 +66,17 @@ async fn all_zero(file: &DmaFile, path: &Path, from: u64, to: u64) -> Result<boo
 
 /// Scan one segment, calling `visit` for every good record in order.
 pub async fn scan_segment(
-    file: &DmaFile,
+    file: &dyn SegmentFile,
     path: &Path,
     segment: u32,
     segment_bytes: u64,
     is_last: bool,
     visit: &mut RecordVisitor<'_>,
-) -> Result<ScanEnd, String> {
-    let file_len = file.file_size().await.map_err(|e| format!("stat {}: {e}", path.display()))?.min(segment_bytes);
+) -> Result<ScanEnd, LogError> {
+    let corrupt = |offset: u64, reason: String| LogError::Corrupt { path: path.to_path_buf(), offset, reason };
+    let file_len = file.size().await.map_err(|e| LogError::io("stat", path, 0, e))?.min(segment_bytes);
     if file_len < segment_bytes && !is_last {
-        return Err(format!("{} is {file_len} bytes, shorter than its segment size {segment_bytes}", path.display()));
+        return Err(corrupt(file_len, format!("the file is {file_len} bytes, shorter than its segment size {segment_bytes}")));
     }
     let mut pos = SEGMENT_HEADER_BYTES;
     let mut window: Option<Window> = None;
@@ -96,17 +97,14 @@ pub async fn scan_segment(
         match decoded {
             Decoded::Record { payload, frame_bytes } => {
                 let loc = Loc { segment, offset: pos as u32, payload_len: payload.len() as u32 };
-                visit(loc, payload)?;
+                visit(loc, payload).map_err(|rejected| corrupt(pos, rejected.0))?;
                 pos += frame_bytes as u64;
                 window = Some(w);
             }
             Decoded::End => {
                 let dirty = is_last && !all_zero(file, path, pos, file_len).await?;
                 if dirty {
-                    eprintln!(
-                        "starcite: log recovery: discarding unacknowledged bytes after the end of data in {} at offset {pos}",
-                        path.display()
-                    );
+                    tracing::warn!(file = %path.display(), offset = pos, "log recovery: discarding unacknowledged bytes after the end of data");
                 }
                 return Ok(ScanEnd { data_end: pos, needs_repair: dirty || file_len < segment_bytes });
             }
@@ -123,10 +121,10 @@ pub async fn scan_segment(
                 }
                 // The frame runs past the end of the file.
                 if !is_last {
-                    return Err(format!("truncated record in {} at offset {pos}", path.display()));
+                    return Err(corrupt(pos, "truncated record".into()));
                 }
                 let _ = frame_bytes;
-                eprintln!("starcite: log recovery: torn tail in {} at offset {pos}, truncating", path.display());
+                tracing::warn!(file = %path.display(), offset = pos, "log recovery: torn tail, truncating");
                 return Ok(ScanEnd { data_end: pos, needs_repair: true });
             }
             Decoded::Corrupt { reason } => {
@@ -138,10 +136,10 @@ pub async fn scan_segment(
                 let declared = if len as usize > RECORD_PAYLOAD_BYTES_MAX { 0 } else { len };
                 let extent_end = (after + declared).min(file_len).max(after);
                 if is_last && all_zero(file, path, extent_end, file_len).await? {
-                    eprintln!("starcite: log recovery: torn tail ({reason}) in {} at offset {pos}, truncating", path.display());
+                    tracing::warn!(file = %path.display(), offset = pos, reason, "log recovery: torn tail, truncating");
                     return Ok(ScanEnd { data_end: pos, needs_repair: true });
                 }
-                return Err(format!("corrupt record ({reason}) in {} at offset {pos}", path.display()));
+                return Err(corrupt(pos, reason.to_string()));
             }
         }
     }

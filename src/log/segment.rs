@@ -10,9 +10,12 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::OpenOptions;
 
+use super::error::LogError;
+use super::file::{FileSystem, SegmentFile};
 use crate::limits::{LOG_BLOCK_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_ZERO_FILL_CHUNK_BYTES};
 
 const MAGIC: &[u8; 8] = b"STARCLOG";
@@ -50,65 +53,63 @@ pub fn encode_header(seq: u64, segment_bytes: u64) -> Vec<u8> {
 }
 
 /// Validate a header block read back from `path`; returns the segment size it declares.
-pub fn check_header(path: &Path, block: &[u8], expected_seq: u64) -> Result<u64, String> {
-    let here = || format!("{} offset 0", path.display());
+pub fn check_header(path: &Path, block: &[u8], expected_seq: u64) -> Result<u64, LogError> {
+    let bad = |reason: String| LogError::Corrupt { path: path.to_path_buf(), offset: 0, reason };
     if block.len() < 36 {
-        return Err(format!("segment header truncated at {}", here()));
+        return Err(bad("segment header truncated".into()));
     }
     if &block[0..8] != MAGIC {
-        return Err(format!("bad segment magic at {}", here()));
+        return Err(bad("bad segment magic".into()));
     }
     let crc = u32::from_le_bytes(block[32..36].try_into().expect("4 bytes"));
     if crc32fast::hash(&block[..HEADER_FIELDS_BYTES]) != crc {
-        return Err(format!("segment header crc mismatch at {}", here()));
+        return Err(bad("segment header crc mismatch".into()));
     }
     let version = u32::from_le_bytes(block[8..12].try_into().expect("4 bytes"));
     if version != FORMAT_VERSION {
-        return Err(format!("unsupported segment format version {version} at {} (this build reads {FORMAT_VERSION})", here()));
+        return Err(bad(format!("unsupported segment format version {version} (this build reads {FORMAT_VERSION})")));
     }
     let seq = u64::from_le_bytes(block[16..24].try_into().expect("8 bytes"));
     if seq != expected_seq {
-        return Err(format!("segment header names seq {seq}, file name says {expected_seq}, at {}", here()));
+        return Err(bad(format!("segment header names seq {seq}, file name says {expected_seq}")));
     }
     Ok(u64::from_le_bytes(block[24..32].try_into().expect("8 bytes")))
 }
 
-/// Open an existing segment for reading and in-place writing.
-pub async fn open_segment(path: &Path) -> io::Result<DmaFile> {
-    OpenOptions::new().read(true).write(true).dma_open(path).await.map_err(io::Error::from)
-}
-
 /// Zero `[from, to)` of `file` (block-aligned bounds), then fdatasync.
-pub async fn zero_fill(file: &DmaFile, from: u64, to: u64) -> io::Result<()> {
+pub async fn zero_fill(file: &dyn SegmentFile, path: &Path, from: u64, to: u64) -> Result<(), LogError> {
     assert_eq!(from % LOG_BLOCK_BYTES, 0);
     assert_eq!(to % LOG_BLOCK_BYTES, 0);
     let mut pos = from;
     while pos < to {
         let n = ((to - pos) as usize).min(SEGMENT_ZERO_FILL_CHUNK_BYTES);
-        let mut buf = file.alloc_dma_buffer(n);
-        buf.as_bytes_mut().fill(0);
-        let written = file.write_at(buf, pos).await.map_err(io::Error::from)?;
+        let written = file.write_zeros(pos, n).await.map_err(|e| LogError::io("zero-fill", path, pos, e))?;
         if written != n {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short zero-fill write at {pos}")));
+            let short = io::Error::new(io::ErrorKind::WriteZero, format!("short write: {written} of {n} bytes"));
+            return Err(LogError::io("zero-fill", path, pos, short));
         }
         pos += n as u64;
     }
-    file.fdatasync().await.map_err(io::Error::from)
+    file.fdatasync().await.map_err(|e| LogError::io("fdatasync", path, from, e))
 }
 
-/// Create segment `seq` full-size and zero-filled, atomically (temp file + rename).
-pub async fn create_segment(dir: &Path, seq: u64, segment_bytes: u64) -> io::Result<DmaFile> {
+/// Create segment `seq` full-size and zero-filled, atomically: a `.seg.tmp` file gets the
+/// header and zeros and is fdatasync'd, then renamed, then the directory is synced. A crash
+/// at any step leaves either no segment (the temp file is removed at startup) or a whole one.
+pub async fn create_segment(fs: &dyn FileSystem, dir: &Path, seq: u64, segment_bytes: u64) -> Result<Rc<dyn SegmentFile>, LogError> {
     let tmp = temp_path(dir, seq);
     let _ = std::fs::remove_file(&tmp);
-    let file = OpenOptions::new().read(true).write(true).create_new(true).dma_open(&tmp).await.map_err(io::Error::from)?;
+    let file = fs.create_new(&tmp).await.map_err(|e| LogError::io("create", &tmp, 0, e))?;
     let header = encode_header(seq, segment_bytes);
-    let mut buf = file.alloc_dma_buffer(header.len());
-    buf.as_bytes_mut().copy_from_slice(&header);
-    file.write_at(buf, 0).await.map_err(io::Error::from)?;
-    zero_fill(&file, SEGMENT_HEADER_BYTES, segment_bytes).await?;
+    let written = file.write_at(0, &header).await.map_err(|e| LogError::io("write header", &tmp, 0, e))?;
+    if written != header.len() {
+        let short = io::Error::new(io::ErrorKind::WriteZero, format!("short write: {written} of {} bytes", header.len()));
+        return Err(LogError::io("write header", &tmp, 0, short));
+    }
+    zero_fill(file.as_ref(), &tmp, SEGMENT_HEADER_BYTES, segment_bytes).await?;
     let final_path = segment_path(dir, seq);
-    file.rename(&final_path).await.map_err(io::Error::from)?;
-    sync_dir(dir)?;
+    file.rename(&final_path).await.map_err(|e| LogError::io("rename", &tmp, 0, e))?;
+    sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
     Ok(file)
 }
 
@@ -175,10 +176,10 @@ mod tests {
     #[test]
     fn a_header_round_trips_and_rejects_damage() {
         let h = encode_header(7, 1 << 26);
-        assert_eq!(check_header(Path::new("f"), &h, 7), Ok(1 << 26));
+        assert!(check_header(Path::new("f"), &h, 7).is_ok_and(|size| size == 1 << 26));
         assert!(check_header(Path::new("f"), &h, 8).is_err());
         let mut bad = h.clone();
         bad[20] ^= 1;
-        assert!(check_header(Path::new("f"), &bad, 7).unwrap_err().contains("crc"));
+        assert!(check_header(Path::new("f"), &bad, 7).unwrap_err().to_string().contains("crc"));
     }
 }

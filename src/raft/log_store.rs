@@ -29,9 +29,9 @@ use openraft::{
     StorageIOError, Vote,
 };
 
-use super::record::{self, ArchivedLogRecord, LogRecord, RecordPayload};
+use super::record::{self, ArchivedLogRecord, LogRecord, RecordError, RecordPayload};
 use super::TypeConfig;
-use crate::log::{Loc, LogEngine};
+use crate::log::{Loc, LogEngine, LogError};
 
 pub type NodeId = u64;
 
@@ -72,7 +72,7 @@ impl ShardLog {
         self.leader_at(index).map(|l| LogId::new(l, index))
     }
 
-    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc) -> Result<(), String> {
+    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc) -> Result<(), RecordError> {
         if self.last_purged.is_some_and(|p| index <= p.index) {
             // Already covered by the purge (and the snapshot behind it): nothing to keep.
             return Ok(());
@@ -81,7 +81,7 @@ impl ShardLog {
             self.first_index = index;
         }
         if index != self.next_index() {
-            return Err(format!("log index {index} does not follow {}", self.next_index()));
+            return Err(RecordError::OutOfOrder(format!("log index {index} does not follow {}", self.next_index())));
         }
         if self.leaders.last().map(|(_, l)| *l) != Some(leader) {
             self.leaders.push((index, leader));
@@ -140,7 +140,7 @@ impl ShardLog {
     }
 
     /// Replay one recovered record into this shard's state.
-    pub fn recover(&mut self, loc: Loc, rec: &ArchivedLogRecord) -> Result<(), String> {
+    pub fn recover(&mut self, loc: Loc, rec: &ArchivedLogRecord) -> Result<(), RecordError> {
         match rec {
             ArchivedLogRecord::Entry { term, node, index, .. } => {
                 self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc)?
@@ -182,15 +182,15 @@ pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
     LogRecord::Entry { shard, term: entry.log_id.leader_id.term, node: entry.log_id.leader_id.node_id, index: entry.log_id.index, payload }
 }
 
-pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, String> {
+pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, RecordError> {
     let LogRecord::Entry { term, node, index, payload, .. } = rec else {
-        return Err("expected an entry record".into());
+        return Err(RecordError::Invalid("expected an entry record".into()));
     };
     let payload = match payload {
         RecordPayload::Blank => EntryPayload::Blank,
         RecordPayload::Normal(cmds) => EntryPayload::Normal(super::Proposal(cmds)),
         RecordPayload::Membership(json) => {
-            EntryPayload::Membership(serde_json::from_str(&json).map_err(|e| format!("membership record: {e}"))?)
+            EntryPayload::Membership(serde_json::from_str(&json).map_err(|e| RecordError::Invalid(format!("membership record: {e}")))?)
         }
     };
     Ok(Entry { log_id: LogId::new(CommittedLeaderId::new(term, node), index), payload })
@@ -204,7 +204,7 @@ impl LogStore {
     /// Write a bookkeeping record and wait until it is durable.
     async fn write_durable(&self, rec: LogRecord, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = rec.encode();
-        let (tx, rx) = futures::channel::oneshot::channel::<io::Result<()>>();
+        let (tx, rx) = futures::channel::oneshot::channel::<Result<(), LogError>>();
         self.engine
             .submit(&[&bytes], Box::new(move |r| drop(tx.send(r))))
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
@@ -334,7 +334,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
         let locs = self
             .engine
-            .submit(&refs, Box::new(move |r| callback.log_io_completed(r)))
+            .submit(&refs, Box::new(move |r| callback.log_io_completed(r.map_err(io::Error::other))))
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut log = self.log.borrow_mut();
         for (entry, loc) in entries.into_iter().zip(locs) {
@@ -365,12 +365,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 pub async fn open_core_log(
     dir: &std::path::Path,
     segment_bytes: u64,
-) -> Result<(Rc<LogEngine>, std::collections::HashMap<u32, Rc<RefCell<ShardLog>>>), String> {
+) -> Result<(Rc<LogEngine>, std::collections::HashMap<u32, Rc<RefCell<ShardLog>>>), LogError> {
     let mut shards: std::collections::HashMap<u32, Rc<RefCell<ShardLog>>> = std::collections::HashMap::new();
     let engine = LogEngine::open(dir, segment_bytes, &mut |loc, payload| {
-        let rec = record::access(payload).map_err(|e| format!("segment {} offset {}: {e}", loc.segment, loc.offset))?;
+        let rec = record::access(payload)?;
         let log = shards.entry(rec.shard()).or_default();
-        log.borrow_mut().recover(loc, rec).map_err(|e| format!("segment {} offset {}: {e}", loc.segment, loc.offset))
+        Ok(log.borrow_mut().recover(loc, rec)?)
     })
     .await?;
     Ok((engine, shards))

@@ -61,15 +61,32 @@ impl LogRecord {
     }
 }
 
+/// A record the Raft glue cannot use: bytes that pass the frame's CRC but are not a valid
+/// record of this schema, or records that contradict the ones before them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("invalid log record: {0}")]
+    Invalid(String),
+    #[error("log records out of order: {0}")]
+    OutOfOrder(String),
+}
+
+/// Recovery reports a record its owner rejects as corruption at the record's place.
+impl From<RecordError> for crate::log::Rejected {
+    fn from(e: RecordError) -> Self {
+        crate::log::Rejected(e.to_string())
+    }
+}
+
 /// Validate `bytes` as a record and access it in place (no copy).
-pub fn access(bytes: &[u8]) -> Result<&ArchivedLogRecord, String> {
-    rkyv::access::<ArchivedLogRecord, rancor::Error>(bytes).map_err(|e| format!("invalid log record: {e}"))
+pub fn access(bytes: &[u8]) -> Result<&ArchivedLogRecord, RecordError> {
+    rkyv::access::<ArchivedLogRecord, rancor::Error>(bytes).map_err(|e| RecordError::Invalid(e.to_string()))
 }
 
 /// Validate and decode into owned values.
-pub fn decode(bytes: &[u8]) -> Result<LogRecord, String> {
+pub fn decode(bytes: &[u8]) -> Result<LogRecord, RecordError> {
     let archived = access(bytes)?;
-    rkyv::deserialize::<LogRecord, rancor::Error>(archived).map_err(|e| format!("undecodable log record: {e}"))
+    rkyv::deserialize::<LogRecord, rancor::Error>(archived).map_err(|e| RecordError::Invalid(e.to_string()))
 }
 
 impl ArchivedLogRecord {
@@ -117,12 +134,18 @@ mod tests {
         aligned.extend_from_slice(&bytes);
         assert_eq!(access(&aligned).unwrap().shard(), 7);
         assert_eq!(decode(&aligned).unwrap(), rec);
+        // rkyv validates structure, not content: a flipped byte inside a string still
+        // decodes, into a *different* record. That is why every record sits in a CRC frame:
+        // the frame check (log/frame.rs) is what catches content damage.
+        let at = aligned.windows(7).position(|w| w == b"{\"a\":1}").expect("payload bytes in the record") + 5;
         let mut bad = aligned.clone();
-        let n = bad.len();
-        bad[n - 3] ^= 0xff;
-        // Damaged bytes never decode into a different valid record silently… or fail.
-        if let Ok(other) = decode(&bad) {
-            assert_ne!(other, rec);
-        }
+        bad[at] ^= 0x01;
+        let silently_different = decode(&bad).expect("structure intact");
+        assert_ne!(silently_different, rec);
+        let mut framed = Vec::new();
+        crate::log::frame::encode_into(&mut framed, &aligned);
+        let flip_at = crate::log::frame::FRAME_HEADER_BYTES + at;
+        framed[flip_at] ^= 0x01;
+        assert!(matches!(crate::log::frame::decode(&framed), crate::log::frame::Decoded::Corrupt { .. }));
     }
 }

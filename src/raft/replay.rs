@@ -20,10 +20,10 @@ use std::rc::Rc;
 use openraft::{BasicNode, Entry, LogId, StoredMembership};
 
 use super::log_store::{record_entry, NodeId, ShardLog};
-use super::record::{self, ArchivedLogRecord};
+use super::record::{self, ArchivedLogRecord, RecordError};
 use super::state_machine::apply_entry;
 use super::TypeConfig;
-use crate::log::LogEngine;
+use crate::log::{FileSystem, LogEngine, LogError};
 use crate::session::ShardState;
 
 /// A shard's state machine as rebuilt by the scan.
@@ -45,10 +45,11 @@ impl Replayed {
         }
     }
 
-    fn on_record(&mut self, rec: &ArchivedLogRecord) -> Result<(), String> {
+    fn on_record(&mut self, rec: &ArchivedLogRecord) -> Result<(), RecordError> {
         match rec {
             ArchivedLogRecord::Entry { .. } => {
-                let owned = rkyv::deserialize::<record::LogRecord, rkyv::rancor::Error>(rec).map_err(|e| e.to_string())?;
+                let owned =
+                    rkyv::deserialize::<record::LogRecord, rkyv::rancor::Error>(rec).map_err(|e| RecordError::Invalid(e.to_string()))?;
                 self.pending.push_back(record_entry(owned)?);
             }
             ArchivedLogRecord::Committed { index, .. } => {
@@ -74,20 +75,20 @@ impl Replayed {
 /// Open a core's log engine, rebuild every shard's log index, and replay the committed
 /// entries of the shards for which `replay(shard)` is true into their state machines.
 pub async fn open_core(
+    fs: Rc<dyn FileSystem>,
     dir: &Path,
     segment_bytes: u64,
     tail_keep: usize,
     replay: &dyn Fn(u32) -> bool,
-) -> Result<(Rc<LogEngine>, HashMap<u32, Rc<RefCell<ShardLog>>>, HashMap<u32, Replayed>), String> {
+) -> Result<(Rc<LogEngine>, HashMap<u32, Rc<RefCell<ShardLog>>>, HashMap<u32, Replayed>), LogError> {
     let mut shards: HashMap<u32, Rc<RefCell<ShardLog>>> = HashMap::new();
     let mut replayed: HashMap<u32, Replayed> = HashMap::new();
-    let engine = LogEngine::open(dir, segment_bytes, &mut |loc, payload| {
-        let at = || format!("segment {} offset {}", loc.segment, loc.offset);
-        let rec = record::access(payload).map_err(|e| format!("{}: {e}", at()))?;
+    let engine = LogEngine::open_with(fs, dir, segment_bytes, &mut |loc, payload| {
+        let rec = record::access(payload)?;
         let shard = rec.shard();
-        shards.entry(shard).or_default().borrow_mut().recover(loc, rec).map_err(|e| format!("{}: {e}", at()))?;
+        shards.entry(shard).or_default().borrow_mut().recover(loc, rec)?;
         if replay(shard) {
-            replayed.entry(shard).or_insert_with(|| Replayed::new(tail_keep)).on_record(rec).map_err(|e| format!("{}: {e}", at()))?;
+            replayed.entry(shard).or_insert_with(|| Replayed::new(tail_keep)).on_record(rec)?;
         }
         Ok(())
     })

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::log_store::{storage_error, NodeId, ShardLog};
 use super::position;
 use super::TypeConfig;
-use crate::session::{ApiError, Command, Outcome, ShardState};
+use crate::session::{ApiError, Command, Outcome, ShardState, SnapshotError};
 
 /// What applying one entry answers to the client that proposed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,17 +122,25 @@ fn encode_snapshot(meta: &SnapshotMeta<NodeId, BasicNode>, state: &[u8]) -> Vec<
     out
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, BasicNode>, &[u8]), String> {
-    let len = bytes.get(..8).ok_or("snapshot too short")?;
+/// A shard's snapshot file that cannot be read or decoded (startup refuses, naming it).
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot {}: {reason}", path.display())]
+pub struct SnapshotFileError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, BasicNode>, &[u8]), SnapshotError> {
+    let len = bytes.get(..8).ok_or_else(|| SnapshotError("snapshot too short".into()))?;
     let len = u64::from_le_bytes(len.try_into().expect("8 bytes")) as usize;
-    let meta = bytes.get(8..8usize.saturating_add(len)).ok_or("snapshot meta truncated")?;
-    let meta: SnapshotMetaFile = serde_json::from_slice(meta).map_err(|e| format!("snapshot meta: {e}"))?;
+    let meta = bytes.get(8..8usize.saturating_add(len)).ok_or_else(|| SnapshotError("snapshot meta truncated".into()))?;
+    let meta: SnapshotMetaFile = serde_json::from_slice(meta).map_err(|e| SnapshotError(format!("snapshot meta: {e}")))?;
     Ok((meta.meta, &bytes[8 + len..]))
 }
 
 impl StateMachine {
     /// A state machine for `shard`, starting from its snapshot file when there is one.
-    pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Result<Self, String> {
+    pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Result<Self, SnapshotFileError> {
         let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
         let mut machine = ShardMachine {
             shard,
@@ -144,15 +152,15 @@ impl StateMachine {
         };
         match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
-                let (meta, state) = decode_snapshot(&bytes).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
-                machine.state =
-                    ShardState::from_snapshot_bytes(state, tail_keep).map_err(|e| format!("{}: {e}", snapshot_path.display()))?;
+                let bad = |e: SnapshotError| SnapshotFileError { path: snapshot_path.clone(), reason: e.0 };
+                let (meta, state) = decode_snapshot(&bytes).map_err(bad)?;
+                machine.state = ShardState::from_snapshot_bytes(state, tail_keep).map_err(bad)?;
                 machine.last_applied = meta.last_log_id;
                 machine.membership = meta.last_membership.clone();
                 machine.snapshot = Some((meta, bytes));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("reading {}: {e}", snapshot_path.display())),
+            Err(e) => return Err(SnapshotFileError { path: snapshot_path, reason: e.to_string() }),
         }
         Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path })
     }

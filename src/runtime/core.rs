@@ -244,7 +244,9 @@ impl Core {
         let found = self.shards.borrow().get(&shard).cloned();
         match found {
             None => Err(ApiError::raft_unavailable(format!("shard {shard} is not open on this node"))),
-            Some(s) if !s.is_caught_up() => Err(ApiError::raft_unavailable(format!("shard {shard} is still applying its log after restart"))),
+            Some(s) if !s.is_caught_up() => {
+                Err(ApiError::raft_unavailable(format!("shard {shard} is still applying its log after restart")))
+            }
             Some(s) => Ok(s),
         }
     }
@@ -256,24 +258,12 @@ impl Core {
     fn stats(&self) -> CoreStats {
         let m = &self.metrics;
         let mut s = CoreStats::empty(self.id);
-        s.events_appended = m.events_appended.get();
-        s.payload_bytes = m.payload_bytes.get();
-        s.deduped = m.deduped.get();
+        s.counters = m.counters.snapshot();
         s.append_micros = m.append_micros.borrow().clone();
         s.http_requests = m.http_requests.borrow().clone();
-        s.open_connections = m.open_connections.get();
-        s.refused_connections = m.refused_connections.get();
-        s.open_tails = m.open_tails.get();
-        s.tail_events_sent = m.tail_events_sent.get();
-        s.tail_mirror_reads = m.tail_mirror_reads.get();
         if let Some(engine) = self.engine.borrow().as_ref() {
-            let l = &engine.stats;
-            s.log_records = l.records.get();
-            s.log_bytes_written = l.bytes_written.get();
-            s.log_batches = l.batches.get();
-            s.log_fsyncs = l.fsyncs.get();
-            s.fsync_micros = l.fsync_micros.borrow().clone();
-            s.batch_records = l.batch_records.borrow().clone();
+            s.log = engine.stats.counters.snapshot();
+            s.log_histograms = engine.stats.histograms.borrow().clone();
         }
         for shard in self.shards.borrow().values() {
             let metrics = shard.raft.metrics().borrow().clone();
@@ -284,8 +274,8 @@ impl Core {
                 term: metrics.current_term,
             });
             let machine = shard.machine.borrow();
-            s.sessions += machine.state.session_count() as u64;
-            s.hot_tail_events += machine.state.hot_event_count() as u64;
+            s.counters.sessions += machine.state.session_count() as u64;
+            s.counters.hot_tail_events += machine.state.hot_event_count() as u64;
         }
         s
     }
@@ -345,10 +335,10 @@ pub async fn handle(op: Op) {
                     Ok(Reply::Appended { seq, last_seq, deduped }) => {
                         core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64);
                         if deduped {
-                            core.metrics.deduped.set(core.metrics.deduped.get() + 1);
+                            core.metrics.counters.deduped.inc();
                         } else {
-                            core.metrics.events_appended.set(core.metrics.events_appended.get() + 1);
-                            core.metrics.payload_bytes.set(core.metrics.payload_bytes.get() + payload_bytes as u64);
+                            core.metrics.counters.events_appended.inc();
+                            core.metrics.counters.payload_bytes.add(payload_bytes as u64);
                         }
                         Ok(AppendOk { seq, last_seq, deduped })
                     }

@@ -25,10 +25,28 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use self::core::{Core, CoreMsg};
 use crate::config::Config;
 use crate::limits::{RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS};
+use crate::log::file::{Fault, FaultPlan, FaultyFs, FileOp, Rule};
+use crate::log::{DmaFs, FileSystem, LogError};
 use crate::raft::replay::open_core;
+use crate::raft::state_machine::SnapshotFileError;
 use crate::raft::{LogStore, StateMachine};
 
-pub fn raft_config() -> Result<Arc<openraft::Config>, String> {
+/// Why a core could not open its shards.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("joining the core mesh failed")]
+    Mesh,
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotFileError),
+    #[error("Raft group of shard {shard}: {reason}")]
+    Raft { shard: u32, reason: String },
+    #[error("{dir} holds log records of shards {shards:?} that core {core} does not own (was STARCITE_CORES or STARCITE_SHARDS changed?)")]
+    StrayShards { dir: String, core: usize, shards: Vec<u32> },
+}
+
+pub fn raft_config() -> Result<Arc<openraft::Config>, Box<openraft::ConfigError>> {
     let cfg = openraft::Config {
         cluster_name: "starcite".into(),
         heartbeat_interval: RAFT_HEARTBEAT_MS,
@@ -38,14 +56,14 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, String> {
         snapshot_policy: openraft::SnapshotPolicy::Never,
         ..Default::default()
     };
-    cfg.validate().map(Arc::new).map_err(|e| format!("raft config: {e}"))
+    cfg.validate().map(Arc::new).map_err(Box::new)
 }
 
 /// Join the channel mesh as this executor's core (the mesh peer id *is* the core id),
 /// make the core current on this thread, and start answering other cores at once (their
 /// requests report "starting" until [`open_shards`] is done).
-pub async fn join_mesh(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>) -> Result<Rc<Core>, String> {
-    let (senders, mut receivers) = mesh.join().await.map_err(|_| "joining the core mesh failed".to_string())?;
+pub async fn join_mesh(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>) -> Result<Rc<Core>, OpenError> {
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| OpenError::Mesh)?;
     let id = senders.peer_id();
     let node_id = placement::node_id(&config.node_name);
     let core = Rc::new(Core::new(id, config.clone(), node_id, senders));
@@ -71,16 +89,17 @@ pub async fn join_mesh(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>) ->
 /// Open this core's log (`<data dir>/<core>/`), rebuild each shard's log index and state
 /// machine in one scan, open every local shard's Raft group (initializing fresh ones), then
 /// mark the core started.
-pub async fn open_shards(core: &Rc<Core>) -> Result<(), String> {
+pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let config = core.config.clone();
     let id = core.id;
     let node_id = core.node_id;
     let dir = config.data_dir.join(id.to_string());
     let snapshots = dir.join("snapshots");
     let has_snapshot = |shard: u32| snapshots.join(format!("{shard}.snap")).exists();
-    let (engine, mut logs, mut replayed) = open_core(&dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
+    let fs = file_system(&config);
+    let (engine, mut logs, mut replayed) = open_core(fs, &dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
     *core.engine.borrow_mut() = Some(engine.clone());
-    let raft_config = raft_config()?;
+    let raft_config = raft_config().map_err(|e| OpenError::Raft { shard: 0, reason: e.to_string() })?;
     let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id).collect();
     for shard in local {
         let log = logs.remove(&shard).unwrap_or_default();
@@ -100,11 +119,24 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), String> {
         core.shards.borrow_mut().insert(shard, Rc::new(opened));
     }
     if !logs.is_empty() {
-        let stray: Vec<u32> = logs.keys().copied().collect();
-        return Err(format!("{} holds log records of shards {stray:?} that core {id} does not own", dir.display()));
+        let shards: Vec<u32> = logs.keys().copied().collect();
+        return Err(OpenError::StrayShards { dir: dir.display().to_string(), core: id, shards });
     }
     core.started.set(true);
     Ok(())
+}
+
+/// The file system under the log: glommio DMA files; in debug builds, with the test-only
+/// fdatasync failpoint when `STARCITE_TEST_FAIL_FDATASYNC_AFTER` is set (release builds
+/// ignore it, so no production binary can be told to fail its disk).
+fn file_system(config: &Config) -> Rc<dyn FileSystem> {
+    match config.test_fail_fdatasync_after {
+        Some(nth) if cfg!(debug_assertions) => {
+            let rule = Rule { op: Some(FileOp::Fdatasync), nth, fault: Fault::Errno(libc::EIO), sticky: true };
+            Rc::new(FaultyFs { plan: FaultPlan::new(vec![rule]) })
+        }
+        _ => Rc::new(DmaFs),
+    }
 }
 
 /// The last step of a graceful shutdown on this core: stop every Raft group, then write

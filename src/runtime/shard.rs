@@ -12,6 +12,7 @@ use openraft::{AsyncRuntime, BasicNode};
 
 use futures::channel::oneshot;
 
+use super::OpenError;
 use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
 use crate::raft::events::read_cold_events;
 use crate::raft::runtime::GlommioRuntime;
@@ -111,17 +112,17 @@ impl Shard {
         raft_config: Arc<openraft::Config>,
         store: LogStore,
         sm: StateMachine,
-    ) -> Result<Shard, String> {
+    ) -> Result<Shard, OpenError> {
         let machine = sm.inner.clone();
         let startup_last_index = store.log.borrow().last_index();
         let raft = Raft::new(node_id, raft_config, crate::raft::network::Network, store.clone(), sm)
             .await
-            .map_err(|e| format!("starting Raft for shard {id}: {e}"))?;
-        let initialized = raft.is_initialized().await.map_err(|e| format!("shard {id}: {e}"))?;
+            .map_err(|e| OpenError::Raft { shard: id, reason: e.to_string() })?;
+        let initialized = raft.is_initialized().await.map_err(|e| OpenError::Raft { shard: id, reason: e.to_string() })?;
         if !initialized {
             let mut members = BTreeMap::new();
             members.insert(node_id, BasicNode::default());
-            raft.initialize(members).await.map_err(|e| format!("initializing shard {id}: {e}"))?;
+            raft.initialize(members).await.map_err(|e| OpenError::Raft { shard: id, reason: format!("initializing: {e}") })?;
         }
         Ok(Shard {
             id,

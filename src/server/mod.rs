@@ -79,23 +79,23 @@ pub fn start_listener(port: u16, max_connections: usize) -> Result<(), String> {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    eprintln!("starcite: accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }
             };
             let core = current();
-            let open = core.metrics.open_connections.get();
+            let open = core.metrics.counters.open_connections.get();
             if open as usize >= max_connections {
-                core.metrics.refused_connections.set(core.metrics.refused_connections.get() + 1);
+                core.metrics.counters.refused_connections.inc();
                 glommio::spawn_local(conn::refuse(stream)).detach();
                 continue;
             }
-            core.metrics.open_connections.set(open + 1);
+            core.metrics.counters.open_connections.inc();
             glommio::spawn_local(async move {
                 conn::serve(stream).await;
                 let core = current();
-                core.metrics.open_connections.set(core.metrics.open_connections.get() - 1);
+                core.metrics.counters.open_connections.dec();
             })
             .detach();
         }

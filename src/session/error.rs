@@ -39,8 +39,16 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         use ErrorCode::*;
         match self {
-            InvalidJson | InvalidSession | InvalidSessionId | InvalidMetadata | InvalidEvent | InvalidRefs | InvalidCursor
-            | InvalidLimit | InvalidBatchSize | InvalidWebsocketUpgrade => 400,
+            InvalidJson
+            | InvalidSession
+            | InvalidSessionId
+            | InvalidMetadata
+            | InvalidEvent
+            | InvalidRefs
+            | InvalidCursor
+            | InvalidLimit
+            | InvalidBatchSize
+            | InvalidWebsocketUpgrade => 400,
             SessionNotFound => 404,
             SessionExists | IdempotencyConflict | ExpectedSeqConflict => 409,
             RaftUnavailable | RaftTimeout => 503,

@@ -764,9 +764,37 @@ mod tests {
     #[test]
     fn invalid_texts_are_syntax_errors() {
         for bad in [
-            "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "01", "1.", ".5", "1e", "1e+", "-", "+1", "0x10",
-            "NaN", "Infinity", "tru", "nul", "\"abc", "\"a\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
-            "\"a\tb\"", "[1] 2", "{\"a\":1}}", "[[]", "\u{feff}{}",
+            "",
+            " ",
+            "{",
+            "}",
+            "[1,]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "-",
+            "+1",
+            "0x10",
+            "NaN",
+            "Infinity",
+            "tru",
+            "nul",
+            "\"abc",
+            "\"a\\x\"",
+            "\"\\u12\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"a\tb\"",
+            "[1] 2",
+            "{\"a\":1}}",
+            "[[]",
+            "\u{feff}{}",
         ] {
             assert!(matches!(parse(bad.as_bytes()), Err(ParseError::Syntax { .. })), "{bad:?} accepted: {:?}", parse(bad.as_bytes()));
         }
@@ -804,8 +832,23 @@ mod tests {
     #[test]
     fn the_iterative_validator_agrees_with_the_parser() {
         for text in [
-            "{}", "[]", "1", "\"s\"", "true", " null ", r#"{"a":[1,{"b":[]},"c"],"d":{}}"#, "[1,]", "{\"a\":}", "{,}", "[,1]", "{\"a\" 1}",
-            "[1 2]", "{\"a\":1 \"b\":2}", "[]]", "{}{}", "[\"\\ud800\"]",
+            "{}",
+            "[]",
+            "1",
+            "\"s\"",
+            "true",
+            " null ",
+            r#"{"a":[1,{"b":[]},"c"],"d":{}}"#,
+            "[1,]",
+            "{\"a\":}",
+            "{,}",
+            "[,1]",
+            "{\"a\" 1}",
+            "[1 2]",
+            "{\"a\":1 \"b\":2}",
+            "[]]",
+            "{}{}",
+            "[\"\\ud800\"]",
         ] {
             let tree = parse(text.as_bytes()).map(|_| ());
             assert_eq!(tree.is_ok(), validate_iteratively(text).is_ok(), "{text}");
@@ -909,10 +952,16 @@ mod properties {
 
     /// A number text of the RFC 8259 grammar, sometimes far outside the f64 range.
     fn number_text() -> impl Strategy<Value = String> {
-        (any::<bool>(), "(0|[1-9][0-9]{0,40})", proptest::option::of("[0-9]{1,30}"), proptest::option::of("[eE][+-]?[0-9]{1,4}"))
-            .prop_map(|(neg, int, frac, exp)| {
-                format!("{}{int}{}{}", if neg { "-" } else { "" }, frac.map(|f| format!(".{f}")).unwrap_or_default(), exp.unwrap_or_default())
-            })
+        (any::<bool>(), "(0|[1-9][0-9]{0,40})", proptest::option::of("[0-9]{1,30}"), proptest::option::of("[eE][+-]?[0-9]{1,4}")).prop_map(
+            |(neg, int, frac, exp)| {
+                format!(
+                    "{}{int}{}{}",
+                    if neg { "-" } else { "" },
+                    frac.map(|f| format!(".{f}")).unwrap_or_default(),
+                    exp.unwrap_or_default()
+                )
+            },
+        )
     }
 
     pub(super) fn json_value() -> impl Strategy<Value = Json> {
@@ -945,7 +994,7 @@ mod properties {
         match v {
             Json::String(s) => {
                 ws(out, noise);
-                if noise.next().unwrap_or(0) % 2 == 0 {
+                if noise.next().unwrap_or(0).is_multiple_of(2) {
                     push_json_string(out, s);
                 } else {
                     out.push('"');

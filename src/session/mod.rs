@@ -15,6 +15,7 @@ pub mod validate;
 
 pub use command::{format_timestamp, generate_session_id, now_micros, Command, EventBody};
 pub use error::{ApiError, ErrorCode};
+pub use snapshot::SnapshotError;
 pub use state::{render_event, render_event_parts, ColdEvent, EventParts, HotRead, Outcome, SessionHeader, ShardState};
 pub use validate::{
     is_valid_session_id, parse_append, parse_batch_size, parse_create, parse_cursor, parse_limit, AppendRequest, CreateRequest,

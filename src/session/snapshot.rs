@@ -23,6 +23,11 @@
 //! A hand-written format is used instead of rkyv so encoding cannot fail and
 //! decoding needs no aligned buffer.
 
+/// A snapshot file that cannot be decoded (truncated, damaged, inconsistent).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SnapshotError(pub String);
+
 use std::collections::{HashMap, VecDeque};
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
@@ -55,52 +60,52 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
         if n > self.buf.len() {
-            return Err(format!("snapshot truncated: need {n} bytes, have {}", self.buf.len()));
+            return Err(SnapshotError(format!("snapshot truncated: need {n} bytes, have {}", self.buf.len())));
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], SnapshotError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
 
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64, SnapshotError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    fn u128(&mut self) -> Result<u128, String> {
+    fn u128(&mut self) -> Result<u128, SnapshotError> {
         Ok(u128::from_le_bytes(self.array()?))
     }
 
     /// A count of items each at least `min_item_bytes` long; rejecting counts the
     /// remaining bytes cannot hold keeps allocations proportional to the input.
-    fn count(&mut self, min_item_bytes: usize) -> Result<usize, String> {
+    fn count(&mut self, min_item_bytes: usize) -> Result<usize, SnapshotError> {
         let n = self.u64()?;
         let fits = usize::try_from(n).ok().filter(|&n| n.saturating_mul(min_item_bytes.max(1)) <= self.buf.len());
-        fits.ok_or_else(|| format!("snapshot count {n} exceeds remaining bytes"))
+        fits.ok_or_else(|| SnapshotError(format!("snapshot count {n} exceeds remaining bytes")))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<String, SnapshotError> {
         let n = self.count(1)?;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| "snapshot string is not UTF-8".to_string())
+        String::from_utf8(bytes.to_vec()).map_err(|_| SnapshotError("snapshot string is not UTF-8".to_string()))
     }
 
-    fn opt_string(&mut self) -> Result<Option<String>, String> {
+    fn opt_string(&mut self) -> Result<Option<String>, SnapshotError> {
         match self.array::<1>()?[0] {
             0 => Ok(None),
             1 => Ok(Some(self.string()?)),
-            t => Err(format!("snapshot option tag {t} is not 0 or 1")),
+            t => Err(SnapshotError(format!("snapshot option tag {t} is not 0 or 1"))),
         }
     }
 }
@@ -142,15 +147,15 @@ impl ShardState {
 
     /// Rebuilds a state from `snapshot_bytes` output; hot tails start empty, so
     /// reads are served from disk until new appends refill them.
-    pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize) -> Result<Self, String> {
+    pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize) -> Result<Self, SnapshotError> {
         if b.len() < MAGIC.len() + CHECKSUM_BYTES || !b.starts_with(MAGIC) {
-            return Err("not a shard snapshot (bad magic or version)".to_string());
+            return Err(SnapshotError("not a shard snapshot (bad magic or version)".to_string()));
         }
         let (content, sum) = b.split_at(b.len() - CHECKSUM_BYTES);
         let mut sum_bytes = [0u8; CHECKSUM_BYTES];
         sum_bytes.copy_from_slice(sum);
         if xxhash_rust::xxh3::xxh3_64(content) != u64::from_le_bytes(sum_bytes) {
-            return Err("snapshot checksum mismatch".to_string());
+            return Err(SnapshotError("snapshot checksum mismatch".to_string()));
         }
         let mut r = Reader { buf: &content[MAGIC.len()..] };
         let last_applied = r.u64()?;
@@ -161,17 +166,17 @@ impl ShardState {
             let s = read_session(&mut r, last_applied)?;
             let id = s.header.id.clone();
             if sessions.insert(id.clone(), s).is_some() {
-                return Err(format!("snapshot has session {id} twice"));
+                return Err(SnapshotError(format!("snapshot has session {id} twice")));
             }
         }
         if !r.buf.is_empty() {
-            return Err("snapshot has trailing bytes".to_string());
+            return Err(SnapshotError("snapshot has trailing bytes".to_string()));
         }
         Ok(ShardState { sessions, tail_keep, last_applied })
     }
 }
 
-fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String> {
+fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, SnapshotError> {
     let header = SessionHeader {
         id: r.string()?,
         title: r.opt_string()?,
@@ -183,14 +188,14 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
     let id = &header.id;
     let n = r.count(8)?;
     if n as u64 != header.last_seq {
-        return Err(format!("session {id}: {n} positions for last_seq {}", header.last_seq));
+        return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {}", header.last_seq)));
     }
     let mut positions = Vec::with_capacity(n);
     for _ in 0..n {
         let i = r.u64()?;
         // last_applied is the max index ever applied, so nothing can exceed it.
         if i > last_applied {
-            return Err(format!("session {id}: position {i} is past last_applied"));
+            return Err(SnapshotError(format!("session {id}: position {i} is past last_applied")));
         }
         positions.push(i);
     }
@@ -203,11 +208,11 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, String
         let seq = r.u64()?;
         let fingerprint = r.u128()?;
         if seq <= prev_seq || seq > header.last_seq {
-            return Err(format!("session {id}: idempotency keys out of order or out of range"));
+            return Err(SnapshotError(format!("session {id}: idempotency keys out of order or out of range")));
         }
         prev_seq = seq;
         if keys.insert(key, RememberedKey { seq, fingerprint }).is_some() {
-            return Err(format!("session {id}: idempotency key repeated"));
+            return Err(SnapshotError(format!("session {id}: idempotency key repeated")));
         }
         key_order.push_back((seq, key));
     }

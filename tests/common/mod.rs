@@ -366,11 +366,15 @@ impl Conn {
         Ok(Resp { status, headers, body })
     }
 
-    /// Read raw bytes until the peer closes or the timeout passes.
+    /// Read raw bytes until the peer closes; fails the test if the read times out (the
+    /// server kept the connection open) instead of returning what arrived.
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        let _ = self.reader.read_to_end(&mut out);
-        out
+        match self.reader.read_to_end(&mut out) {
+            Ok(_) => out,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset) => out,
+            Err(e) => panic!("the server did not close the connection ({e}); received {:?}", String::from_utf8_lossy(&out)),
+        }
     }
 
     pub fn reader(&mut self) -> &mut BufReader<TcpStream> {
@@ -404,7 +408,8 @@ pub fn ws_connect(port: u16, path: &str) -> Result<Ws, async_tungstenite::tungst
     })
 }
 
-/// Read the next `n` events from a WebSocket tail (frames may be single events or arrays).
+/// Read the next `n` events from a WebSocket tail opened with `batch_size=1`: every text
+/// frame must be exactly one event object (SPEC §3), never an array.
 pub fn ws_read_events(ws: &mut Ws, n: usize) -> Vec<Value> {
     use async_tungstenite::tungstenite::Message;
     let mut out = Vec::new();
@@ -412,10 +417,8 @@ pub fn ws_read_events(ws: &mut Ws, n: usize) -> Vec<Value> {
         match ws.read().expect("ws read") {
             Message::Text(t) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
-                match v {
-                    Value::Array(items) => out.extend(items),
-                    other => out.push(other),
-                }
+                assert!(v.is_object(), "a frame of a batch_size=1 tail must be one event object: {t}");
+                out.push(v);
             }
             Message::Ping(_) | Message::Pong(_) => {}
             other => panic!("unexpected frame {other:?}"),

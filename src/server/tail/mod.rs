@@ -15,13 +15,13 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use super::handlers::{api_error, http_error, Response};
 use crate::config::TailSource;
 use crate::http::request::Request;
 use crate::http::response::websocket_accept;
 use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX};
 use crate::runtime::api;
 use crate::runtime::core::current;
-use super::handlers::{api_error, http_error, Response};
 use crate::session::{self, ApiError};
 
 pub enum Transport {
@@ -76,7 +76,7 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
     }
     let core = current();
     core.metrics.count_request(ROUTE, 101);
-    core.metrics.open_tails.set(core.metrics.open_tails.get() + 1);
+    core.metrics.counters.open_tails.inc();
     match &mut plan.transport {
         Transport::WebSocket { handshake } => {
             let handshake = std::mem::take(handshake);
@@ -88,7 +88,7 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
         }
     }
     let core = current();
-    core.metrics.open_tails.set(core.metrics.open_tails.get() - 1);
+    core.metrics.counters.open_tails.dec();
 }
 
 /// The next events after `cursor` (empty when caught up): from this core's mirror when the
@@ -97,7 +97,7 @@ pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError
     let core = current();
     if core.config.tail_source == TailSource::Ets {
         if let Some(events) = core.watch.read_mirror(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX) {
-            core.metrics.tail_mirror_reads.set(core.metrics.tail_mirror_reads.get() + 1);
+            core.metrics.counters.tail_mirror_reads.inc();
             return Ok(events);
         }
     }
@@ -120,5 +120,5 @@ pub fn json_array(events: &[Arc<str>]) -> String {
 
 pub fn count_sent(n: usize) {
     let core = current();
-    core.metrics.tail_events_sent.set(core.metrics.tail_events_sent.get() + n as u64);
+    core.metrics.counters.tail_events_sent.add(n as u64);
 }
