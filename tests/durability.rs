@@ -3,17 +3,9 @@
 //! still dedupes to the same seq. Also: a restart keeps sessions, seqs and idempotency.
 
 mod common;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-#[derive(Clone, Debug)]
-struct Acked {
-    session: String,
-    seq: u64,
-    body: Value,
-}
 
 #[test]
 fn kill_9_mid_load_loses_no_acknowledged_event() {
@@ -22,30 +14,8 @@ fn kill_9_mid_load_loses_no_acknowledged_event() {
     for id in &sessions {
         s.create(id);
     }
-    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
-    let port = s.port;
-    let writers: Vec<_> = (0..8)
-        .map(|t| {
-            let acked = acked.clone();
-            let mine: Vec<String> = sessions.iter().skip(t).step_by(8).cloned().collect();
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(port);
-                for n in 0..100_000 {
-                    let session = &mine[n % mine.len()];
-                    let body = json!({"type": "crash", "payload": {"t": t, "n": n, "pad": "x".repeat(n % 200)}, "actor": format!("w{t}"), "idempotency_key": format!("{t}-{n}")});
-                    conn.send("POST", &format!("/v1/sessions/{session}/append"), &[], body.to_string().as_bytes());
-                    match conn.read_response() {
-                        Ok(r) if r.status == 201 => {
-                            let seq = r.json()["seq"].as_u64().unwrap();
-                            acked.lock().unwrap().push(Acked { session: session.clone(), seq, body });
-                        }
-                        Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
-                        Err(_) => return, // the server died under us
-                    }
-                }
-            })
-        })
-        .collect();
+    let body = |t: usize, n: usize| json!({"type": "crash", "payload": {"t": t, "n": n, "pad": "x".repeat(n % 200)}, "actor": format!("w{t}"), "idempotency_key": format!("{t}-{n}")});
+    let (writers, acked) = spawn_writers(s.port, &sessions, 8, 100_000, body);
     std::thread::sleep(Duration::from_millis(1500));
     s.kill9();
     for w in writers {
@@ -61,14 +31,7 @@ fn kill_9_mid_load_loses_no_acknowledged_event() {
         let header = s.req("GET", &format!("/v1/sessions/{id}"), "").json();
         assert_eq!(header["last_seq"].as_u64(), Some(events.len() as u64));
     }
-    let mut by_session: std::collections::HashMap<String, Vec<Value>> = Default::default();
-    for a in &acked {
-        let events = by_session.entry(a.session.clone()).or_insert_with(|| s.all_events(&a.session));
-        let e = &events[a.seq as usize - 1];
-        for field in ["type", "payload", "actor", "idempotency_key"] {
-            assert_eq!(e[field], a.body[field], "{field} of {}#{}", a.session, a.seq);
-        }
-    }
+    assert_acked_present(&s, &acked);
     // Retrying every acknowledged append dedupes to the same seq (sample of all of them).
     let mut c = s.conn();
     for a in acked.iter().step_by(7) {

@@ -49,29 +49,49 @@ async fn append(engine: &LogEngine, p: &[u8]) -> Result<Loc, LogError> {
     Ok(locs[0])
 }
 
+type Waiter = futures::channel::oneshot::Receiver<Result<(), LogError>>;
+
+/// Run `body` on an executor with a fresh directory and an empty fault plan it can add to;
+/// returns the directory (kept alive for the caller's checks) and what `body` returned.
+fn with_fresh_plan<T: 'static, F: std::future::Future<Output = T> + 'static>(
+    body: impl FnOnce(std::path::PathBuf, Rc<FaultPlan>) -> F,
+) -> (tempfile::TempDir, T) {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = run(body(tmp.path().to_path_buf(), FaultPlan::new(vec![])));
+    (tmp, out)
+}
+
+/// Append records `range` (each `len` bytes) one after the other, each acknowledged.
+async fn append_acked(engine: &LogEngine, range: std::ops::Range<usize>, len: usize) -> Vec<Loc> {
+    let mut acked = Vec::new();
+    for i in range {
+        acked.push(append(engine, &payload(i, len)).await.unwrap());
+    }
+    acked
+}
+
+/// Submit records `range` in one turn of the executor (so they form one batch); returns
+/// their places and their durability waiters.
+fn submit_batch(engine: &LogEngine, range: std::ops::Range<usize>, len: usize) -> (Vec<Loc>, Vec<Waiter>) {
+    range
+        .map(|i| {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let loc = engine.submit(&[&payload(i, len)], Box::new(move |r| drop(tx.send(r)))).unwrap()[0];
+            (loc, rx)
+        })
+        .unzip()
+}
+
 #[test]
 fn a_failed_fdatasync_fails_its_whole_batch_and_every_later_append_and_is_never_retried() {
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dir = tmp.path().to_path_buf();
-    let plan = FaultPlan::new(vec![]);
-    let before = run({
-        let (dir, plan) = (dir.clone(), plan.clone());
-        async move {
+    let (tmp, before) = with_fresh_plan(|dir, plan| async move {
+        {
             let engine = open_faulty(&dir, &plan).await.unwrap();
-            let mut acked = Vec::new();
-            for i in 0..5 {
-                acked.push(append(&engine, &payload(i, 100)).await.unwrap());
-            }
+            let acked = append_acked(&engine, 0..5, 100).await;
             let durable_before = engine.durable_position();
             plan.fail_next(FileOp::Fdatasync, Fault::Errno(libc::EIO), false);
             // Ten records submitted in one turn: one batch, one failing fdatasync.
-            let mut waiters = Vec::new();
-            let mut locs = Vec::new();
-            for i in 5..15 {
-                let (tx, rx) = futures::channel::oneshot::channel();
-                locs.push(engine.submit(&[&payload(i, 100)], Box::new(move |r| drop(tx.send(r)))).unwrap()[0]);
-                waiters.push(rx);
-            }
+            let (locs, waiters) = submit_batch(&engine, 5..15, 100);
             for rx in waiters {
                 let outcome = rx.await.expect("callback ran");
                 assert!(matches!(outcome, Err(LogError::Stopped { .. })), "{outcome:?}");
@@ -90,7 +110,7 @@ fn a_failed_fdatasync_fails_its_whole_batch_and_every_later_append_and_is_never_
         }
     });
     // On restart every acknowledged record is there.
-    let found = recovered(&dir).unwrap();
+    let found = recovered(tmp.path()).unwrap();
     for (i, loc) in before.iter().enumerate() {
         assert_eq!(found[i], (*loc, payload(i, 100)));
     }
@@ -98,27 +118,15 @@ fn a_failed_fdatasync_fails_its_whole_batch_and_every_later_append_and_is_never_
 
 #[test]
 fn a_short_write_never_advances_the_durable_position_and_recovery_drops_its_bytes() {
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let dir = tmp.path().to_path_buf();
-    let plan = FaultPlan::new(vec![]);
-    let acked = run({
-        let (dir, plan) = (dir.clone(), plan.clone());
-        async move {
+    let (tmp, acked) = with_fresh_plan(|dir, plan| async move {
+        {
             let engine = open_faulty(&dir, &plan).await.unwrap();
-            let mut acked = Vec::new();
-            for i in 0..3 {
-                acked.push(append(&engine, &payload(i, 3000)).await.unwrap());
-            }
+            let acked = append_acked(&engine, 0..3, 3000).await;
             let durable_before = engine.durable_position();
             let syncs_before = plan.count(FileOp::Fdatasync);
             plan.fail_next(FileOp::Write, Fault::ShortWrite, false);
             // Three records of 3 KB in one batch: more than one block, so the write is cut.
-            let mut waiters = Vec::new();
-            for i in 3..6 {
-                let (tx, rx) = futures::channel::oneshot::channel();
-                engine.submit(&[&payload(i, 3000)], Box::new(move |r| drop(tx.send(r)))).unwrap();
-                waiters.push(rx);
-            }
+            let (_, waiters) = submit_batch(&engine, 3..6, 3000);
             for rx in waiters {
                 let outcome = rx.await.expect("callback ran");
                 assert!(matches!(&outcome, Err(LogError::Stopped { reason }) if reason.contains("short write")), "{outcome:?}");
@@ -128,7 +136,7 @@ fn a_short_write_never_advances_the_durable_position_and_recovery_drops_its_byte
             acked
         }
     });
-    let found = recovered(&dir).unwrap();
+    let found = recovered(tmp.path()).unwrap();
     assert!(found.len() >= acked.len());
     for (i, loc) in acked.iter().enumerate() {
         assert_eq!(found[i], (*loc, payload(i, 3000)));

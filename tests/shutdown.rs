@@ -5,7 +5,6 @@
 
 mod common;
 use std::io::{BufRead, Read};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -29,33 +28,8 @@ fn sigterm_under_load_acknowledges_nothing_it_then_loses_and_exits_zero() {
     let mut ws = ws_connect(s.port, "/v1/sessions/term-0/tail").unwrap();
     let mut sse = sse_open(s.port, "/v1/sessions/term-1/tail", &[]);
 
-    let acked = Arc::new(Mutex::new(Vec::<(String, u64, Value)>::new()));
-    let port = s.port;
-    let writers: Vec<_> = (0..8)
-        .map(|t| {
-            let acked = acked.clone();
-            let mine: Vec<String> = sessions.iter().skip(t).step_by(8).cloned().collect();
-            std::thread::spawn(move || {
-                let mut conn = Conn::open(port);
-                for n in 0..1_000_000 {
-                    let session = &mine[n % mine.len()];
-                    let body = json!({"type": "t", "payload": {"t": t, "n": n}, "actor": "w", "idempotency_key": format!("{t}-{n}")});
-                    conn.send("POST", &format!("/v1/sessions/{session}/append"), &[], body.to_string().as_bytes());
-                    match conn.read_response() {
-                        Ok(r) if r.status == 201 => {
-                            let seq = r.json()["seq"].as_u64().unwrap();
-                            acked.lock().unwrap().push((session.clone(), seq, body));
-                            if r.header("connection") == Some("close") {
-                                return; // the server said it was its last answer
-                            }
-                        }
-                        Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
-                        Err(_) => return, // closed by the drain
-                    }
-                }
-            })
-        })
-        .collect();
+    let body = |t: usize, n: usize| json!({"type": "t", "payload": {"t": t, "n": n}, "actor": "w", "idempotency_key": format!("{t}-{n}")});
+    let (writers, acked) = spawn_writers(s.port, &sessions, 8, 1_000_000, body);
     std::thread::sleep(Duration::from_millis(1000));
     let status = s.signal_and_wait(libc::SIGTERM, drain_bound());
     assert!(status.success(), "exit status {status:?}; stderr:\n{}", s.stderr());
@@ -82,16 +56,7 @@ fn sigterm_under_load_acknowledges_nothing_it_then_loses_and_exits_zero() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 50, "only {} appends acknowledged before SIGTERM", acked.len());
     s.restart();
-    let mut by_session: std::collections::HashMap<String, Vec<Value>> = Default::default();
-    for (session, seq, body) in &acked {
-        let events = by_session.entry(session.clone()).or_insert_with(|| s.all_events(session));
-        let e = events.get(*seq as usize - 1).unwrap_or_else(|| panic!("acknowledged {session}#{seq} lost"));
-        assert_eq!(e["payload"], body["payload"], "{session}#{seq}");
-        assert_eq!(e["idempotency_key"], body["idempotency_key"], "{session}#{seq}");
-    }
-    for events in by_session.values() {
-        assert_contiguous(events, 1);
-    }
+    assert_acked_present(&s, &acked);
 }
 
 #[test]

@@ -370,6 +370,18 @@ fn validate_iteratively(text: &str) -> Result<(), ParseError> {
         }
     };
     let err = |offset, what| ParseError::Syntax { offset, what };
+    // An object member's `"key" :`, starting at the key; returns where its value starts.
+    let member_key = |mut pos: usize| -> Result<usize, ParseError> {
+        if b.get(pos) != Some(&b'"') {
+            return Err(err(pos, "expected a string key in an object"));
+        }
+        pos = scan_string(text, pos, false)?.0;
+        ws(&mut pos);
+        if b.get(pos) != Some(&b':') {
+            return Err(err(pos, "expected ':' after an object key"));
+        }
+        Ok(pos + 1)
+    };
     'value: loop {
         ws(&mut pos);
         // A value.
@@ -393,15 +405,7 @@ fn validate_iteratively(text: &str) -> Result<(), ParseError> {
                     stack.pop();
                     pos += 1;
                 } else {
-                    if b.get(pos) != Some(&b'"') {
-                        return Err(err(pos, "expected a string key in an object"));
-                    }
-                    pos = scan_string(text, pos, false)?.0;
-                    ws(&mut pos);
-                    if b.get(pos) != Some(&b':') {
-                        return Err(err(pos, "expected ':' after an object key"));
-                    }
-                    pos += 1;
+                    pos = member_key(pos)?;
                     continue 'value;
                 }
             }
@@ -431,15 +435,7 @@ fn validate_iteratively(text: &str) -> Result<(), ParseError> {
                 (b'{', Some(b',')) => {
                     pos += 1;
                     ws(&mut pos);
-                    if b.get(pos) != Some(&b'"') {
-                        return Err(err(pos, "expected a string key in an object"));
-                    }
-                    pos = scan_string(text, pos, false)?.0;
-                    ws(&mut pos);
-                    if b.get(pos) != Some(&b':') {
-                        return Err(err(pos, "expected ':' after an object key"));
-                    }
-                    pos += 1;
+                    pos = member_key(pos)?;
                     continue 'value;
                 }
                 _ => return Err(err(pos, "expected ',' or a closing bracket")),
@@ -484,13 +480,24 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Compact JSON: no whitespace, the client's key order, numbers exactly as sent.
-pub fn write_compact(out: &mut String, v: &Json) {
+/// The two spellings of a value: compact (stored and served: the client's key order,
+/// numbers exactly as sent) and canonical (hashed for idempotency: keys sorted bytewise,
+/// numbers by [`canonical_number`]). Both drop whitespace and re-escape strings the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Compact,
+    Canonical,
+}
+
+fn write(out: &mut String, v: &Json, form: Form) {
     match v {
         Json::Null => out.push_str("null"),
         Json::Bool(true) => out.push_str("true"),
         Json::Bool(false) => out.push_str("false"),
-        Json::Number(text) => out.push_str(text),
+        Json::Number(text) => match form {
+            Form::Compact => out.push_str(text),
+            Form::Canonical => canonical_number(out, text),
+        },
         Json::String(s) => push_json_string(out, s),
         Json::Array(items) => {
             out.push('[');
@@ -498,82 +505,65 @@ pub fn write_compact(out: &mut String, v: &Json) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_compact(out, item);
+                write(out, item, form);
             }
             out.push(']');
         }
-        Json::Object(members) => write_compact_object(out, members),
+        Json::Object(members) => write_object(out, members, form),
     }
 }
 
-pub fn write_compact_object(out: &mut String, members: &Object) {
+fn write_object(out: &mut String, members: &Object, form: Form) {
+    match form {
+        // Client order: no need to collect the members first.
+        Form::Compact => write_members(out, members.iter(), form),
+        Form::Canonical => {
+            let mut sorted: Vec<&(String, Json)> = members.iter().collect();
+            // String's Ord is bytewise on UTF-8, which is what "canonical" promises; keys
+            // are unique, so the order is total.
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            write_members(out, sorted.into_iter(), form)
+        }
+    }
+}
+
+fn write_members<'a>(out: &mut String, members: impl Iterator<Item = &'a (String, Json)>, form: Form) {
     out.push('{');
-    for (i, (k, v)) in members.iter().enumerate() {
+    for (i, (k, v)) in members.enumerate() {
         if i > 0 {
             out.push(',');
         }
         push_json_string(out, k);
         out.push(':');
-        write_compact(out, v);
+        write(out, v, form);
     }
     out.push('}');
+}
+
+/// Compact JSON: no whitespace, the client's key order, numbers exactly as sent.
+pub fn write_compact(out: &mut String, v: &Json) {
+    write(out, v, Form::Compact)
 }
 
 /// Compact JSON text of a value (what is stored and served).
 pub fn compact(v: &Json) -> String {
     let mut out = String::new();
-    write_compact(&mut out, v);
+    write(&mut out, v, Form::Compact);
     out
 }
 
 /// Compact JSON text of an object.
 pub fn compact_object(members: &Object) -> String {
     let mut out = String::new();
-    write_compact_object(&mut out, members);
+    write_object(&mut out, members, Form::Compact);
     out
 }
 
 /// Canonical JSON: keys sorted bytewise at every depth, no whitespace, every number in
 /// the canonical spelling of [`canonical_number`]. Equal exactly for equal JSON values.
-pub fn write_canonical(out: &mut String, v: &Json) {
-    match v {
-        Json::Number(text) => canonical_number(out, text),
-        Json::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(out, item);
-            }
-            out.push(']');
-        }
-        Json::Object(members) => write_canonical_object(out, members),
-        scalar => write_compact(out, scalar),
-    }
-}
-
-pub fn write_canonical_object(out: &mut String, members: &Object) {
-    let mut sorted: Vec<&(String, Json)> = members.iter().collect();
-    // String's Ord is bytewise on UTF-8, which is what "canonical" promises; keys are
-    // unique, so the order is total.
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.push('{');
-    for (i, (k, v)) in sorted.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(out, k);
-        out.push(':');
-        write_canonical(out, v);
-    }
-    out.push('}');
-}
-
-/// Canonical JSON text of a value.
 pub fn canonical(v: &Json) -> String {
     let mut out = String::new();
-    write_canonical(&mut out, v);
+    write(&mut out, v, Form::Canonical);
     out
 }
 
@@ -681,7 +671,7 @@ pub fn fingerprint(event_type: &str, payload: &Json, actor: &str, source: Option
     out.push('[');
     push_json_string(&mut out, event_type);
     out.push(',');
-    write_canonical(&mut out, payload);
+    write(&mut out, payload, Form::Canonical);
     out.push(',');
     push_json_string(&mut out, actor);
     out.push(',');
@@ -690,9 +680,9 @@ pub fn fingerprint(event_type: &str, payload: &Json, actor: &str, source: Option
         None => out.push_str("null"),
     }
     out.push(',');
-    write_canonical_object(&mut out, metadata);
+    write_object(&mut out, metadata, Form::Canonical);
     out.push(',');
-    write_canonical_object(&mut out, refs);
+    write_object(&mut out, refs, Form::Canonical);
     out.push(']');
     xxhash_rust::xxh3::xxh3_128(out.as_bytes())
 }

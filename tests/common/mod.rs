@@ -496,3 +496,67 @@ pub fn ws_frames(ws: &mut Ws, n: usize) -> Vec<String> {
     }
     out
 }
+
+/// An append the server acknowledged: the session, the seq it answered, the body sent.
+#[derive(Clone, Debug)]
+pub struct Acked {
+    pub session: String,
+    pub seq: u64,
+    pub body: Value,
+}
+
+/// `threads` keep-alive connections appending `body(thread, n)` round robin over their
+/// share of `sessions` until the server stops answering (killed, drained) or says
+/// `connection: close`, recording every 201; any other answer fails the test. Bounded:
+/// each writer stops after `max_per_writer` appends.
+pub fn spawn_writers(
+    port: u16,
+    sessions: &[String],
+    threads: usize,
+    max_per_writer: usize,
+    body: fn(usize, usize) -> Value,
+) -> (Vec<std::thread::JoinHandle<()>>, Arc<Mutex<Vec<Acked>>>) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let handles = (0..threads)
+        .map(|t| {
+            let acked = acked.clone();
+            let mine: Vec<String> = sessions.iter().skip(t).step_by(threads).cloned().collect();
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(port);
+                for n in 0..max_per_writer {
+                    let session = &mine[n % mine.len()];
+                    let body = body(t, n);
+                    conn.send("POST", &format!("/v1/sessions/{session}/append"), &[], body.to_string().as_bytes());
+                    match conn.read_response() {
+                        Ok(r) if r.status == 201 => {
+                            let seq = r.json()["seq"].as_u64().unwrap();
+                            acked.lock().unwrap().push(Acked { session: session.clone(), seq, body });
+                            if r.header("connection") == Some("close") {
+                                return; // the server's last answer on this connection
+                            }
+                        }
+                        Ok(r) => panic!("unexpected {}: {}", r.status, r.text()),
+                        Err(_) => return, // the server stopped answering
+                    }
+                }
+            })
+        })
+        .collect();
+    (handles, acked)
+}
+
+/// Every acknowledged append is present at its seq with identical content, and every
+/// session it touched reads back gap-free from seq 1.
+pub fn assert_acked_present(s: &Server, acked: &[Acked]) {
+    let mut by_session: HashMap<String, Vec<Value>> = HashMap::new();
+    for a in acked {
+        let events = by_session.entry(a.session.clone()).or_insert_with(|| s.all_events(&a.session));
+        let e = events.get(a.seq as usize - 1).unwrap_or_else(|| panic!("acknowledged {}#{} lost", a.session, a.seq));
+        for field in ["type", "payload", "actor", "idempotency_key"] {
+            assert_eq!(e[field], a.body[field], "{field} of {}#{}", a.session, a.seq);
+        }
+    }
+    for events in by_session.values() {
+        assert_contiguous(events, 1);
+    }
+}
