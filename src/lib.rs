@@ -15,6 +15,7 @@
 //! at the ground.
 //!
 //! Modules:
+//! - [`cluster`]: the intra-cluster wire codecs (frames, the HMAC handshake);
 //! - [`config`]: environment variables, validated at startup;
 //! - [`limits`]: every bound and default, with units;
 //! - [`logging`]: the tracing subscriber (human or JSON lines, node and core on each);
@@ -27,6 +28,7 @@
 //! - [`server`]: per-core listeners, connection handling, and the WebSocket/SSE tails;
 //! - [`metrics`]: per-core counters merged into a Prometheus exposition.
 
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;

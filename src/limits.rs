@@ -160,6 +160,15 @@ const _: () = assert!(BODY_BYTES_MAX_LIMIT + 64 * 1024 <= RECORD_PAYLOAD_BYTES_M
 const _: () = assert!(BODY_BYTES_MAX_DEFAULT <= BODY_BYTES_MAX_LIMIT);
 const _: () = assert!(IO_MEMORY_BYTES_DEFAULT >= IO_MEMORY_BYTES_MIN);
 
+// ---- cluster transport ----------------------------------------------------------------
+
+/// Largest frame a peer may send (kind byte and body): a frame header claiming more is
+/// refused before anything is buffered for it. Room for an AppendEntries of several full
+/// proposals.
+pub const CLUSTER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+const _: () = assert!(CLUSTER_FRAME_BYTES_MAX >= 4 * PROPOSAL_BYTES_MAX);
+
 // ---- proposals ---------------------------------------------------------------------
 
 /// Commands a shard packs into one Raft entry while the previous entry is being committed.

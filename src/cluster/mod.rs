@@ -1,0 +1,11 @@
+//! The intra-cluster transport's codecs, pure and unit-tested: framing of everything nodes
+//! send each other ([`wire`]) and the mutual HMAC-SHA256 handshake that authenticates a peer
+//! before anything it sends is acted on ([`handshake`]). Formats: docs/FORMAT.md,
+//! "Cluster wire format".
+//!
+//! Status: the codecs only. The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
+//! (connections per peer, coalesced writes, openraft's `RaftNetwork`, forwarding) is the
+//! next step of the issue "A real cluster…"; a single node never opens a connection.
+
+pub mod handshake;
+pub mod wire;
