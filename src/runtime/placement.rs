@@ -36,7 +36,7 @@ fn score(shard: u32, node: &str) -> u64 {
 /// rendezvous score, highest first (ties, which need equal 64-bit hashes, by name). The
 /// first one initializes the shard's Raft group. Identical on every node for the same
 /// member names, whatever their order.
-pub fn replicas<'a>(shard: u32, members: &'a [String]) -> Vec<&'a str> {
+pub fn replicas(shard: u32, members: &[String]) -> Vec<&str> {
     let mut ranked: Vec<(u64, &str)> = members.iter().map(|m| (score(shard, m), m.as_str())).collect();
     ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     ranked.dedup_by(|a, b| a.1 == b.1);
