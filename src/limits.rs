@@ -167,6 +167,11 @@ const _: () = assert!(IO_MEMORY_BYTES_DEFAULT >= IO_MEMORY_BYTES_MIN);
 /// proposals.
 pub const CLUSTER_FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// A peer must finish the handshake within this (milliseconds), or it is cut off.
+pub const CLUSTER_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
+/// Socket read size of a cluster connection.
+pub const CLUSTER_READ_BYTES: usize = 64 * 1024;
+
 const _: () = assert!(CLUSTER_FRAME_BYTES_MAX >= 4 * PROPOSAL_BYTES_MAX);
 
 // ---- proposals ---------------------------------------------------------------------

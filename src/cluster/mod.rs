@@ -3,9 +3,12 @@
 //! before anything it sends is acted on ([`handshake`]). Formats: docs/FORMAT.md,
 //! "Cluster wire format".
 //!
-//! Status: the codecs only. The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
+//! [`session`] runs the handshake over a byte stream and then carries frames.
+//!
+//! Status: the codecs and the authenticated session only. The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
 //! (connections per peer, coalesced writes, openraft's `RaftNetwork`, forwarding) is the
 //! next step of the issue "A real cluster…"; a single node never opens a connection.
 
 pub mod handshake;
+pub mod session;
 pub mod wire;
