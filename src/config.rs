@@ -275,7 +275,15 @@ impl Config {
                 crate::logging::LogFormat::Human,
                 &[("human", crate::logging::LogFormat::Human), ("json", crate::logging::LogFormat::Json)],
             )?,
-            log_filter: env.get("STARCITE_LOG").unwrap_or(LOG_FILTER_DEFAULT).to_string(),
+            log_filter: {
+                let filter = env.get("STARCITE_LOG").unwrap_or(LOG_FILTER_DEFAULT);
+                if let Err(e) = tracing_subscriber::EnvFilter::try_new(filter) {
+                    return Err(ConfigError(format!(
+                        "invalid STARCITE_LOG={filter:?} ({e}): expected tracing filter directives such as {LOG_FILTER_DEFAULT:?}"
+                    )));
+                }
+                filter.to_string()
+            },
             test_fail_fdatasync_after: match env.get("STARCITE_TEST_FAIL_FDATASYNC_AFTER") {
                 None => None,
                 Some(_) => Some(env.number("STARCITE_TEST_FAIL_FDATASYNC_AFTER", 1, 1, u64::MAX)?),

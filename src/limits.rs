@@ -134,6 +134,9 @@ pub const TAIL_FETCH_BYTES_MAX: usize = 1024 * 1024;
 /// An events page stops early (fewer than `limit` events, `next_cursor` says where)
 /// once its events reach this many bytes of JSON.
 pub const PAGE_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Bytes an events page's body needs besides its events (`{"events":[`, `],"next_cursor":
+/// …,"last_seq":…}` with two u64s); the events get `PAGE_BYTES_MAX` minus this.
+pub const PAGE_ENVELOPE_BYTES: usize = 128;
 /// WebSocket read buffer per tail: inbound frames are only control frames and ignored data.
 pub const WS_READ_BUFFER_BYTES: usize = 4096;
 /// Largest inbound WebSocket message/frame a tail accepts before closing the connection.
@@ -143,6 +146,9 @@ pub const SSE_HEARTBEAT_MS: u64 = 15_000;
 /// SIGTERM/SIGINT: how long a node may take to drain (finish in-flight requests, end
 /// tails, wait for the other cores) before it flushes its log and exits regardless.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// At startup, how long the main thread waits for every core's HTTP listener before it
+/// prints the startup line anyway (a core that cannot listen exits the process first).
+pub const LISTEN_WAIT_MS: u64 = 10_000;
 /// How often each core checks the process-wide shutdown request (set by the signal thread,
 /// which cannot wake a glommio executor directly).
 pub const SHUTDOWN_POLL_MS: u64 = 20;

@@ -8,6 +8,7 @@
 //! (so `PORT=0` resolves before anything prints or listens) and shutdown in the caller's
 //! hands.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::limits::{EXECUTOR_STALL_THRESHOLD_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::limits::{EXECUTOR_STALL_THRESHOLD_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
 use crate::runtime::core::CoreMsg;
 use crate::runtime::shutdown::Shutdown;
 use crate::server::Reservation;
@@ -223,6 +224,36 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     raise_limits();
     config.port = http.port;
     let config = Arc::new(config);
+    if config.pubsub_adapter == crate::config::PubsubAdapter::Redis {
+        tracing::warn!("STARCITE_PUBSUB_ADAPTER=redis is set, but this build fans out locally only (no Redis connection is made)");
+    }
+    if config.archiver_enabled {
+        tracing::warn!("STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
+    }
+    let mesh: MeshBuilder<CoreMsg, Full> = MeshBuilder::full(config.cores, MESH_CHANNEL_DEPTH);
+    let (cores, io_memory) = (config.cores, config.io_memory_bytes);
+    let listening = Arc::new(AtomicUsize::new(0));
+    let core_config = config.clone();
+    let cores_listening = listening.clone();
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+        .io_memory(io_memory)
+        .name("starcite-core")
+        .detect_stalls(Some(Box::new(|| Box::new(StallAlarm))))
+        .on_all_shards(move || async move {
+            if let Err(e) = core_main(core_config, mesh, shutdown, cores_listening).await {
+                // A fatal startup error: the same one plain line as main's (logging.rs).
+                eprintln!("starcite: {e}");
+                std::process::exit(1);
+            }
+        })
+        .map_err(|e| StartupError::Executors { cores, io_memory, reason: e.to_string() })?;
+    // The startup line promises a port that accepts connections: wait until every core
+    // listens (a core that fails exits the process), then print it; the reservation held
+    // the port until then, so nothing else could take it in between.
+    let deadline = Instant::now() + Duration::from_millis(LISTEN_WAIT_MS);
+    while listening.load(Ordering::SeqCst) < cores && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     // The startup line is a stable, machine-readable contract (README, "Startup line"):
     // `key=value` fields, `data_dir` last because a path may contain spaces.
     eprintln!(
@@ -234,25 +265,6 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
         std::process::id(),
         config.data_dir.display()
     );
-    if config.archiver_enabled {
-        tracing::warn!("STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
-    }
-    let mesh: MeshBuilder<CoreMsg, Full> = MeshBuilder::full(config.cores, MESH_CHANNEL_DEPTH);
-    let (cores, io_memory) = (config.cores, config.io_memory_bytes);
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
-        .io_memory(io_memory)
-        .name("starcite-core")
-        .detect_stalls(Some(Box::new(|| Box::new(StallAlarm))))
-        .on_all_shards(move || async move {
-            if let Err(e) = core_main(config, mesh, shutdown).await {
-                // A fatal startup error: the same one plain line as main's (logging.rs).
-                eprintln!("starcite: {e}");
-                std::process::exit(1);
-            }
-        })
-        .map_err(|e| StartupError::Executors { cores, io_memory, reason: e.to_string() })?;
-    // The cores have bound their own SO_REUSEPORT listeners by now or will shortly; the
-    // reservation only had to hold the port until then.
     drop(http);
     for (core, r) in handles.join_all().into_iter().enumerate() {
         r.map_err(|e| StartupError::CoreStopped { core, reason: e.to_string() })?;
@@ -283,7 +295,12 @@ pub fn count_stall() {
 
 /// One core's life: join the mesh, listen, recover and open its shards, serve; on shutdown
 /// drain (runtime/shutdown.rs has the sequence) and flush.
-async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>, shutdown: Shutdown) -> Result<(), StartupError> {
+async fn core_main(
+    config: Arc<Config>,
+    mesh: MeshBuilder<CoreMsg, Full>,
+    shutdown: Shutdown,
+    listening: Arc<AtomicUsize>,
+) -> Result<(), StartupError> {
     use futures::FutureExt;
     let core = crate::runtime::join_mesh(config.clone(), mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
     let id = core.id;
@@ -301,6 +318,7 @@ async fn core_main(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>, shutdo
         .detach();
     }
     crate::server::start_listener(config.port, config.max_connections_per_core).map_err(StartupError::Port)?;
+    listening.fetch_add(1, Ordering::SeqCst);
     futures::select! {
         opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|source| StartupError::Core { core: id, source })?,
         _ = core.draining.wait().fuse() => {}

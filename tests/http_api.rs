@@ -341,3 +341,43 @@ fn connections_over_the_per_core_limit_are_refused_cleanly() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn the_startup_line_names_a_port_that_already_accepts_connections() {
+    for _ in 0..3 {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let log = Default::default();
+        let env = vec![("STARCITE_RAFT_DATA_DIR".to_string(), tmp.path().join("d").display().to_string())];
+        let (mut child, port) = spawn_starcite(&env, &log);
+        // No retry: the line promises a listening port.
+        let connected = std::net::TcpStream::connect(("127.0.0.1", port));
+        let _ = child.kill();
+        let _ = child.wait();
+        connected.unwrap_or_else(|e| panic!("port {port} of the startup line refused a connection: {e}"));
+    }
+}
+
+#[test]
+fn an_events_page_stays_within_8_mib_and_continues_at_next_cursor() {
+    let s = Server::start();
+    s.create("big");
+    let pad = "p".repeat(1_000_000);
+    let mut c = s.conn();
+    for i in 0..12 {
+        let body = json!({"type": "t", "actor": "a", "payload": {"i": i, "pad": pad}});
+        assert_eq!(c.request("POST", "/v1/sessions/big/append", &[], body.to_string().as_bytes()).status, 201);
+    }
+    let mut cursor = 0;
+    let mut seen = 0;
+    while seen < 12 {
+        let r = s.req("GET", &format!("/v1/sessions/big/events?cursor={cursor}&limit=100"), "");
+        assert!(r.body.len() <= starcite::limits::PAGE_BYTES_MAX, "page of {} bytes", r.body.len());
+        let v = r.json();
+        let n = v["events"].as_array().unwrap().len();
+        assert!(n >= 1);
+        assert_contiguous(v["events"].as_array().unwrap(), cursor + 1);
+        cursor = v["next_cursor"].as_u64().unwrap();
+        seen += n;
+    }
+    assert_eq!(cursor, 12);
+}

@@ -216,3 +216,15 @@ fn a_silent_tail_client_is_not_cut_off_by_the_request_timeouts() {
     fill(&s, "quiet", 2);
     assert_contiguous(&ws_read_events(&mut ws, 2), 1);
 }
+
+#[test]
+fn tails_are_counted_by_their_real_status_101_for_websocket_200_for_sse() {
+    let s = Server::start();
+    s.create("m");
+    let ws = ws_connect(s.port, "/v1/sessions/m/tail").unwrap();
+    let sse = sse_open(s.port, "/v1/sessions/m/tail", &[]);
+    let samples = starcite::metrics::parse_exposition(&s.req("GET", "/metrics", "").text());
+    assert_eq!(samples.get("starcite_http_requests_total{route=\"tail\",status=\"1xx\"}"), Some(&1.0), "{samples:?}");
+    assert_eq!(samples.get("starcite_http_requests_total{route=\"tail\",status=\"2xx\"}"), Some(&1.0), "{samples:?}");
+    drop((ws, sse));
+}

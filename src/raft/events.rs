@@ -5,8 +5,8 @@
 //! tail lives here and not in the shard runtime; the archive tier will plug in beside it
 //! (a position below the local log's start will be read from Postgres instead).
 //!
-//! Invariant: the result is exactly the events asked for, in order, up to `max_bytes`
-//! (always at least one); any mismatch between a position and what the log holds there is
+//! Invariant: the result is exactly the events asked for, in order, as far as the byte
+//! budget allows (always at least one); any mismatch between a position and what the log holds there is
 //! an internal error, never a silently shorter page.
 
 use std::sync::Arc;
@@ -17,12 +17,17 @@ use super::record::{self, ArchivedLogRecord, ArchivedRecordPayload};
 use super::{split_position, LogStore};
 use crate::log::Loc;
 use crate::session::command::ArchivedCommand;
-use crate::session::{render_event_parts, ApiError, ColdEvent, EventParts};
+use crate::session::{render_event_parts, ApiError, ByteBudget, ColdEvent, EventParts};
 
-/// Render the events at `cold` (ascending, gap-free) of `session`, stopping once
-/// `max_bytes` of JSON were rendered. One read and one validation per log entry, however
+/// Render the events at `cold` (ascending, gap-free) of `session`, stopping before the one
+/// that would overflow `budget`. One read and one validation per log entry, however
 /// many of its commands are needed.
-pub async fn read_cold_events(store: &LogStore, session: &str, cold: &[ColdEvent], max_bytes: usize) -> Result<Vec<Arc<str>>, ApiError> {
+pub async fn read_cold_events(
+    store: &LogStore,
+    session: &str,
+    cold: &[ColdEvent],
+    budget: &mut ByteBudget,
+) -> Result<Vec<Arc<str>>, ApiError> {
     let mut entries: Vec<(u64, Loc)> = Vec::new();
     {
         let log = store.log.borrow();
@@ -46,7 +51,6 @@ pub async fn read_cold_events(store: &LogStore, session: &str, cold: &[ColdEvent
         }
     }
     let mut events = Vec::with_capacity(cold.len());
-    let mut bytes = 0usize;
     let mut entry = archived.iter();
     let mut current = entry.next();
     for c in cold {
@@ -67,11 +71,10 @@ pub async fn read_cold_events(store: &LogStore, session: &str, cold: &[ColdEvent
         };
         let key = idempotency_key.as_ref().map(|k| k.as_str());
         let json: Arc<str> = render_event_parts(c.seq, parts, key, now_micros.to_native()).into();
-        bytes += json.len();
-        events.push(json);
-        if bytes >= max_bytes {
+        if !budget.admit(json.len()) {
             break;
         }
+        events.push(json);
     }
     Ok(events)
 }

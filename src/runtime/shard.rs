@@ -18,7 +18,7 @@ use crate::raft::events::read_cold_events;
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::state_machine::ShardMachine;
 use crate::raft::{LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
-use crate::session::{ApiError, Command};
+use crate::session::{ApiError, ByteBudget, Command};
 
 pub struct Shard {
     pub id: u32,
@@ -172,24 +172,23 @@ impl Shard {
         self.machine.borrow().state.header(session).map(|h| h.to_json()).ok_or_else(|| ApiError::session_not_found(session))
     }
 
-    /// Committed events with seq > `after`, at most `limit`, stopping after `max_bytes`
-    /// of rendered JSON (always at least one event when there is one).
+    /// Committed events with seq > `after`, at most `limit`, within `max_bytes` of rendered
+    /// JSON ([`ByteBudget`]: always at least one event when there is one).
     pub async fn read(&self, session: &str, after: u64, limit: usize, max_bytes: usize) -> Result<Page, ApiError> {
         let hot = self.machine.borrow().state.hot_events(session, after, limit).ok_or_else(|| ApiError::session_not_found(session))?;
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
-        let mut bytes = 0usize;
-        if !hot.cold.is_empty() {
-            let cold = read_cold_events(&self.store, session, &hot.cold, max_bytes).await?;
-            bytes = cold.iter().map(|e| e.len()).sum();
-            events.extend(cold);
+        let mut budget = ByteBudget::new(max_bytes);
+        let cold_count = hot.cold.len();
+        if cold_count > 0 {
+            events = read_cold_events(&self.store, session, &hot.cold, &mut budget).await?;
         }
-        if bytes < max_bytes {
+        // Hot events only follow a complete run of cold ones (the page stays gap-free).
+        if events.len() == cold_count {
             for json in hot.hot {
-                bytes += json.len();
-                events.push(json);
-                if bytes >= max_bytes {
+                if !budget.admit(json.len()) {
                     break;
                 }
+                events.push(json);
             }
         }
         Ok(Page { events, last_seq: hot.last_seq })

@@ -27,6 +27,8 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
+use crate::session::ByteBudget;
+
 /// One tail's wake-up slot.
 #[derive(Default)]
 pub struct TailSignal {
@@ -89,13 +91,12 @@ impl Mirror {
             return None;
         }
         let mut out = Vec::new();
-        let mut bytes = 0;
+        let mut budget = ByteBudget::new(max_bytes);
         for e in self.events.iter().skip((after + 1 - self.first_seq) as usize).take(max_events) {
-            bytes += e.len();
-            out.push(e.clone());
-            if bytes >= max_bytes {
+            if !budget.admit(e.len()) {
                 break;
             }
+            out.push(e.clone());
         }
         Some(out)
     }

@@ -4,7 +4,7 @@
 use crate::http::request::{HttpError, Request};
 use crate::http::response::{write_error_with_headers, write_response};
 use crate::http::router::{route, Route, RouteError};
-use crate::limits::PAGE_BYTES_MAX;
+use crate::limits::{PAGE_BYTES_MAX, PAGE_ENVELOPE_BYTES};
 use crate::runtime::api;
 use crate::session::json::push_json_string;
 use crate::session::{self, ApiError};
@@ -94,7 +94,9 @@ pub async fn respond(req: Request, route: Route) -> Response {
 async fn events_page(req: &Request, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
     let cursor = session::parse_cursor(req.query_param("cursor"))?;
     let limit = session::parse_limit(req.query_param("limit"))?;
-    let page = api::read(id, cursor, limit, PAGE_BYTES_MAX).await?;
+    // The events' budget leaves room for the envelope, so the whole body stays within
+    // PAGE_BYTES_MAX (unless one event alone is larger: a page is never empty).
+    let page = api::read(id, cursor, limit, PAGE_BYTES_MAX - PAGE_ENVELOPE_BYTES).await?;
     let next_cursor = cursor + page.events.len() as u64;
     let size: usize = page.events.iter().map(|e| e.len() + 1).sum();
     let mut body = Vec::with_capacity(size + 64);

@@ -75,7 +75,12 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
         return;
     }
     let core = current();
-    core.metrics.count_request(ROUTE, 101);
+    // A WebSocket tail is answered 101 Switching Protocols, an SSE tail 200.
+    let status = match plan.transport {
+        Transport::WebSocket { .. } => 101,
+        Transport::Sse { .. } => 200,
+    };
+    core.metrics.count_request(ROUTE, status);
     core.metrics.counters.open_tails.inc();
     match &mut plan.transport {
         Transport::WebSocket { handshake } => {
