@@ -73,6 +73,8 @@ pub struct Config {
     /// Test-only failpoint, honoured by debug builds only: the log engine's n-th fdatasync
     /// (and every later one) fails with EIO (`STARCITE_TEST_FAIL_FDATASYNC_AFTER`).
     pub test_fail_fdatasync_after: Option<u64>,
+    /// `STARCITE_STALL_THRESHOLD_MS`: glommio stall detector budget; 0 turns it off.
+    pub stall_threshold_ms: u64,
     /// `STARCITE_LOG_FORMAT`: `human` (default) or `json`.
     pub log_format: crate::logging::LogFormat,
     /// `STARCITE_LOG`: a tracing EnvFilter directive (default [`LOG_FILTER_DEFAULT`]).
@@ -270,6 +272,7 @@ impl Config {
             request_timeout_ms: env.number("STARCITE_REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_MS_DEFAULT, 1, 600_000)?,
             tail_idle_timeout_ms: env.number("STARCITE_TAIL_IDLE_TIMEOUT_MS", TAIL_IDLE_TIMEOUT_MS_DEFAULT, 1, 86_400_000)?,
             max_connections_per_core: env.number("STARCITE_MAX_CONNECTIONS_PER_CORE", CONNECTIONS_PER_CORE_MAX_DEFAULT, 1, 1_000_000)?,
+            stall_threshold_ms: env.number("STARCITE_STALL_THRESHOLD_MS", crate::limits::EXECUTOR_STALL_THRESHOLD_MS, 0, 60_000)?,
             log_format: env.choice(
                 "STARCITE_LOG_FORMAT",
                 crate::logging::LogFormat::Human,

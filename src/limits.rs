@@ -152,9 +152,10 @@ pub const LISTEN_WAIT_MS: u64 = 10_000;
 /// How often each core checks the process-wide shutdown request (set by the signal thread,
 /// which cannot wake a glommio executor directly).
 pub const SHUTDOWN_POLL_MS: u64 = 20;
-/// A task that runs this long without yielding is an executor stall: logged with its
-/// backtrace and counted (`starcite_executor_stalls_total`). Every connection of the core
-/// waits that long, so it is the latency alarm of a thread-per-core server.
+/// Default `STARCITE_STALL_THRESHOLD_MS`: a task that runs this long past its queue's
+/// budget without yielding is an executor stall, logged and counted
+/// (`starcite_executor_stalls_total`). Every connection of the core waits that long, so it
+/// is the latency alarm of a thread-per-core server.
 pub const EXECUTOR_STALL_THRESHOLD_MS: u64 = 25;
 /// Raft timing (milliseconds).
 pub const RAFT_HEARTBEAT_MS: u64 = 100;

@@ -16,7 +16,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
 use crate::config::Config;
-use crate::limits::{EXECUTOR_STALL_THRESHOLD_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::limits::{LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
 use crate::runtime::core::CoreMsg;
 use crate::runtime::shutdown::Shutdown;
 use crate::server::Reservation;
@@ -238,7 +238,10 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
         .io_memory(io_memory)
         .name("starcite-core")
-        .detect_stalls(Some(Box::new(|| Box::new(StallAlarm))))
+        .detect_stalls(match config.stall_threshold_ms {
+            0 => None,
+            ms => Some(Box::new(move || Box::new(StallAlarm(Duration::from_millis(ms))))),
+        })
         .on_all_shards(move || async move {
             if let Err(e) = core_main(core_config, mesh, shutdown, cores_listening).await {
                 // A fatal startup error: the same one plain line as main's (logging.rs).
@@ -280,11 +283,11 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
 /// (glommio 0.9 does not export the type its `stall` callback takes, so the count hooks the
 /// log line instead of overriding the callback.)
 #[derive(Debug)]
-struct StallAlarm;
+struct StallAlarm(Duration);
 
 impl glommio::StallDetectionHandler for StallAlarm {
     fn threshold(&self, _queue: glommio::TaskQueueHandle, _max_expected: Duration) -> Option<Duration> {
-        Some(Duration::from_millis(EXECUTOR_STALL_THRESHOLD_MS))
+        Some(self.0)
     }
 }
 
