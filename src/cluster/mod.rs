@@ -3,12 +3,16 @@
 //! before anything it sends is acted on ([`handshake`]). Formats: docs/FORMAT.md,
 //! "Cluster wire format".
 //!
-//! [`session`] runs the handshake over a byte stream and then carries frames.
+//! [`session`] runs the handshake over a byte stream and then carries frames; [`rpc`]
+//! encodes openraft's RPCs (with request id and shard) as frame bodies.
 //!
-//! Status: the codecs and the authenticated session only. The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
+//! Status: the codecs and the authenticated session only.
+//!
+//! Layering: cluster/ sits beside runtime/ (it knows raft's types, never the front). The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
 //! (connections per peer, coalesced writes, openraft's `RaftNetwork`, forwarding) is the
 //! next step of the issue "A real cluster…"; a single node never opens a connection.
 
 pub mod handshake;
+pub mod rpc;
 pub mod session;
 pub mod wire;
