@@ -38,10 +38,20 @@ fn start_acceptor(connections: usize) -> (u16, mpsc::Receiver<Outcome>) {
             port_tx.send(listener.local_addr().unwrap().port()).unwrap();
             for _ in 0..connections {
                 let stream = listener.accept().await.expect("accept");
-                let mut frames = Vec::new();
-                let (peer, why) =
-                    accept(stream, ClusterKey::derive(SECRET), "acceptor", SHARDS, |_, f| frames.push((f.kind, f.body))).await;
-                let outcome = Outcome { peer: peer.map(|p| p.name), rejected: why.is_rejection(), reason: why.to_string(), frames };
+                let outcome = match accept(stream, ClusterKey::derive(SECRET), "acceptor", SHARDS).await {
+                    Err(why) => Outcome { peer: None, rejected: why.is_rejection(), reason: why.to_string(), frames: vec![] },
+                    Ok((mut framed, peer)) => {
+                        // Authenticated: collect its frames until the connection ends.
+                        let mut frames = Vec::new();
+                        let why = loop {
+                            match framed.read_frame().await {
+                                Ok(f) => frames.push((f.kind, f.body)),
+                                Err(e) => break e,
+                            }
+                        };
+                        Outcome { peer: Some(peer.name), rejected: why.is_rejection(), reason: why.to_string(), frames }
+                    }
+                };
                 out_tx.send(outcome).unwrap();
             }
         });

@@ -4,7 +4,8 @@
 //! "Cluster wire format".
 //!
 //! [`session`] runs the handshake over a byte stream and then carries frames; [`rpc`]
-//! encodes openraft's RPCs (with request id and shard) as frame bodies.
+//! encodes openraft's RPCs (with request id and shard) as frame bodies; [`peer`] carries
+//! them over one connection (ids, coalesced writes, timeouts, serving).
 //!
 //! Status: the codecs and the authenticated session only.
 //!
@@ -13,6 +14,7 @@
 //! next step of the issue "A real cluster…"; a single node never opens a connection.
 
 pub mod handshake;
+pub mod peer;
 pub mod rpc;
 pub mod session;
 pub mod wire;

@@ -1,11 +1,11 @@
 //! One authenticated cluster connection, over any byte stream (glommio TCP in the node,
-//! anything in tests): the acceptor runs the handshake of [`super::handshake`] within
-//! `CLUSTER_HANDSHAKE_TIMEOUT_MS`, then delivers frames to its handler; the dialer runs the
-//! other side and returns a connection ready for frames.
+//! anything in tests): both sides run the handshake of [`super::handshake`] within
+//! `CLUSTER_HANDSHAKE_TIMEOUT_MS` and get a connection ready for frames (then usually
+//! handed to [`super::peer`]).
 //!
 //! Invariants:
-//! - nothing a peer sends reaches the handler before its Proof verified; a failed
-//!   handshake closes the connection and is returned as the reason (the caller counts it);
+//! - nothing a peer sends is handed on before its Proof verified; a failed handshake is
+//!   returned as the reason and the caller drops (closes) the connection and counts it;
 //! - reads are bounded: a peer can make us hold at most one maximal frame plus one read
 //!   buffer (`wire::Decoder`), and a peer that stalls the handshake is cut off by time.
 
@@ -91,8 +91,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         Ok(frame.body)
     }
 
-    pub fn into_inner(self) -> S {
-        self.stream
+    /// The stream and the bytes already read from it but not yet returned as frames.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.stream, self.decoder.into_buffered())
     }
 }
 
@@ -105,18 +106,16 @@ async fn within<T>(f: impl std::future::Future<Output = Result<T, SessionError>>
     }
 }
 
-/// Accept a connection: authenticate the dialer, then hand every frame it sends to
-/// `on_frame` until the connection ends. Returns the authenticated peer (if it got that
-/// far) and why the connection ended.
+/// Accept side: authenticate the dialer within `CLUSTER_HANDSHAKE_TIMEOUT_MS`; nothing it
+/// sent is handed on before its proof verified. Returns the framed connection and who it is.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: ClusterKey,
     me: &str,
     shards: u32,
-    mut on_frame: impl FnMut(&Peer, Frame),
-) -> (Option<Peer>, SessionError) {
+) -> Result<(Framed<S>, Peer), SessionError> {
     let mut framed = Framed::new(stream);
-    let handshake = within(async {
+    let peer = within(async {
         let mut acceptor = Acceptor::new(key, me, shards);
         let hello = framed.expect(kind::HELLO).await?;
         let challenge = acceptor.on_hello(&hello)?;
@@ -124,17 +123,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         let proof = framed.expect(kind::PROOF).await?;
         Ok(acceptor.on_proof(&proof)?)
     })
-    .await;
-    let peer = match handshake {
-        Ok(peer) => peer,
-        Err(e) => return (None, e),
-    };
-    loop {
-        match framed.read_frame().await {
-            Ok(frame) => on_frame(&peer, frame),
-            Err(e) => return (Some(peer), e),
-        }
-    }
+    .await?;
+    Ok((framed, peer))
 }
 
 /// Dial side: authenticate over `stream` (the acceptor must prove the secret too) and

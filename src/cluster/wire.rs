@@ -60,6 +60,12 @@ impl Decoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The bytes buffered and not yet returned as frames (handing a stream over to another
+    /// reader after the handshake).
+    pub fn into_buffered(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()

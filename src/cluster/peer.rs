@@ -1,0 +1,234 @@
+//! Raft RPCs over one authenticated connection: the calling side ([`RpcClient`]) and the
+//! answering side ([`serve`]).
+//!
+//! One connection carries every Raft group's RPCs for a pair of cores: each request has an
+//! id, one reader task routes responses to their waiters (answers may come in any order),
+//! and writes are coalesced — everything queued during one turn of the executor goes out in
+//! one `write` (the writer task wakes once per turn, not once per RPC).
+//!
+//! Invariants:
+//! - a call never hangs: it ends with its response, [`CallFailure::Timeout`] at its
+//!   deadline, or [`CallFailure::Unreachable`] when the connection dies (every pending call
+//!   fails at once);
+//! - a response whose id matches no pending call (late, after a timeout) is dropped.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::LocalBoxFuture;
+use futures::io::WriteHalf;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+
+use super::rpc::{self, RaftRequest, RaftResponse};
+use super::wire::{self, Decoder};
+use crate::limits::CLUSTER_READ_BYTES;
+
+/// Why a call got no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallFailure {
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Frames waiting to be written, and the writer task's waker.
+#[derive(Default)]
+struct Outbox {
+    bytes: RefCell<Vec<u8>>,
+    waker: RefCell<Option<std::task::Waker>>,
+    closed: Cell<bool>,
+}
+
+impl Outbox {
+    fn push(&self, kind: u8, body: &[u8]) {
+        wire::encode(&mut self.bytes.borrow_mut(), kind, body);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves with everything queued (at least one frame), or None once closed.
+    async fn take(&self) -> Option<Vec<u8>> {
+        std::future::poll_fn(|cx| {
+            if self.closed.get() {
+                return std::task::Poll::Ready(None);
+            }
+            let mut bytes = self.bytes.borrow_mut();
+            if !bytes.is_empty() {
+                return std::task::Poll::Ready(Some(std::mem::take(&mut *bytes)));
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    fn close(&self) {
+        self.closed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+}
+
+/// Write everything the outbox collects until it closes or a write fails.
+async fn write_loop<W: AsyncWrite>(mut writer: WriteHalf<W>, outbox: Rc<Outbox>) -> std::io::Result<()> {
+    while let Some(bytes) = outbox.take().await {
+        writer.write_all(&bytes).await?;
+        writer.flush().await?;
+    }
+    Ok(())
+}
+
+type Pending = RefCell<HashMap<u64, oneshot::Sender<RaftResponse>>>;
+
+/// The calling side of a connection.
+pub struct RpcClient {
+    outbox: Rc<Outbox>,
+    pending: Rc<Pending>,
+    next_id: Cell<u64>,
+    /// Set when the connection died: why.
+    dead: Rc<RefCell<Option<String>>>,
+}
+
+impl RpcClient {
+    /// Take over an authenticated stream and the bytes already read past the handshake
+    /// (`session::dial`, then `Framed::into_parts`): start its reader and writer tasks on
+    /// this executor.
+    pub fn start<S: AsyncRead + AsyncWrite + Unpin + 'static>(stream: S, leftover: Vec<u8>) -> RpcClient {
+        let (mut reader, writer) = stream.split();
+        let outbox = Rc::new(Outbox::default());
+        let pending: Rc<Pending> = Rc::default();
+        let dead: Rc<RefCell<Option<String>>> = Rc::default();
+        let fail_all = {
+            let (pending, dead, outbox) = (pending.clone(), dead.clone(), outbox.clone());
+            move |why: String| {
+                outbox.close();
+                dead.borrow_mut().get_or_insert(why);
+                // Dropping the senders fails every waiter (they map it to Unreachable).
+                pending.borrow_mut().clear();
+            }
+        };
+        {
+            let (outbox, fail_all) = (outbox.clone(), fail_all.clone());
+            glommio::spawn_local(async move {
+                if let Err(e) = write_loop(writer, outbox).await {
+                    fail_all(format!("write failed: {e}"));
+                }
+            })
+            .detach();
+        }
+        {
+            let pending = pending.clone();
+            glommio::spawn_local(async move {
+                let mut decoder = Decoder::default();
+                decoder.push(&leftover);
+                let mut buf = vec![0u8; CLUSTER_READ_BYTES];
+                let why = 'read: loop {
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) if frame.kind == rpc::kind::RAFT_RESPONSE => match rpc::decode_response(&frame.body) {
+                                Ok((id, response)) => {
+                                    if let Some(waiter) = pending.borrow_mut().remove(&id) {
+                                        let _ = waiter.send(response);
+                                    }
+                                }
+                                Err(e) => break 'read format!("bad response: {e}"),
+                            },
+                            Ok(Some(frame)) => break 'read format!("unexpected frame kind {}", frame.kind),
+                            Ok(None) => break,
+                            Err(e) => break 'read e.to_string(),
+                        }
+                    }
+                    match reader.read(&mut buf).await {
+                        Ok(0) => break "connection closed by the peer".to_string(),
+                        Ok(n) => decoder.push(&buf[..n]),
+                        Err(e) => break format!("read failed: {e}"),
+                    }
+                };
+                fail_all(why);
+            })
+            .detach();
+        }
+        RpcClient { outbox, pending, next_id: Cell::new(1), dead }
+    }
+
+    /// Whether the connection died (a new one must be dialed).
+    pub fn is_dead(&self) -> bool {
+        self.dead.borrow().is_some()
+    }
+
+    /// Send `request` for `shard`'s group and wait at most `timeout` for its response.
+    pub async fn call(&self, shard: u32, request: &RaftRequest, timeout: Duration) -> Result<RaftResponse, CallFailure> {
+        if let Some(why) = self.dead.borrow().clone() {
+            return Err(CallFailure::Unreachable(why));
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, tx);
+        self.outbox.push(rpc::kind::RAFT_REQUEST, &rpc::encode_request(id, shard, request));
+        let outcome = futures::select! {
+            r = rx.fuse() => r.map_err(|_| CallFailure::Unreachable(self.dead.borrow().clone().unwrap_or_else(|| "connection closed".into()))),
+            _ = glommio::timer::sleep(timeout).fuse() => Err(CallFailure::Timeout(timeout)),
+        };
+        // A timed-out call leaves no entry behind (a late answer is dropped).
+        self.pending.borrow_mut().remove(&id);
+        outcome
+    }
+}
+
+/// Answer RPCs arriving on an authenticated stream (`session::accept`, then
+/// `Framed::into_parts`: the stream and the bytes already read past the handshake) with
+/// `handler`, each in its own task (a slow group never blocks another's answer), until the
+/// connection ends. Returns why it ended.
+pub async fn serve<S, H, F>(stream: S, leftover: Vec<u8>, handler: H) -> String
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    H: Fn(u32, RaftRequest) -> F + 'static,
+    F: Future<Output = RaftResponse> + 'static,
+{
+    let (mut reader, writer) = stream.split();
+    let outbox = Rc::new(Outbox::default());
+    let writing = {
+        let outbox = outbox.clone();
+        glommio::spawn_local(async move { write_loop(writer, outbox).await })
+    };
+    let handler = Rc::new(move |shard, request| -> LocalBoxFuture<'static, RaftResponse> { handler(shard, request).boxed_local() });
+    let mut decoder = Decoder::default();
+    decoder.push(&leftover);
+    let mut buf = vec![0u8; CLUSTER_READ_BYTES];
+    let why = 'read: loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) if frame.kind == rpc::kind::RAFT_REQUEST => match rpc::decode_request(&frame.body) {
+                    Ok((id, shard, request)) => {
+                        let (outbox, handler) = (outbox.clone(), handler.clone());
+                        glommio::spawn_local(async move {
+                            let response = handler(shard, request).await;
+                            outbox.push(rpc::kind::RAFT_RESPONSE, &rpc::encode_response(id, &response));
+                        })
+                        .detach();
+                    }
+                    Err(e) => break 'read format!("bad request: {e}"),
+                },
+                Ok(Some(frame)) => break 'read format!("unexpected frame kind {}", frame.kind),
+                Ok(None) => break,
+                Err(e) => break 'read e.to_string(),
+            }
+        }
+        match reader.read(&mut buf).await {
+            Ok(0) => break "connection closed by the peer".to_string(),
+            Ok(n) => decoder.push(&buf[..n]),
+            Err(e) => break format!("read failed: {e}"),
+        }
+    };
+    outbox.close();
+    let _ = writing.await;
+    why
+}

@@ -1,0 +1,119 @@
+//! Raft RPCs between two executors over a real, authenticated loopback connection
+//! (src/cluster/peer.rs): many calls in flight answered out of order reach the right
+//! callers, a call whose answer never comes times out, and a connection that dies fails
+//! every pending call at once instead of hanging.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use openraft::raft::{VoteRequest, VoteResponse};
+use openraft::Vote;
+use starcite::cluster::handshake::ClusterKey;
+use starcite::cluster::peer::{serve, CallFailure, RpcClient};
+use starcite::cluster::rpc::{RaftRequest, RaftResponse};
+use starcite::cluster::session::{accept, dial};
+
+const SECRET: &[u8] = b"the cluster's shared secret, thirty-two bytes or more";
+
+/// A server that answers Vote requests by granting them iff the term is even, after a delay
+/// of (100 - term) ms — so later requests overtake earlier ones — never answers term 999,
+/// and drops the connection (ends its executor) on term 998.
+fn start_server() -> u16 {
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let stream = listener.accept().await.expect("accept");
+            let (framed, _peer) = accept(stream, ClusterKey::derive(SECRET), "server", 256).await.expect("authenticated");
+            let (stream, leftover) = framed.into_parts();
+            let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+            let stop = std::rc::Rc::new(std::cell::RefCell::new(Some(stop_tx)));
+            let serving = serve(stream, leftover, move |shard, request| {
+                let stop = stop.clone();
+                async move {
+                    let RaftRequest::Vote(v) = request else { panic!("only votes in this test") };
+                    let term = v.vote.leader_id().term;
+                    if term == 998 {
+                        if let Some(tx) = stop.borrow_mut().take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    if term >= 998 {
+                        futures::future::pending::<()>().await;
+                    }
+                    glommio::timer::sleep(Duration::from_millis(100u64.saturating_sub(term))).await;
+                    let granted = term % 2 == 0 && shard == 7;
+                    RaftResponse::Vote(Ok(VoteResponse { vote: v.vote, vote_granted: granted, last_log_id: None }))
+                }
+            });
+            use futures::FutureExt;
+            // Serve until told to drop the connection (or, bounded, 30 s).
+            futures::select! {
+                _ = serving.fuse() => {}
+                _ = stop_rx.fuse() => {}
+                _ = glommio::timer::sleep(Duration::from_secs(30)).fuse() => {}
+            }
+        });
+    });
+    port_rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+fn vote(term: u64) -> RaftRequest {
+    RaftRequest::Vote(VoteRequest { vote: Vote::new(term, 3), last_log_id: None })
+}
+
+#[test]
+fn calls_in_flight_get_their_own_answers_time_out_or_fail_when_the_connection_dies() {
+    let port = start_server();
+    glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
+        let stream = glommio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        let (framed, peer) = dial(stream, ClusterKey::derive(SECRET), "client", 256).await.expect("authenticated");
+        assert_eq!(peer.name, "server");
+        let (stream, leftover) = framed.into_parts();
+        let client = std::rc::Rc::new(RpcClient::start(stream, leftover));
+
+        // 20 calls at once; the server answers the later ones first.
+        let calls: Vec<_> = (1..=20u64)
+            .map(|term| {
+                let client = client.clone();
+                glommio::spawn_local(async move { (term, client.call(7, &vote(term), Duration::from_secs(5)).await) })
+            })
+            .collect();
+        for call in calls {
+            let (term, answer) = call.await;
+            match answer {
+                Ok(RaftResponse::Vote(Ok(r))) => {
+                    assert_eq!(r.vote.leader_id().term, term, "an answer reached another caller");
+                    assert_eq!(r.vote_granted, term % 2 == 0);
+                }
+                other => panic!("term {term}: {other:?}"),
+            }
+        }
+
+        // No answer: a timeout, on time, and the client keeps working.
+        let started = Instant::now();
+        let r = client.call(7, &vote(999), Duration::from_millis(200)).await;
+        assert_eq!(r.err(), Some(CallFailure::Timeout(Duration::from_millis(200))));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(client.call(7, &vote(2), Duration::from_secs(5)).await, Ok(RaftResponse::Vote(Ok(_)))));
+
+        // The connection dies under pending calls: each fails as unreachable, none hangs.
+        let pending: Vec<_> = (0..3)
+            .map(|_| {
+                let client = client.clone();
+                glommio::spawn_local(async move { client.call(7, &vote(999), Duration::from_secs(30)).await })
+            })
+            .collect();
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        // Term 998 makes the server drop the connection.
+        let _ = client.call(7, &vote(998), Duration::from_secs(30)).await;
+        for p in pending {
+            assert!(matches!(p.await, Err(CallFailure::Unreachable(_))));
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "pending calls hung");
+        assert!(client.is_dead());
+        assert!(matches!(client.call(7, &vote(2), Duration::from_secs(1)).await, Err(CallFailure::Unreachable(_))));
+    });
+}
