@@ -325,14 +325,7 @@ mod tests {
         // Random bytes of every length never panic.
         let mut rng = 0x2545f4914f6cdd1du64;
         for n in 0..300 {
-            let bytes: Vec<u8> = (0..n)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng as u8
-                })
-                .collect();
+            let bytes = crate::cluster::noise(&mut rng, n);
             let _ = Acceptor::new(key(), "n2", 256).on_hello(&bytes);
             let (d, _) = Dialer::start(key(), "n1", 256);
             let _ = d.on_challenge(&bytes);

@@ -18,3 +18,17 @@ pub mod peer;
 pub mod rpc;
 pub mod session;
 pub mod wire;
+
+/// Pseudo-random bytes for the codecs' "garbage never panics" tests (xorshift64; no seed
+/// file, no dependency).
+#[cfg(test)]
+pub(crate) fn noise(state: &mut u64, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
+}

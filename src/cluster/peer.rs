@@ -85,6 +85,39 @@ async fn write_loop<W: AsyncWrite>(mut writer: WriteHalf<W>, outbox: Rc<Outbox>)
     Ok(())
 }
 
+/// Read frames of kind `expected` (after `leftover`, the bytes read past the handshake)
+/// and hand each body to `on_body`, until the connection ends, a frame of another kind
+/// arrives, or `on_body` refuses one; returns why it ended.
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    leftover: &[u8],
+    expected: u8,
+    mut on_body: impl FnMut(&[u8]) -> Result<(), String>,
+) -> String {
+    let mut decoder = Decoder::default();
+    decoder.push(leftover);
+    let mut buf = vec![0u8; CLUSTER_READ_BYTES];
+    loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) if frame.kind == expected => {
+                    if let Err(why) = on_body(&frame.body) {
+                        return why;
+                    }
+                }
+                Ok(Some(frame)) => return format!("unexpected frame kind {}", frame.kind),
+                Ok(None) => break,
+                Err(e) => return e.to_string(),
+            }
+        }
+        match reader.read(&mut buf).await {
+            Ok(0) => return "connection closed by the peer".to_string(),
+            Ok(n) => decoder.push(&buf[..n]),
+            Err(e) => return format!("read failed: {e}"),
+        }
+    }
+}
+
 type Pending = RefCell<HashMap<u64, oneshot::Sender<RaftResponse>>>;
 
 /// The calling side of a connection.
@@ -126,31 +159,14 @@ impl RpcClient {
         {
             let pending = pending.clone();
             glommio::spawn_local(async move {
-                let mut decoder = Decoder::default();
-                decoder.push(&leftover);
-                let mut buf = vec![0u8; CLUSTER_READ_BYTES];
-                let why = 'read: loop {
-                    loop {
-                        match decoder.next_frame() {
-                            Ok(Some(frame)) if frame.kind == rpc::kind::RAFT_RESPONSE => match rpc::decode_response(&frame.body) {
-                                Ok((id, response)) => {
-                                    if let Some(waiter) = pending.borrow_mut().remove(&id) {
-                                        let _ = waiter.send(response);
-                                    }
-                                }
-                                Err(e) => break 'read format!("bad response: {e}"),
-                            },
-                            Ok(Some(frame)) => break 'read format!("unexpected frame kind {}", frame.kind),
-                            Ok(None) => break,
-                            Err(e) => break 'read e.to_string(),
-                        }
+                let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_RESPONSE, |body| {
+                    let (id, response) = rpc::decode_response(body).map_err(|e| format!("bad response: {e}"))?;
+                    if let Some(waiter) = pending.borrow_mut().remove(&id) {
+                        let _ = waiter.send(response);
                     }
-                    match reader.read(&mut buf).await {
-                        Ok(0) => break "connection closed by the peer".to_string(),
-                        Ok(n) => decoder.push(&buf[..n]),
-                        Err(e) => break format!("read failed: {e}"),
-                    }
-                };
+                    Ok(())
+                })
+                .await;
                 fail_all(why);
             })
             .detach();
@@ -200,34 +216,17 @@ where
         glommio::spawn_local(async move { write_loop(writer, outbox).await })
     };
     let handler = Rc::new(move |shard, request| -> LocalBoxFuture<'static, RaftResponse> { handler(shard, request).boxed_local() });
-    let mut decoder = Decoder::default();
-    decoder.push(&leftover);
-    let mut buf = vec![0u8; CLUSTER_READ_BYTES];
-    let why = 'read: loop {
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) if frame.kind == rpc::kind::RAFT_REQUEST => match rpc::decode_request(&frame.body) {
-                    Ok((id, shard, request)) => {
-                        let (outbox, handler) = (outbox.clone(), handler.clone());
-                        glommio::spawn_local(async move {
-                            let response = handler(shard, request).await;
-                            outbox.push(rpc::kind::RAFT_RESPONSE, &rpc::encode_response(id, &response));
-                        })
-                        .detach();
-                    }
-                    Err(e) => break 'read format!("bad request: {e}"),
-                },
-                Ok(Some(frame)) => break 'read format!("unexpected frame kind {}", frame.kind),
-                Ok(None) => break,
-                Err(e) => break 'read e.to_string(),
-            }
-        }
-        match reader.read(&mut buf).await {
-            Ok(0) => break "connection closed by the peer".to_string(),
-            Ok(n) => decoder.push(&buf[..n]),
-            Err(e) => break format!("read failed: {e}"),
-        }
-    };
+    let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_REQUEST, |body| {
+        let (id, shard, request) = rpc::decode_request(body).map_err(|e| format!("bad request: {e}"))?;
+        let (outbox, handler) = (outbox.clone(), handler.clone());
+        glommio::spawn_local(async move {
+            let response = handler(shard, request).await;
+            outbox.push(rpc::kind::RAFT_RESPONSE, &rpc::encode_response(id, &response));
+        })
+        .detach();
+        Ok(())
+    })
+    .await;
     outbox.close();
     let _ = writing.await;
     why

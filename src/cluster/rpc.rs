@@ -199,14 +199,7 @@ mod tests {
         assert!(decode_response(&[1, 2, 3]).is_err());
         let mut rng = 0x853c49e6748fea9bu64;
         for n in 0..400 {
-            let bytes: Vec<u8> = (0..n)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng as u8
-                })
-                .collect();
+            let bytes = crate::cluster::noise(&mut rng, n);
             let _ = decode_request(&bytes);
             let _ = decode_response(&bytes);
         }

@@ -169,14 +169,7 @@ mod tests {
         for _ in 0..2000 {
             let mut d = Decoder::default();
             let n = (rng % 64) as usize;
-            let bytes: Vec<u8> = (0..n)
-                .map(|_| {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    rng as u8
-                })
-                .collect();
+            let bytes = crate::cluster::noise(&mut rng, n);
             d.push(&bytes);
             let _ = d.next_frame();
             assert!(d.buffered() <= FRAME_HEADER_BYTES + CLUSTER_FRAME_BYTES_MAX);
