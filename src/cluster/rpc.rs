@@ -58,8 +58,7 @@ const INSTALL_SNAPSHOT: u8 = 3;
 
 fn to_body<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     // Serializing our own well-formed values into a Vec cannot fail.
-    let bytes = postcard::to_stdvec(value).expect("Raft RPC values serialize");
-    out.extend_from_slice(&bytes);
+    *out = postcard::to_extend(value, std::mem::take(out)).expect("Raft RPC values serialize");
 }
 
 fn from_body<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, RpcError> {

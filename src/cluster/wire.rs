@@ -50,6 +50,9 @@ pub fn encode(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Bytes of `buf` already returned as frames; dropped at the next `push`, so a read
+    /// holding many small frames costs one move, not one per frame.
+    start: usize,
     /// Set after an error: the stream's framing is lost.
     failed: bool,
 }
@@ -57,18 +60,23 @@ pub struct Decoder {
 impl Decoder {
     /// Append received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The bytes buffered and not yet returned as frames (handing a stream over to another
     /// reader after the handshake).
-    pub fn into_buffered(self) -> Vec<u8> {
+    pub fn into_buffered(mut self) -> Vec<u8> {
+        self.buf.drain(..self.start);
         self.buf
     }
 
     /// Bytes buffered and not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.
@@ -80,12 +88,14 @@ impl Decoder {
         if result.is_err() {
             self.failed = true;
             self.buf = Vec::new();
+            self.start = 0;
         }
         result
     }
 
     fn decode(&mut self) -> Result<Option<Frame>, WireError> {
-        let Some(header) = self.buf.get(..FRAME_HEADER_BYTES) else {
+        let rest = &self.buf[self.start..];
+        let Some(header) = rest.get(..FRAME_HEADER_BYTES) else {
             return Ok(None);
         };
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -96,14 +106,14 @@ impl Decoder {
         if len == 0 {
             return Err(WireError::Empty);
         }
-        let Some(payload) = self.buf.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len) else {
+        let Some(payload) = rest.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len) else {
             return Ok(None);
         };
         if crc32fast::hash(payload) != crc {
             return Err(WireError::Checksum);
         }
         let frame = Frame { kind: payload[0], body: payload[1..].to_vec() };
-        self.buf.drain(..FRAME_HEADER_BYTES + len);
+        self.start += FRAME_HEADER_BYTES + len;
         Ok(Some(frame))
     }
 }

@@ -302,7 +302,7 @@ impl LogEngine {
         st.preparing = Some((segment, shared));
     }
 
-    async fn file_for_write(&self, segment: u32) -> Result<Rc<dyn SegmentFile>, String> {
+    async fn file_for_write(&self, segment: u32) -> Result<Rc<dyn SegmentFile>, LogError> {
         if let Some(f) = self.files.borrow().get(&segment) {
             return Ok(f.clone());
         }
@@ -311,7 +311,8 @@ impl LogEngine {
             self.start_preparing(&mut st, segment);
             st.preparing.as_ref().expect("preparing").1.clone()
         };
-        let file = prep.await.map_err(|e| e.to_string())?;
+        // The preparation is shared (a cloneable future), so its error is too: restate it.
+        let file = prep.await.map_err(|e| LogError::io("prepare", self.path_of(segment), 0, io::Error::other(e.to_string())))?;
         self.files.borrow_mut().insert(segment, file.clone());
         self.sizes.borrow_mut().insert(segment, self.segment_bytes);
         Ok(file)

@@ -25,42 +25,23 @@ use crate::limits::LOG_BLOCK_BYTES;
 /// Bytes read from a segment, shared without copying (sub-slices included).
 #[derive(Clone)]
 pub struct ReadBuf {
-    bytes: Shared,
+    bytes: ReadResult,
     start: usize,
     len: usize,
 }
 
-#[derive(Clone)]
-enum Shared {
-    Dma(ReadResult),
-    Memory(Rc<[u8]>),
-}
-
 impl ReadBuf {
-    fn whole(&self) -> &[u8] {
-        match &self.bytes {
-            Shared::Dma(r) => r,
-            Shared::Memory(m) => m,
-        }
-    }
-
     /// The bytes `[start, start + len)` of this buffer, sharing its memory.
     pub fn slice(&self, start: usize, len: usize) -> Option<ReadBuf> {
         let end = start.checked_add(len)?;
         (end <= self.len).then(|| ReadBuf { bytes: self.bytes.clone(), start: self.start + start, len })
-    }
-
-    /// A buffer over bytes held in memory (for implementations other than DMA files).
-    pub fn from_vec(v: Vec<u8>) -> ReadBuf {
-        let len = v.len();
-        ReadBuf { bytes: Shared::Memory(v.into()), start: 0, len }
     }
 }
 
 impl Deref for ReadBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.whole()[self.start..self.start + self.len]
+        &self.bytes[self.start..self.start + self.len]
     }
 }
 
@@ -103,7 +84,7 @@ impl SegmentFile for Dma {
         async move {
             let r = self.0.read_at(pos, len).await.map_err(io::Error::from)?;
             let len = r.len();
-            Ok(ReadBuf { bytes: Shared::Dma(r), start: 0, len })
+            Ok(ReadBuf { bytes: r, start: 0, len })
         }
         .boxed_local()
     }

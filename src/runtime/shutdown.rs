@@ -9,7 +9,7 @@
 //! get there (cross-core requests still in flight need their owner), then flush the log
 //! and stop. The whole drain is bounded by `SHUTDOWN_GRACE_MS`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -53,28 +53,27 @@ impl Shutdown {
 /// shared oneshot, whose clones drop their wakers when dropped, so a connection that
 /// waited and moved on leaves nothing behind.
 pub struct Latch {
+    /// Taken (and fired) by `set`: its absence is the latch's state.
     tx: RefCell<Option<oneshot::Sender<()>>>,
     rx: Shared<oneshot::Receiver<()>>,
-    set: Cell<bool>,
 }
 
 impl Default for Latch {
     fn default() -> Self {
         let (tx, rx) = oneshot::channel();
-        Latch { tx: RefCell::new(Some(tx)), rx: rx.shared(), set: Cell::new(false) }
+        Latch { tx: RefCell::new(Some(tx)), rx: rx.shared() }
     }
 }
 
 impl Latch {
     pub fn set(&self) {
-        self.set.set(true);
         if let Some(tx) = self.tx.borrow_mut().take() {
             let _ = tx.send(());
         }
     }
 
     pub fn is_set(&self) -> bool {
-        self.set.get()
+        self.tx.borrow().is_none()
     }
 
     /// Resolves once the latch is set (at once if it already is).
