@@ -27,9 +27,10 @@ pub enum PubsubAdapter {
     Redis,
 }
 
-/// Default `STARCITE_LOG`: our own lines at info, openraft's only from warn (it logs
-/// every group's state changes at info: thousands of lines for 256 shards).
-pub const LOG_FILTER_DEFAULT: &str = "info,openraft=warn";
+/// Default `STARCITE_LOG`: our own lines at info, openraft silenced: it logs every failed RPC of every group on every retry
+/// (hundreds of lines a second per unreachable peer with 256 groups); the node logs one
+/// line per peer that becomes unreachable or reachable again, and what it decides itself.
+pub const LOG_FILTER_DEFAULT: &str = "info,openraft=off";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {

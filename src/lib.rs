@@ -32,6 +32,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod listen;
 pub mod log;
 pub mod logging;
 pub mod metrics;

@@ -179,7 +179,34 @@ pub const CLUSTER_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
 /// Socket read size of a cluster connection.
 pub const CLUSTER_READ_BYTES: usize = 64 * 1024;
 
+/// Dialing a peer (TCP connect) gives up after this (milliseconds).
+pub const CLUSTER_CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// After a failed dial, the next waits this long, doubling per failure up to the max
+/// (milliseconds).
+pub const CLUSTER_REDIAL_MIN_MS: u64 = 50;
+pub const CLUSTER_REDIAL_MAX_MS: u64 = 2_000;
+/// Raft entries per AppendEntries RPC (openraft's `max_payload_entries`): one entry is at
+/// most one log record, so this many always fit one frame.
+pub const RAFT_PAYLOAD_ENTRIES_MAX: u64 = 4;
+/// Hops a request follows "not leader" answers before giving up (SPEC §4 forwarding).
+pub const FORWARD_HOPS_MAX: usize = 4;
+/// Between attempts to find a shard's leader (an election in progress), milliseconds.
+pub const FORWARD_RETRY_MS: u64 = 50;
+/// A tail served by another node's replica waits this long for new events per request
+/// (its long poll), milliseconds.
+pub const TAIL_REMOTE_WAIT_MS: u32 = 2_000;
+/// How often each core reconciles its leaders' memberships and bootstraps groups
+/// (milliseconds).
+pub const MEMBERSHIP_CHECK_MS: u64 = 500;
+/// A learner must catch up, and a voter change commit, within this (milliseconds).
+pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 60_000;
+/// On SIGTERM, a leader waits at most this long for its groups' leadership to move to
+/// followers before it stops them (milliseconds).
+pub const LEADERSHIP_HANDOFF_MS: u64 = 2_000;
+
 const _: () = assert!(CLUSTER_FRAME_BYTES_MAX >= 4 * PROPOSAL_BYTES_MAX);
+const _: () = assert!(RAFT_PAYLOAD_ENTRIES_MAX as usize * RECORD_PAYLOAD_BYTES_MAX + 64 * 1024 <= CLUSTER_FRAME_BYTES_MAX);
+const _: () = assert!(PAGE_BYTES_MAX + 1024 * 1024 <= CLUSTER_FRAME_BYTES_MAX);
 
 // ---- proposals ---------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 //! Process logging through `tracing`: human-readable lines by default, one JSON object per
 //! line with `STARCITE_LOG_FORMAT=json`; the level filter comes from `STARCITE_LOG`
-//! (tracing-subscriber's EnvFilter syntax, default `info,openraft=warn`). Every line logged on a core
+//! (tracing-subscriber's EnvFilter syntax, default `info,openraft=off`). Every line logged on a core
 //! carries the node name and the core number (node.rs enters a `core` span per executor).
 //!
 //! Two lines stay plain `eprintln!` on purpose, because tools parse them: the startup line

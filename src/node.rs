@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
+use crate::cluster::handshake::{ClusterKey, Peer};
+use crate::cluster::links::Member;
 use crate::config::Config;
-use crate::limits::{LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
-use crate::runtime::core::CoreMsg;
+use crate::limits::{LEADERSHIP_HANDOFF_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::listen::{reserve_port, Reservation};
+use crate::runtime::core::{CoreMsg, Op};
 use crate::runtime::shutdown::Shutdown;
-use crate::server::Reservation;
+use crate::runtime::ClusterPlan;
 
 /// Why a node could not start (or a core could not finish starting). One line each, naming
 /// the variable, file or limit to look at.
@@ -96,13 +99,19 @@ pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, String> {
 const MANIFEST_VERSION: u32 = 1;
 
 /// Check (or write, on first start) the data dir's manifest: the layout depends on the
-/// core and shard counts, and a node keeps its name (its Raft identity) across restarts.
-/// Returns the node name to use.
-fn prepare_data_dir(config: &Config) -> Result<String, String> {
+/// core and shard counts, and a node keeps its name and its Raft node id across restarts.
+/// The node id is this data dir's incarnation: random at first start, so a node that comes
+/// back with an empty data dir is a new Raft member under its old name (runtime/membership.rs
+/// has the rule). Data dirs written before the id was recorded use the id derived from the
+/// name, which is what they were initialized with. Returns (node name, node id).
+fn prepare_data_dir(config: &Config) -> Result<(String, u64), String> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("STARCITE_RAFT_DATA_DIR={}: cannot create: {e}", dir.display()))?;
     let path = dir.join(MANIFEST);
-    let wanted = |name: &str| format!("version={MANIFEST_VERSION}\ncores={}\nshards={}\nnode_name={name}\n", config.cores, config.shards);
+    let fresh_id = (rand::random::<u64>() >> 1).max(1);
+    let wanted = |name: &str| {
+        format!("version={MANIFEST_VERSION}\ncores={}\nshards={}\nnode_name={name}\nnode_id={fresh_id}\n", config.cores, config.shards)
+    };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").to_string();
@@ -124,12 +133,16 @@ fn prepare_data_dir(config: &Config) -> Result<String, String> {
                 ));
             }
             let stored = field("node_name");
+            let node_id = match field("node_id") {
+                f if f.is_empty() => crate::runtime::placement::node_id(&stored),
+                f => f.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| format!("{}: invalid node_id={f}", path.display()))?,
+            };
             if config.node_name_generated {
-                Ok(stored)
+                Ok((stored, node_id))
             } else if stored != config.node_name {
                 Err(format!("NODE_NAME={} but the data dir {} belongs to node {stored}", config.node_name, dir.display()))
             } else {
-                Ok(stored)
+                Ok((stored, node_id))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -138,7 +151,7 @@ fn prepare_data_dir(config: &Config) -> Result<String, String> {
             std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| format!("syncing {}: {e}", tmp.display()))?;
             std::fs::rename(&tmp, &path).map_err(|e| format!("writing {}: {e}", path.display()))?;
             std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(|e| format!("syncing {}: {e}", dir.display()))?;
-            Ok(config.node_name.clone())
+            Ok((config.node_name.clone(), fresh_id))
         }
         Err(e) => Err(format!("reading {}: {e}", path.display())),
     }
@@ -177,6 +190,8 @@ fn raise_limits() {
 pub struct Listeners {
     lock: DataDirLock,
     http: Reservation,
+    /// The intra-cluster port, for a multi-node `CLUSTER_NODES`.
+    cluster: Option<Reservation>,
 }
 
 impl Listeners {
@@ -186,11 +201,38 @@ impl Listeners {
     }
 }
 
-/// Lock the data dir, then bind the node's ports (HTTP; one owner per port, see
-/// `server::reserve_port`).
+/// This node's intra-cluster port: its own `CLUSTER_NODES` entry's, which defaults to
+/// `STARCITE_CLUSTER_PORT` (SPEC §4). None for a single node.
+fn cluster_port(config: &Config) -> Option<u16> {
+    if config.cluster_nodes.len() <= 1 {
+        return None;
+    }
+    config.cluster_nodes.iter().find(|n| n.name == config.node_name).map(|n| n.port)
+}
+
+/// Lock the data dir, then bind the node's ports (HTTP, and the cluster port in a cluster;
+/// one owner per port, see `listen::reserve_port`).
 pub fn bind(config: &Config) -> Result<Listeners, StartupError> {
     let lock = lock_data_dir(&config.data_dir).map_err(StartupError::DataDir)?;
-    Ok(Listeners { lock, http: crate::server::reserve_port(config.port).map_err(StartupError::Port)? })
+    let http = reserve_port("PORT", config.port).map_err(StartupError::Port)?;
+    let cluster = match cluster_port(config) {
+        Some(port) => Some(reserve_port("STARCITE_CLUSTER_PORT", port).map_err(StartupError::Port)?),
+        None => None,
+    };
+    Ok(Listeners { lock, http, cluster })
+}
+
+/// The cluster as this node sees it (a single node: itself alone).
+fn cluster_plan(config: &Config, node_id: u64) -> ClusterPlan {
+    let me = Peer { name: config.node_name.clone(), node_id };
+    let members = if config.cluster_nodes.len() > 1 {
+        config.cluster_nodes.iter().map(|n| Member { name: n.name.clone(), addr: format!("{}:{}", n.host, n.port) }).collect()
+    } else {
+        vec![Member { name: config.node_name.clone(), addr: String::new() }]
+    };
+    // A single node never authenticates anyone; config requires the secret for a cluster.
+    let key = ClusterKey::derive(config.secret_key_base.as_deref().unwrap_or("single node").as_bytes());
+    ClusterPlan { me, members, key }
 }
 
 /// A [`Shutdown`] that SIGTERM or SIGINT triggers; a second signal exits the process at
@@ -219,11 +261,14 @@ pub fn shutdown_on_signals() -> Result<Shutdown, StartupError> {
 /// Run a node on already-bound `listeners` until `shutdown` is triggered and every core has
 /// drained and flushed its log. Returns once the process may exit 0.
 pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), StartupError> {
-    let Listeners { lock: _lock, http } = listeners;
-    config.node_name = prepare_data_dir(&config).map_err(StartupError::DataDir)?;
+    let Listeners { lock: _lock, http, cluster } = listeners;
+    let (node_name, node_id) = prepare_data_dir(&config).map_err(StartupError::DataDir)?;
+    config.node_name = node_name;
     raise_limits();
     config.port = http.port;
     let config = Arc::new(config);
+    let plan = cluster_plan(&config, node_id);
+    let cluster_port = cluster.as_ref().map(|c| c.port);
     if config.pubsub_adapter == crate::config::PubsubAdapter::Redis {
         tracing::warn!("STARCITE_PUBSUB_ADAPTER=redis is set, but this build fans out locally only (no Redis connection is made)");
     }
@@ -243,7 +288,7 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
             ms => Some(Box::new(move || Box::new(StallAlarm(Duration::from_millis(ms))))),
         })
         .on_all_shards(move || async move {
-            if let Err(e) = core_main(core_config, mesh, shutdown, cores_listening).await {
+            if let Err(e) = core_main(core_config, plan, cluster_port, mesh, shutdown, cores_listening).await {
                 // A fatal startup error: the same one plain line as main's (logging.rs).
                 eprintln!("starcite: {e}");
                 std::process::exit(1);
@@ -260,8 +305,9 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     // The startup line is a stable, machine-readable contract (README, "Startup line"):
     // `key=value` fields, `data_dir` last because a path may contain spaces.
     eprintln!(
-        "starcite: listening http_port={} node={} cores={} shards={} pid={} data_dir={}",
+        "starcite: listening http_port={} cluster_port={} node={} node_id={node_id} cores={} shards={} pid={} data_dir={}",
         config.port,
+        cluster_port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         config.node_name,
         config.cores,
         config.shards,
@@ -269,6 +315,7 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
         config.data_dir.display()
     );
     drop(http);
+    drop(cluster);
     for (core, r) in handles.join_all().into_iter().enumerate() {
         r.map_err(|e| StartupError::CoreStopped { core, reason: e.to_string() })?;
     }
@@ -300,12 +347,14 @@ pub fn count_stall() {
 /// drain (runtime/shutdown.rs has the sequence) and flush.
 async fn core_main(
     config: Arc<Config>,
+    plan: ClusterPlan,
+    cluster_port: Option<u16>,
     mesh: MeshBuilder<CoreMsg, Full>,
     shutdown: Shutdown,
     listening: Arc<AtomicUsize>,
 ) -> Result<(), StartupError> {
     use futures::FutureExt;
-    let core = crate::runtime::join_mesh(config.clone(), mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
+    let core = crate::runtime::join_mesh(config.clone(), &plan, mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
     let id = core.id;
     // Every line logged on this core names the node and the core (logging.rs).
     let _core_span = tracing::info_span!("core", node = %config.node_name, core = id).entered();
@@ -321,12 +370,17 @@ async fn core_main(
         .detach();
     }
     crate::server::start_listener(config.port, config.max_connections_per_core).map_err(StartupError::Port)?;
+    if let Some(port) = cluster_port {
+        start_cluster_listener(&config, &plan, port)?;
+    }
     listening.fetch_add(1, Ordering::SeqCst);
     futures::select! {
         opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|source| StartupError::Core { core: id, source })?,
         _ = core.draining.wait().fuse() => {}
     }
     core.draining.wait().await;
+    // Leaders first hand their groups to followers, so writes move on at once.
+    crate::runtime::membership::hand_off_leadership(&core, Duration::from_millis(LEADERSHIP_HANDOFF_MS)).await;
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
     let tick = Duration::from_millis(SHUTDOWN_POLL_MS);
     while core.metrics.counters.open_connections.get() > 0 && Instant::now() < deadline {
@@ -338,5 +392,24 @@ async fn core_main(
         glommio::timer::sleep(tick).await;
     }
     crate::runtime::stop_shards(&core).await;
+    Ok(())
+}
+
+/// Accept peers on this core's socket of the cluster port: each RPC goes to the core that
+/// owns its shard (the shard's Raft group and replica live there).
+fn start_cluster_listener(config: &Config, plan: &ClusterPlan, port: u16) -> Result<(), StartupError> {
+    let listener = crate::listen::listen_on_core("STARCITE_CLUSTER_PORT", port).map_err(StartupError::Port)?;
+    let cores = config.cores;
+    let handler = move |shard: u32, request: crate::cluster::rpc::Request| async move {
+        let core = crate::runtime::core::current();
+        let owner = crate::runtime::placement::owner_core(shard, cores);
+        core.call(owner, |reply| Op::Peer(shard, Box::new(request), reply)).await.unwrap_or(crate::cluster::rpc::Response::NotHosted)
+    };
+    let on_rejected = std::rc::Rc::new(|e: &crate::cluster::session::SessionError| {
+        if e.is_rejection() {
+            crate::runtime::core::with_current(|core| core.metrics.counters.cluster_rejections.inc());
+        }
+    });
+    crate::cluster::listener::start(listener, plan.me.clone(), plan.key.clone(), config.shards, handler, on_rejected);
     Ok(())
 }

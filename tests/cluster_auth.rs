@@ -9,12 +9,16 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use starcite::cluster::handshake::{ClusterKey, Dialer};
+use starcite::cluster::handshake::{ClusterKey, Dialer, Peer};
 use starcite::cluster::session::{accept, kind};
 use starcite::cluster::wire::{self, Decoder};
 use starcite::limits::CLUSTER_HANDSHAKE_TIMEOUT_MS;
 
 const SECRET: &[u8] = b"the cluster's shared secret, thirty-two bytes or more";
+
+fn peer(name: &str) -> Peer {
+    Peer { name: name.to_string(), node_id: 1 + name.len() as u64 }
+}
 const SHARDS: u32 = 256;
 
 /// What the acceptor reports per connection: the authenticated peer (if any), whether it
@@ -38,7 +42,7 @@ fn start_acceptor(connections: usize) -> (u16, mpsc::Receiver<Outcome>) {
             port_tx.send(listener.local_addr().unwrap().port()).unwrap();
             for _ in 0..connections {
                 let stream = listener.accept().await.expect("accept");
-                let outcome = match accept(stream, ClusterKey::derive(SECRET), "acceptor", SHARDS).await {
+                let outcome = match accept(stream, ClusterKey::derive(SECRET), &peer("acceptor"), SHARDS).await {
                     Err(why) => Outcome { peer: None, rejected: why.is_rejection(), reason: why.to_string(), frames: vec![] },
                     Ok((mut framed, peer)) => {
                         // Authenticated: collect its frames until the connection ends.
@@ -103,7 +107,7 @@ fn assert_closed(s: &mut TcpStream) {
 /// bytes it sent (Hello, Proof) for replay.
 fn good_peer(port: u16, secret: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut s = connect(port);
-    let (dialer, hello) = Dialer::start(ClusterKey::derive(secret), "dialer", SHARDS);
+    let (dialer, hello) = Dialer::start(ClusterKey::derive(secret), &peer("dialer"), SHARDS);
     send_frame(&mut s, kind::HELLO, &hello);
     let challenge = read_frame(&mut s).expect("challenge");
     match dialer.on_challenge(&challenge.body) {
@@ -190,7 +194,7 @@ fn the_node_dialer_and_acceptor_authenticate_each_other_and_carry_frames() {
     let dial_with = |secret: &'static [u8]| {
         glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
             let stream = glommio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-            match starcite::cluster::session::dial(stream, ClusterKey::derive(secret), "dialer", SHARDS).await {
+            match starcite::cluster::session::dial(stream, ClusterKey::derive(secret), &peer("dialer"), SHARDS).await {
                 Ok((mut framed, peer)) => {
                     assert_eq!(peer.name, "acceptor");
                     framed.write_frame(17, b"hello over glommio").await.expect("write");

@@ -8,12 +8,16 @@ use std::time::{Duration, Instant};
 
 use openraft::raft::{VoteRequest, VoteResponse};
 use openraft::Vote;
-use starcite::cluster::handshake::ClusterKey;
+use starcite::cluster::handshake::{ClusterKey, Peer};
 use starcite::cluster::peer::{serve, CallFailure, RpcClient};
-use starcite::cluster::rpc::{RaftRequest, RaftResponse};
+use starcite::cluster::rpc::{Request, Response};
 use starcite::cluster::session::{accept, dial};
 
 const SECRET: &[u8] = b"the cluster's shared secret, thirty-two bytes or more";
+
+fn peer(name: &str) -> Peer {
+    Peer { name: name.to_string(), node_id: 1 + name.len() as u64 }
+}
 
 /// A server that answers Vote requests by granting them iff the term is even, after a delay
 /// of (100 - term) ms — so later requests overtake earlier ones — never answers term 999,
@@ -25,14 +29,14 @@ fn start_server() -> u16 {
             let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             port_tx.send(listener.local_addr().unwrap().port()).unwrap();
             let stream = listener.accept().await.expect("accept");
-            let (framed, _peer) = accept(stream, ClusterKey::derive(SECRET), "server", 256).await.expect("authenticated");
+            let (framed, _peer) = accept(stream, ClusterKey::derive(SECRET), &peer("server"), 256).await.expect("authenticated");
             let (stream, leftover) = framed.into_parts();
             let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
             let stop = std::rc::Rc::new(std::cell::RefCell::new(Some(stop_tx)));
             let serving = serve(stream, leftover, move |shard, request| {
                 let stop = stop.clone();
                 async move {
-                    let RaftRequest::Vote(v) = request else { panic!("only votes in this test") };
+                    let Request::Vote(v) = request else { panic!("only votes in this test") };
                     let term = v.vote.leader_id().term;
                     if term == 998 {
                         if let Some(tx) = stop.borrow_mut().take() {
@@ -44,7 +48,7 @@ fn start_server() -> u16 {
                     }
                     glommio::timer::sleep(Duration::from_millis(100u64.saturating_sub(term))).await;
                     let granted = term % 2 == 0 && shard == 7;
-                    RaftResponse::Vote(Ok(VoteResponse { vote: v.vote, vote_granted: granted, last_log_id: None }))
+                    Response::Vote(Ok(VoteResponse { vote: v.vote, vote_granted: granted, last_log_id: None }))
                 }
             });
             use futures::FutureExt;
@@ -59,8 +63,8 @@ fn start_server() -> u16 {
     port_rx.recv_timeout(Duration::from_secs(10)).unwrap()
 }
 
-fn vote(term: u64) -> RaftRequest {
-    RaftRequest::Vote(VoteRequest { vote: Vote::new(term, 3), last_log_id: None })
+fn vote(term: u64) -> Request {
+    Request::Vote(VoteRequest { vote: Vote::new(term, 3), last_log_id: None })
 }
 
 #[test]
@@ -68,7 +72,7 @@ fn calls_in_flight_get_their_own_answers_time_out_or_fail_when_the_connection_di
     let port = start_server();
     glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
         let stream = glommio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
-        let (framed, peer) = dial(stream, ClusterKey::derive(SECRET), "client", 256).await.expect("authenticated");
+        let (framed, peer) = dial(stream, ClusterKey::derive(SECRET), &peer("client"), 256).await.expect("authenticated");
         assert_eq!(peer.name, "server");
         let (stream, leftover) = framed.into_parts();
         let client = std::rc::Rc::new(RpcClient::start(stream, leftover));
@@ -83,7 +87,7 @@ fn calls_in_flight_get_their_own_answers_time_out_or_fail_when_the_connection_di
         for call in calls {
             let (term, answer) = call.await;
             match answer {
-                Ok(RaftResponse::Vote(Ok(r))) => {
+                Ok(Response::Vote(Ok(r))) => {
                     assert_eq!(r.vote.leader_id().term, term, "an answer reached another caller");
                     assert_eq!(r.vote_granted, term % 2 == 0);
                 }
@@ -96,7 +100,7 @@ fn calls_in_flight_get_their_own_answers_time_out_or_fail_when_the_connection_di
         let r = client.call(7, &vote(999), Duration::from_millis(200)).await;
         assert_eq!(r.err(), Some(CallFailure::Timeout(Duration::from_millis(200))));
         assert!(started.elapsed() < Duration::from_secs(2));
-        assert!(matches!(client.call(7, &vote(2), Duration::from_secs(5)).await, Ok(RaftResponse::Vote(Ok(_)))));
+        assert!(matches!(client.call(7, &vote(2), Duration::from_secs(5)).await, Ok(Response::Vote(Ok(_)))));
 
         // The connection dies under pending calls: each fails as unreachable, none hangs.
         let pending: Vec<_> = (0..3)

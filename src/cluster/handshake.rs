@@ -2,10 +2,11 @@
 //! fresh nonces, HMAC-SHA256 keyed by (a key derived from) `SECRET_KEY_BASE`.
 //!
 //! ```text
-//! dialer   → acceptor : Hello     magic "STARCITE", version, shards, dialer name, dialer nonce
-//! acceptor → dialer   : Challenge acceptor name, acceptor nonce, HMAC(k, "acceptor" ‖ transcript)
+//! dialer   → acceptor : Hello     magic "STARCITE", version, shards, dialer identity, dialer nonce
+//! acceptor → dialer   : Challenge acceptor identity, acceptor nonce, HMAC(k, "acceptor" ‖ transcript)
 //! dialer   → acceptor : Proof     HMAC(k, "dialer" ‖ transcript)
-//! transcript = version ‖ shards ‖ dialer name ‖ acceptor name ‖ dialer nonce ‖ acceptor nonce
+//! identity   = name length u8 ‖ name ‖ Raft node id u64 LE (the data dir's incarnation)
+//! transcript = version ‖ shards ‖ dialer identity ‖ acceptor identity ‖ dialer nonce ‖ acceptor nonce
 //! k          = HMAC(SECRET_KEY_BASE, "starcite cluster handshake v1")
 //! ```
 //!
@@ -14,7 +15,7 @@
 //!   before its [`Acceptor::on_proof`] succeeded;
 //! - a recorded transcript is useless: the other side's fresh nonce changes the MAC, so a
 //!   replayed Proof or Challenge fails;
-//! - the shard count and both names are inside the MAC: a node with another
+//! - the shard count and both identities (name and Raft node id) are inside the MAC: a node with another
 //!   `STARCITE_SHARDS` is refused with a message saying so, and nothing can be altered in
 //!   flight; comparisons of MACs are constant-time (`hmac`'s `verify_slice`);
 //! - malformed or truncated messages are errors, never panics.
@@ -27,7 +28,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// First bytes of a Hello: a stray client (HTTP, a port scanner) is told apart at once.
 pub const MAGIC: &[u8; 8] = b"STARCITE";
 /// Bump when the handshake or the frames after it change; peers must match.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Bytes of each side's nonce.
 pub const NONCE_BYTES: usize = 32;
 /// Bytes of an HMAC-SHA256 tag.
@@ -51,10 +52,13 @@ pub enum HandshakeError {
     BadProof,
 }
 
-/// Who is on the other side, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A node as the handshake names it: its configured name and the Raft node id of its
+/// current data dir (a node that lost its disk comes back under the same name with a new
+/// id; docs/ARCHITECTURE.md, "Membership").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub name: String,
+    pub node_id: u64,
 }
 
 /// The key both sides derive from the shared secret (never the raw secret on the wire or
@@ -92,13 +96,12 @@ fn fresh_nonce() -> [u8; NONCE_BYTES] {
     n
 }
 
-fn transcript(shards: u32, dialer: &str, acceptor: &str, dialer_nonce: &[u8], acceptor_nonce: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(8 + dialer.len() + acceptor.len() + 2 * NONCE_BYTES);
+fn transcript(shards: u32, dialer: &Peer, acceptor: &Peer, dialer_nonce: &[u8], acceptor_nonce: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(24 + dialer.name.len() + acceptor.name.len() + 2 * NONCE_BYTES);
     t.push(PROTOCOL_VERSION);
     t.extend_from_slice(&shards.to_le_bytes());
-    for name in [dialer, acceptor] {
-        t.push(name.len() as u8);
-        t.extend_from_slice(name.as_bytes());
+    for who in [dialer, acceptor] {
+        push_identity(&mut t, who);
     }
     t.extend_from_slice(dialer_nonce);
     t.extend_from_slice(acceptor_nonce);
@@ -118,14 +121,18 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn name(&mut self) -> Result<String, HandshakeError> {
+    fn identity(&mut self) -> Result<Peer, HandshakeError> {
         let len = self.take(1, "truncated name length")?[0] as usize;
         let bytes = self.take(len, "truncated name")?;
         let name = std::str::from_utf8(bytes).map_err(|_| HandshakeError::Malformed("name is not UTF-8"))?;
         if name.is_empty() {
             return Err(HandshakeError::Malformed("empty name"));
         }
-        Ok(name.to_string())
+        let node_id = u64::from_le_bytes(self.take(8, "truncated node id")?.try_into().expect("8 bytes"));
+        if node_id == 0 {
+            return Err(HandshakeError::Malformed("node id 0"));
+        }
+        Ok(Peer { name: name.to_string(), node_id })
     }
 
     fn end(&self) -> Result<(), HandshakeError> {
@@ -137,61 +144,63 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn push_name(out: &mut Vec<u8>, name: &str) {
+fn push_identity(out: &mut Vec<u8>, who: &Peer) {
+    let name = &who.name;
     assert!(!name.is_empty() && name.len() <= NAME_BYTES_MAX, "node names are 1-255 bytes (config checks)");
     out.push(name.len() as u8);
     out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&who.node_id.to_le_bytes());
 }
 
 /// The side that opened the connection.
 pub struct Dialer {
     key: ClusterKey,
-    name: String,
+    me: Peer,
     shards: u32,
     nonce: [u8; NONCE_BYTES],
 }
 
 impl Dialer {
     /// Start a handshake; returns the Hello to send.
-    pub fn start(key: ClusterKey, name: &str, shards: u32) -> (Dialer, Vec<u8>) {
-        Dialer::start_with_nonce(key, name, shards, fresh_nonce())
+    pub fn start(key: ClusterKey, me: &Peer, shards: u32) -> (Dialer, Vec<u8>) {
+        Dialer::start_with_nonce(key, me, shards, fresh_nonce())
     }
 
-    fn start_with_nonce(key: ClusterKey, name: &str, shards: u32, nonce: [u8; NONCE_BYTES]) -> (Dialer, Vec<u8>) {
-        let mut hello = Vec::with_capacity(8 + 1 + 4 + 1 + name.len() + NONCE_BYTES);
+    fn start_with_nonce(key: ClusterKey, me: &Peer, shards: u32, nonce: [u8; NONCE_BYTES]) -> (Dialer, Vec<u8>) {
+        let mut hello = Vec::with_capacity(8 + 1 + 4 + 9 + me.name.len() + NONCE_BYTES);
         hello.extend_from_slice(MAGIC);
         hello.push(PROTOCOL_VERSION);
         hello.extend_from_slice(&shards.to_le_bytes());
-        push_name(&mut hello, name);
+        push_identity(&mut hello, me);
         hello.extend_from_slice(&nonce);
-        (Dialer { key, name: name.to_string(), shards, nonce }, hello)
+        (Dialer { key, me: me.clone(), shards, nonce }, hello)
     }
 
     /// Check the acceptor's Challenge; returns the Proof to send and the authenticated peer.
     pub fn on_challenge(self, challenge: &[u8]) -> Result<(Vec<u8>, Peer), HandshakeError> {
         let mut r = Reader(challenge);
-        let acceptor = r.name()?;
+        let acceptor = r.identity()?;
         let acceptor_nonce = r.take(NONCE_BYTES, "truncated nonce")?;
         let tag = r.take(TAG_BYTES, "truncated proof")?;
         r.end()?;
-        let t = transcript(self.shards, &self.name, &acceptor, &self.nonce, acceptor_nonce);
+        let t = transcript(self.shards, &self.me, &acceptor, &self.nonce, acceptor_nonce);
         self.key.verify(b"acceptor", &t, tag)?;
-        Ok((self.key.tag(b"dialer", &t).to_vec(), Peer { name: acceptor }))
+        Ok((self.key.tag(b"dialer", &t).to_vec(), acceptor))
     }
 }
 
 /// The side that accepted the connection: it acts on nothing before `on_proof` succeeds.
 pub struct Acceptor {
     key: ClusterKey,
-    name: String,
+    me: Peer,
     shards: u32,
-    /// (dialer name, transcript) once the Hello was accepted.
-    pending: Option<(String, Vec<u8>)>,
+    /// (dialer, transcript) once the Hello was accepted.
+    pending: Option<(Peer, Vec<u8>)>,
 }
 
 impl Acceptor {
-    pub fn new(key: ClusterKey, name: &str, shards: u32) -> Acceptor {
-        Acceptor { key, name: name.to_string(), shards, pending: None }
+    pub fn new(key: ClusterKey, me: &Peer, shards: u32) -> Acceptor {
+        Acceptor { key, me: me.clone(), shards, pending: None }
     }
 
     /// Check a Hello; returns the Challenge to send.
@@ -212,12 +221,12 @@ impl Acceptor {
         if shards != self.shards {
             return Err(HandshakeError::Shards { peer: shards, ours: self.shards });
         }
-        let dialer = r.name()?;
+        let dialer = r.identity()?;
         let dialer_nonce = r.take(NONCE_BYTES, "truncated nonce")?;
         r.end()?;
-        let t = transcript(self.shards, &dialer, &self.name, dialer_nonce, &nonce);
-        let mut challenge = Vec::with_capacity(1 + self.name.len() + NONCE_BYTES + TAG_BYTES);
-        push_name(&mut challenge, &self.name);
+        let t = transcript(self.shards, &dialer, &self.me, dialer_nonce, &nonce);
+        let mut challenge = Vec::with_capacity(9 + self.me.name.len() + NONCE_BYTES + TAG_BYTES);
+        push_identity(&mut challenge, &self.me);
         challenge.extend_from_slice(&nonce);
         challenge.extend_from_slice(&self.key.tag(b"acceptor", &t));
         self.pending = Some((dialer, t));
@@ -231,7 +240,7 @@ impl Acceptor {
             return Err(HandshakeError::Malformed("proof has the wrong length"));
         }
         self.key.verify(b"dialer", &t, proof)?;
-        Ok(Peer { name: dialer })
+        Ok(dialer)
     }
 }
 
@@ -245,10 +254,18 @@ mod tests {
         ClusterKey::derive(SECRET)
     }
 
+    fn n1() -> Peer {
+        Peer { name: "n1".into(), node_id: 11 }
+    }
+
+    fn n2() -> Peer {
+        Peer { name: "n2".into(), node_id: 22 }
+    }
+
     /// Run a whole handshake; returns what each side concluded.
     fn handshake(dialer_key: ClusterKey, acceptor_key: ClusterKey, dialer_shards: u32) -> Result<(Peer, Peer), HandshakeError> {
-        let (dialer, hello) = Dialer::start(dialer_key, "n1", dialer_shards);
-        let mut acceptor = Acceptor::new(acceptor_key, "n2", 256);
+        let (dialer, hello) = Dialer::start(dialer_key, &n1(), dialer_shards);
+        let mut acceptor = Acceptor::new(acceptor_key, &n2(), 256);
         let challenge = acceptor.on_hello(&hello)?;
         let (proof, acceptor_seen) = dialer.on_challenge(&challenge)?;
         let dialer_seen = acceptor.on_proof(&proof)?;
@@ -258,7 +275,7 @@ mod tests {
     #[test]
     fn peers_with_the_same_secret_and_shards_authenticate_each_other() {
         let (a, d) = handshake(key(), key(), 256).unwrap();
-        assert_eq!((a.name.as_str(), d.name.as_str()), ("n2", "n1"));
+        assert_eq!((a, d), (n2(), n1()));
     }
 
     #[test]
@@ -278,56 +295,59 @@ mod tests {
     #[test]
     fn a_replayed_transcript_fails_against_a_fresh_nonce() {
         // Record a whole successful exchange.
-        let (dialer, hello) = Dialer::start(key(), "n1", 256);
-        let mut acceptor = Acceptor::new(key(), "n2", 256);
+        let (dialer, hello) = Dialer::start(key(), &n1(), 256);
+        let mut acceptor = Acceptor::new(key(), &n2(), 256);
         let challenge = acceptor.on_hello(&hello).unwrap();
         let (proof, _) = dialer.on_challenge(&challenge).unwrap();
         acceptor.on_proof(&proof).unwrap();
         // An attacker replays the dialer's side to a new acceptor: new acceptor nonce.
-        let mut fresh = Acceptor::new(key(), "n2", 256);
+        let mut fresh = Acceptor::new(key(), &n2(), 256);
         fresh.on_hello(&hello).unwrap();
         assert_eq!(fresh.on_proof(&proof).err(), Some(HandshakeError::BadProof));
         // …or the acceptor's side to a new dialer: new dialer nonce.
-        let (new_dialer, _) = Dialer::start(key(), "n1", 256);
+        let (new_dialer, _) = Dialer::start(key(), &n1(), 256);
         assert_eq!(new_dialer.on_challenge(&challenge).err(), Some(HandshakeError::BadProof));
     }
 
     #[test]
     fn an_altered_name_or_nonce_fails_the_proof() {
-        let (dialer, mut hello) = Dialer::start_with_nonce(key(), "n1", 256, [7; NONCE_BYTES]);
+        let (dialer, mut hello) = Dialer::start_with_nonce(key(), &n1(), 256, [7; NONCE_BYTES]);
         let last = hello.len() - 1;
         hello[last] ^= 1; // the dialer nonce, altered in flight
-        let mut acceptor = Acceptor::new(key(), "n2", 256);
+        let mut acceptor = Acceptor::new(key(), &n2(), 256);
         let challenge = acceptor.on_hello_with_nonce(&hello, [9; NONCE_BYTES]).unwrap();
         assert_eq!(dialer.on_challenge(&challenge).err(), Some(HandshakeError::BadProof));
     }
 
     #[test]
     fn garbage_and_truncated_messages_are_errors_not_panics() {
-        let mut acceptor = Acceptor::new(key(), "n2", 256);
+        let mut acceptor = Acceptor::new(key(), &n2(), 256);
         assert_eq!(acceptor.on_hello(b"GET / HTTP/1.1\r\n\r\n").err(), Some(HandshakeError::BadMagic));
-        let (_, hello) = Dialer::start(key(), "n1", 256);
+        let (_, hello) = Dialer::start(key(), &n1(), 256);
         for cut in 0..hello.len() {
-            let mut a = Acceptor::new(key(), "n2", 256);
+            let mut a = Acceptor::new(key(), &n2(), 256);
             assert!(matches!(a.on_hello(&hello[..cut]), Err(HandshakeError::Malformed(_) | HandshakeError::BadMagic)), "cut at {cut}");
         }
         let mut versioned = hello.clone();
         versioned[8] = 99;
-        assert_eq!(Acceptor::new(key(), "n2", 256).on_hello(&versioned).err(), Some(HandshakeError::Version { peer: 99, ours: 1 }));
-        assert!(Acceptor::new(key(), "n2", 256).on_proof(&[0; TAG_BYTES]).is_err(), "a proof before any hello");
-        let mut a = Acceptor::new(key(), "n2", 256);
+        assert_eq!(
+            Acceptor::new(key(), &n2(), 256).on_hello(&versioned).err(),
+            Some(HandshakeError::Version { peer: 99, ours: PROTOCOL_VERSION })
+        );
+        assert!(Acceptor::new(key(), &n2(), 256).on_proof(&[0; TAG_BYTES]).is_err(), "a proof before any hello");
+        let mut a = Acceptor::new(key(), &n2(), 256);
         let challenge = a.on_hello(&hello).unwrap();
         assert!(a.on_proof(&[0; 5]).is_err());
         for cut in 0..challenge.len() {
-            let (d, _) = Dialer::start(key(), "n1", 256);
+            let (d, _) = Dialer::start(key(), &n1(), 256);
             assert!(d.on_challenge(&challenge[..cut]).is_err(), "cut at {cut}");
         }
         // Random bytes of every length never panic.
         let mut rng = 0x2545f4914f6cdd1du64;
         for n in 0..300 {
             let bytes = crate::cluster::noise(&mut rng, n);
-            let _ = Acceptor::new(key(), "n2", 256).on_hello(&bytes);
-            let (d, _) = Dialer::start(key(), "n1", 256);
+            let _ = Acceptor::new(key(), &n2(), 256).on_hello(&bytes);
+            let (d, _) = Dialer::start(key(), &n1(), 256);
             let _ = d.on_challenge(&bytes);
         }
     }

@@ -7,13 +7,18 @@
 //! encodes openraft's RPCs (with request id and shard) as frame bodies; [`peer`] carries
 //! them over one connection (ids, coalesced writes, timeouts, serving).
 //!
-//! Status: the codecs and the authenticated session only.
+//! On a node: [`listener`] accepts and authenticates peers on `STARCITE_CLUSTER_PORT` (every
+//! core), [`links`] holds each core's one connection per peer (dial, backoff, incarnation
+//! check), and [`network`] is openraft's `RaftNetwork` over those links.
 //!
-//! Layering: cluster/ sits beside runtime/ (it knows raft's types, never the front). The TCP transport on `STARCITE_CLUSTER_PORT` that drives them
-//! (connections per peer, coalesced writes, openraft's `RaftNetwork`, forwarding) is the
-//! next step of the issue "A real cluster…"; a single node never opens a connection.
+//! Layering: cluster/ sits under runtime/ and over raft/ (it knows raft's and session's
+//! types, never the runtime or the front); the runtime hands the listener its handler.
+//! A single node never opens a connection.
 
 pub mod handshake;
+pub mod links;
+pub mod listener;
+pub mod network;
 pub mod peer;
 pub mod rpc;
 pub mod session;

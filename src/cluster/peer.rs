@@ -23,7 +23,7 @@ use futures::future::LocalBoxFuture;
 use futures::io::WriteHalf;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
 
-use super::rpc::{self, RaftRequest, RaftResponse};
+use super::rpc::{self, Request, Response};
 use super::wire::{self, Decoder};
 use crate::limits::CLUSTER_READ_BYTES;
 
@@ -34,6 +34,9 @@ pub enum CallFailure {
     Unreachable(String),
     #[error("no response within {0:?}")]
     Timeout(Duration),
+    /// The request does not fit one frame (`CLUSTER_FRAME_BYTES_MAX`); it was not sent.
+    #[error("request of {0} bytes does not fit a cluster frame")]
+    TooLarge(usize),
 }
 
 /// Frames waiting to be written, and the writer task's waker.
@@ -76,11 +79,22 @@ impl Outbox {
     }
 }
 
+thread_local! {
+    /// Bytes this thread (core) wrote to cluster connections, both sides.
+    static BYTES_SENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bytes this core has written to cluster connections since it started.
+pub fn bytes_sent() -> u64 {
+    BYTES_SENT.with(Cell::get)
+}
+
 /// Write everything the outbox collects until it closes or a write fails.
 async fn write_loop<W: AsyncWrite>(mut writer: WriteHalf<W>, outbox: Rc<Outbox>) -> std::io::Result<()> {
     while let Some(bytes) = outbox.take().await {
         writer.write_all(&bytes).await?;
         writer.flush().await?;
+        BYTES_SENT.with(|b| b.set(b.get() + bytes.len() as u64));
     }
     Ok(())
 }
@@ -118,7 +132,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-type Pending = RefCell<HashMap<u64, oneshot::Sender<RaftResponse>>>;
+type Pending = RefCell<HashMap<u64, oneshot::Sender<Response>>>;
 
 /// The calling side of a connection.
 pub struct RpcClient {
@@ -180,15 +194,19 @@ impl RpcClient {
     }
 
     /// Send `request` for `shard`'s group and wait at most `timeout` for its response.
-    pub async fn call(&self, shard: u32, request: &RaftRequest, timeout: Duration) -> Result<RaftResponse, CallFailure> {
+    pub async fn call(&self, shard: u32, request: &Request, timeout: Duration) -> Result<Response, CallFailure> {
         if let Some(why) = self.dead.borrow().clone() {
             return Err(CallFailure::Unreachable(why));
         }
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        let body = rpc::encode_request(id, shard, request);
+        if body.len() + 1 > crate::limits::CLUSTER_FRAME_BYTES_MAX {
+            return Err(CallFailure::TooLarge(body.len()));
+        }
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, tx);
-        self.outbox.push(rpc::kind::RAFT_REQUEST, &rpc::encode_request(id, shard, request));
+        self.outbox.push(rpc::kind::RAFT_REQUEST, &body);
         let outcome = futures::select! {
             r = rx.fuse() => r.map_err(|_| CallFailure::Unreachable(self.dead.borrow().clone().unwrap_or_else(|| "connection closed".into()))),
             _ = glommio::timer::sleep(timeout).fuse() => Err(CallFailure::Timeout(timeout)),
@@ -206,8 +224,8 @@ impl RpcClient {
 pub async fn serve<S, H, F>(stream: S, leftover: Vec<u8>, handler: H) -> String
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
-    H: Fn(u32, RaftRequest) -> F + 'static,
-    F: Future<Output = RaftResponse> + 'static,
+    H: Fn(u32, Request) -> F + 'static,
+    F: Future<Output = Response> + 'static,
 {
     let (mut reader, writer) = stream.split();
     let outbox = Rc::new(Outbox::default());
@@ -215,7 +233,7 @@ where
         let outbox = outbox.clone();
         glommio::spawn_local(async move { write_loop(writer, outbox).await })
     };
-    let handler = Rc::new(move |shard, request| -> LocalBoxFuture<'static, RaftResponse> { handler(shard, request).boxed_local() });
+    let handler = Rc::new(move |shard, request| -> LocalBoxFuture<'static, Response> { handler(shard, request).boxed_local() });
     let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_REQUEST, |body| {
         let (id, shard, request) = rpc::decode_request(body).map_err(|e| format!("bad request: {e}"))?;
         let (outbox, handler) = (outbox.clone(), handler.clone());

@@ -111,7 +111,7 @@ async fn within<T>(f: impl std::future::Future<Output = Result<T, SessionError>>
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: ClusterKey,
-    me: &str,
+    me: &Peer,
     shards: u32,
 ) -> Result<(Framed<S>, Peer), SessionError> {
     let mut framed = Framed::new(stream);
@@ -132,7 +132,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: ClusterKey,
-    me: &str,
+    me: &Peer,
     shards: u32,
 ) -> Result<(Framed<S>, Peer), SessionError> {
     let mut framed = Framed::new(stream);

@@ -90,6 +90,8 @@ scalar_metrics! {
         sessions: GAUGE = "starcite_sessions", "Sessions hosted by this node's shards (computed at scrape time).";
         hot_tail_events: GAUGE = "starcite_archive_tail_size", "Events held in the in-memory hot tail (computed at scrape time).";
         executor_stalls: COUNTER = "starcite_executor_stalls_total", "Times a task ran past the executor's stall threshold (glommio stall detector).";
+        cluster_rejections: COUNTER = "starcite_cluster_handshake_rejections_total", "Cluster connections refused: failed authentication, wrong shard count or protocol, garbage, or too slow.";
+        cluster_bytes_sent: COUNTER = "starcite_cluster_bytes_sent_total", "Bytes written to cluster connections (both directions' frames this node sent; computed at scrape time).";
     }
 }
 

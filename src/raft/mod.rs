@@ -4,7 +4,6 @@
 
 pub mod events;
 pub mod log_store;
-pub mod network;
 pub mod record;
 pub mod replay;
 pub mod runtime;
@@ -14,7 +13,7 @@ pub use log_store::{LogStore, NodeId, ShardLog};
 pub use state_machine::{Reply, StateMachine};
 
 use crate::limits::POSITION_SLOT_BITS;
-use crate::session::Command;
+use crate::session::{ApiError, Command};
 
 /// What one Raft entry carries: the commands a shard collected while its previous entry
 /// was being committed (openraft 0.9 waits for each entry's flush before taking the next
@@ -22,6 +21,24 @@ use crate::session::Command;
 /// append). Commands apply in order, each with its own outcome.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Proposal(pub Vec<Command>);
+
+/// Why a replica did not do a shard operation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Refused {
+    /// Decided: the client's answer (a 4xx of the contract, or a 503 that may or may not
+    /// have committed, e.g. a timeout after proposing).
+    Api(ApiError),
+    /// This replica is not the shard's leader and proposed nothing (openraft's
+    /// `ForwardToLeader`, which it also answers for a proposal its log later truncated, so
+    /// never for one that may commit): the caller may try `leader` (a member name), when known.
+    NotLeader { leader: Option<String> },
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Refused {
+        Refused::Api(e)
+    }
+}
 
 /// An event's position: the Raft log index of its entry and its slot in that entry.
 pub fn position(log_index: u64, slot: usize) -> u64 {

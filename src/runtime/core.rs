@@ -11,32 +11,40 @@ use std::time::Duration;
 
 use futures::channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
+use openraft::AsyncRuntime;
 
 use super::placement::{owner_core, shard_of};
-use super::shard::{reply_error, Page, Shard};
+use super::shard::{Page, Shard};
 use super::shutdown::Latch;
-use super::watch::WatchRegistry;
+use super::watch::{TailSignal, WatchRegistry};
+use crate::cluster::links::Links;
+use crate::cluster::rpc::{Consistency, Forward, Forwarded, Request, Response};
 use crate::config::{Config, PayloadPlane};
 use crate::log::LogEngine;
 use crate::metrics::{CoreMetrics, CoreStats, ShardStats};
-use crate::raft::Reply;
-use crate::session::{now_micros, ApiError, AppendRequest, CreateRequest};
+use crate::raft::runtime::GlommioRuntime;
+use crate::raft::{Refused, Reply};
+use crate::session::{ApiError, Command};
 
 /// Where an operation's answer goes: each request carries its own typed reply channel.
 pub type ReplyTo<T> = oneshot::Sender<T>;
 
 /// Work for the core that owns a shard, each with the channel its typed answer goes to.
+/// Shard operations are done only by the replica that can do them (writes and
+/// linearizable reads by the leader); any other answers [`Refused::NotLeader`] and the
+/// caller (runtime/api.rs) goes to the leader.
 pub enum Op {
-    // Request bodies are boxed: they are large next to the other variants.
-    Create(Box<CreateRequest>, ReplyTo<Result<String, ApiError>>),
-    Get(String, ReplyTo<Result<String, ApiError>>),
-    Append(String, Box<AppendRequest>, ReplyTo<Result<AppendOk, ApiError>>),
+    /// Propose a create or append (boxed: large next to the other variants).
+    Write(Box<Command>, ReplyTo<Result<Reply, Refused>>),
+    /// The session record, linearizable.
+    Get(String, ReplyTo<Result<String, Refused>>),
     Read {
         session: String,
         after: u64,
         limit: usize,
         max_bytes: usize,
-        reply: ReplyTo<Result<Page, ApiError>>,
+        consistency: Consistency,
+        reply: ReplyTo<Result<Page, Refused>>,
     },
     /// A tail of `session` opened (`on`) or closed on `core`.
     Watch {
@@ -47,6 +55,8 @@ pub enum Op {
     },
     Stats(ReplyTo<Box<CoreStats>>),
     Ready(ReplyTo<Result<(), NotReady>>),
+    /// A peer node's RPC for `shard` (Raft messages, forwarded operations).
+    Peer(u32, Box<Request>, ReplyTo<Response>),
 }
 
 /// Why a node cannot serve writes (`/health/ready` is 503 with [`NotReady::reason`]).
@@ -56,6 +66,8 @@ pub enum NotReady {
     Recovering { core: usize },
     #[error("shard {shard} has no leader")]
     NoLeader { shard: u32 },
+    #[error("shard {shard}: its leader {leader} is not reachable from this node")]
+    LeaderUnreachable { shard: u32, leader: String },
     #[error("shard {shard} is still applying its log")]
     Applying { shard: u32 },
     /// A write or fdatasync failed: the core acknowledges nothing more until restarted.
@@ -73,7 +85,9 @@ impl NotReady {
     /// `stopping`/`shutting_down` during a graceful shutdown.
     pub fn status_and_reason(&self) -> (&'static str, &'static str) {
         match self {
-            NotReady::Recovering { .. } | NotReady::NoLeader { .. } | NotReady::Applying { .. } => ("starting", "raft_sync"),
+            NotReady::Recovering { .. } | NotReady::NoLeader { .. } | NotReady::LeaderUnreachable { .. } | NotReady::Applying { .. } => {
+                ("starting", "raft_sync")
+            }
             NotReady::LogStopped { .. } | NotReady::Unreachable(_) => ("unavailable", "log_stopped"),
             NotReady::ShuttingDown => ("stopping", "shutting_down"),
         }
@@ -124,6 +138,12 @@ pub struct Core {
     pub cores: usize,
     pub config: Arc<Config>,
     pub node_id: u64,
+    /// Every member's name (this node's alone for a single node), in `CLUSTER_NODES` order.
+    pub members: Vec<String>,
+    /// This core's connections to the other members.
+    pub links: Rc<Links>,
+    /// The last leader seen per shard this node does not host (where forwards go first).
+    pub leader_hints: RefCell<HashMap<u32, String>>,
     senders: Senders<CoreMsg>,
     pub shards: RefCell<HashMap<u32, Rc<Shard>>>,
     pub engine: RefCell<Option<Rc<LogEngine>>>,
@@ -154,14 +174,17 @@ pub fn with_current<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
 }
 
 impl Core {
-    pub fn new(id: usize, config: Arc<Config>, node_id: u64, senders: Senders<CoreMsg>) -> Core {
+    pub fn new(id: usize, config: Arc<Config>, links: Rc<Links>, members: Vec<String>, senders: Senders<CoreMsg>) -> Core {
         let watch = WatchRegistry::default();
         watch.set_mirror_keep(config.tail_keep);
         Core {
             id,
             cores: config.cores,
             config,
-            node_id,
+            node_id: links.me().node_id,
+            members,
+            links,
+            leader_hints: RefCell::new(HashMap::new()),
             senders,
             shards: RefCell::new(HashMap::new()),
             engine: RefCell::new(None),
@@ -235,6 +258,11 @@ impl Core {
         }
     }
 
+    /// Whether this node holds a replica of `shard` (placement over the members).
+    pub fn hosts(&self, shard: u32) -> bool {
+        super::placement::replicas(shard, &self.members).contains(&self.config.node_name.as_str())
+    }
+
     fn shard(&self, session: &str) -> Result<Rc<Shard>, ApiError> {
         if !self.started.get() {
             return Err(ApiError::raft_unavailable("node is starting (recovery in progress)"));
@@ -259,6 +287,7 @@ impl Core {
         let m = &self.metrics;
         let mut s = CoreStats::empty(self.id);
         s.counters = m.counters.snapshot();
+        s.counters.cluster_bytes_sent = crate::cluster::peer::bytes_sent();
         s.append_micros = m.append_micros.borrow().clone();
         s.http_requests = m.http_requests.borrow().clone();
         if let Some(engine) = self.engine.borrow().as_ref() {
@@ -291,8 +320,13 @@ impl Core {
             return Err(NotReady::Recovering { core: self.id });
         }
         for shard in self.shards.borrow().values() {
-            if shard.raft.metrics().borrow().current_leader.is_none() {
-                return Err(NotReady::NoLeader { shard: shard.id });
+            let metrics = shard.raft.metrics().borrow().clone();
+            let Some(leader) = metrics.current_leader else { return Err(NotReady::NoLeader { shard: shard.id }) };
+            if leader != self.node_id {
+                let name = metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()).unwrap_or_default();
+                if !self.links.is_connected(&name) {
+                    return Err(NotReady::LeaderUnreachable { shard: shard.id, leader: name });
+                }
             }
             if !shard.is_caught_up() {
                 return Err(NotReady::Applying { shard: shard.id });
@@ -307,53 +341,14 @@ impl Core {
 pub async fn handle(op: Op) {
     let core = current();
     match op {
-        Op::Create(req, reply) => {
-            let cmd = (*req).into_command(now_micros());
-            let result = match core.shard(cmd.session_id()) {
-                Err(e) => Err(e),
-                Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
-                    Ok(Reply::Created { header_json }) => Ok(header_json),
-                    Ok(other) => Err(reply_error(other)),
-                    Err(e) => Err(e),
-                },
-            };
-            let _ = reply.send(result);
+        Op::Write(cmd, reply) => {
+            let _ = reply.send(core.write(*cmd).await);
         }
         Op::Get(session, reply) => {
-            let _ = reply.send(core.shard(&session).and_then(|s| s.header_json(&session)));
+            let _ = reply.send(core.get(&session).await);
         }
-        Op::Append(session, req, reply) => {
-            let cmd = (*req).into_command(session.clone(), now_micros());
-            let payload_bytes = match &cmd {
-                crate::session::Command::Append { event, .. } => event.payload_json.len(),
-                _ => 0,
-            };
-            let started = std::time::Instant::now();
-            let result = match core.shard(&session) {
-                Err(e) => Err(e),
-                Ok(shard) => match Shard::write(&shard, cmd, core.timeout()).await {
-                    Ok(Reply::Appended { seq, last_seq, deduped }) => {
-                        core.metrics.append_micros.borrow_mut().observe(started.elapsed().as_micros() as f64);
-                        if deduped {
-                            core.metrics.counters.deduped.inc();
-                        } else {
-                            core.metrics.counters.events_appended.inc();
-                            core.metrics.counters.payload_bytes.add(payload_bytes as u64);
-                        }
-                        Ok(AppendOk { seq, last_seq, deduped })
-                    }
-                    Ok(other) => Err(reply_error(other)),
-                    Err(e) => Err(e),
-                },
-            };
-            let _ = reply.send(result);
-        }
-        Op::Read { session, after, limit, max_bytes, reply } => {
-            let result = match core.shard(&session) {
-                Err(e) => Err(e),
-                Ok(shard) => shard.read(&session, after, limit, max_bytes).await,
-            };
-            let _ = reply.send(result);
+        Op::Read { session, after, limit, max_bytes, consistency, reply } => {
+            let _ = reply.send(core.read(&session, after, limit, max_bytes, consistency).await);
         }
         Op::Watch { session, core: watcher, on, reply } => {
             core.watch.set_remote(&session, watcher, on);
@@ -364,6 +359,79 @@ pub async fn handle(op: Op) {
         }
         Op::Ready(reply) => {
             let _ = reply.send(core.ready());
+        }
+        Op::Peer(shard, request, reply) => {
+            let _ = reply.send(core.answer_peer(shard, *request).await);
+        }
+    }
+}
+
+impl Core {
+    async fn write(&self, cmd: Command) -> Result<Reply, Refused> {
+        let shard = self.shard(cmd.session_id())?;
+        Shard::write(&shard, cmd, self.timeout()).await
+    }
+
+    async fn get(&self, session: &str) -> Result<String, Refused> {
+        let shard = self.shard(session)?;
+        shard.linearize(self.timeout()).await?;
+        Ok(shard.header_json(session)?)
+    }
+
+    async fn read(&self, session: &str, after: u64, limit: usize, max_bytes: usize, consistency: Consistency) -> Result<Page, Refused> {
+        let shard = self.shard(session)?;
+        let wait_ms = match consistency {
+            Consistency::Linearizable => {
+                shard.linearize(self.timeout()).await?;
+                return Ok(shard.read(session, after, limit, max_bytes).await?);
+            }
+            Consistency::Committed { wait_ms } => wait_ms,
+        };
+        // A session this replica has not applied yet reads as empty (its creation was
+        // checked through the leader before any tail started).
+        let empty = || Page { events: Vec::new(), last_seq: after };
+        let page = match shard.read(session, after, limit, max_bytes).await {
+            Err(e) if e.code == crate::session::ErrorCode::SessionNotFound => empty(),
+            other => other?,
+        };
+        if !page.events.is_empty() || wait_ms == 0 {
+            return Ok(page);
+        }
+        // Long poll: wait for a commit past the cursor on this replica, then read again.
+        let signal = Rc::new(TailSignal::default());
+        self.watch.add_local(session, &signal);
+        self.watch.set_remote(session, self.id, true);
+        let _ = GlommioRuntime::timeout(Duration::from_millis(wait_ms as u64), signal.wait_beyond(after)).await;
+        self.watch.set_remote(session, self.id, false);
+        self.watch.remove_local(session, &signal);
+        match shard.read(session, after, limit, max_bytes).await {
+            Err(e) if e.code == crate::session::ErrorCode::SessionNotFound => Ok(empty()),
+            other => Ok(other?),
+        }
+    }
+
+    /// A peer's RPC for one of this core's shards: Raft messages go to the shard's group
+    /// (also while it is still catching up, which needs them); forwarded operations are
+    /// done as if a local client asked, without forwarding them further.
+    async fn answer_peer(&self, shard_id: u32, request: Request) -> Response {
+        let Some(shard) = self.shards.borrow().get(&shard_id).cloned() else { return Response::NotHosted };
+        match request {
+            Request::AppendEntries(r) => Response::AppendEntries(shard.raft.append_entries(r).await),
+            Request::Vote(r) => Response::Vote(shard.raft.vote(r).await),
+            Request::InstallSnapshot(r) => Response::InstallSnapshot(shard.raft.install_snapshot(r).await),
+            Request::Forward(Forward::Write(cmd)) => Response::Forward(Forwarded::Written(self.write(cmd).await)),
+            Request::Forward(Forward::Get { session }) => Response::Forward(Forwarded::Header(self.get(&session).await)),
+            Request::Forward(Forward::Read { session, after, limit, max_bytes, consistency }) => {
+                let page = self.read(&session, after, limit as usize, max_bytes as usize, consistency).await;
+                Response::Forward(Forwarded::Page(page.map(|p| (p.events.iter().map(|e| e.to_string()).collect(), p.last_seq))))
+            }
+            Request::Forward(Forward::GroupState) => {
+                Response::Forward(Forwarded::GroupState { initialized: shard.raft.is_initialized().await.unwrap_or(false) })
+            }
+            Request::Forward(Forward::Campaign) => {
+                let _ = shard.raft.trigger().elect().await;
+                Response::Forward(Forwarded::Campaigned)
+            }
         }
     }
 }

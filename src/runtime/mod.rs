@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod core;
+pub mod membership;
 pub mod placement;
 pub mod shard;
 pub mod shutdown;
@@ -23,8 +24,10 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use self::core::{Core, CoreMsg};
+use crate::cluster::handshake::{ClusterKey, Peer};
+use crate::cluster::links::{Links, Member};
 use crate::config::Config;
-use crate::limits::{RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS};
+use crate::limits::{RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS, RAFT_PAYLOAD_ENTRIES_MAX};
 use crate::log::file::{Fault, FaultPlan, FaultyFs, FileOp, Rule};
 use crate::log::{DmaFs, FileSystem, LogError};
 use crate::raft::replay::open_core;
@@ -52,6 +55,7 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, Box<openraft::ConfigError>
         heartbeat_interval: RAFT_HEARTBEAT_MS,
         election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
         election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
+        max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
         // Events live in the Raft log; it is never compacted away under them.
         snapshot_policy: openraft::SnapshotPolicy::Never,
         ..Default::default()
@@ -59,14 +63,31 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, Box<openraft::ConfigError>
     cfg.validate().map(Arc::new).map_err(Box::new)
 }
 
+/// Who this node is in its cluster: its identity (name and this data dir's Raft node id),
+/// every member (itself included; only itself for a single node) and the key peers
+/// authenticate with.
+#[derive(Clone)]
+pub struct ClusterPlan {
+    pub me: Peer,
+    pub members: Vec<Member>,
+    pub key: ClusterKey,
+}
+
+impl ClusterPlan {
+    pub fn is_single_node(&self) -> bool {
+        self.members.len() <= 1
+    }
+}
+
 /// Join the channel mesh as this executor's core (the mesh peer id *is* the core id),
 /// make the core current on this thread, and start answering other cores at once (their
 /// requests report "starting" until [`open_shards`] is done).
-pub async fn join_mesh(config: Arc<Config>, mesh: MeshBuilder<CoreMsg, Full>) -> Result<Rc<Core>, OpenError> {
+pub async fn join_mesh(config: Arc<Config>, plan: &ClusterPlan, mesh: MeshBuilder<CoreMsg, Full>) -> Result<Rc<Core>, OpenError> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| OpenError::Mesh)?;
     let id = senders.peer_id();
-    let node_id = placement::node_id(&config.node_name);
-    let core = Rc::new(Core::new(id, config.clone(), node_id, senders));
+    let links = Rc::new(Links::new(plan.me.clone(), plan.key.clone(), config.shards, &plan.members));
+    let names = plan.members.iter().map(|m| m.name.clone()).collect();
+    let core = Rc::new(Core::new(id, config.clone(), links, names, senders));
     self::core::set_current(core.clone());
     for (_peer, rx) in receivers.streams() {
         glommio::spawn_local(async move {
@@ -100,7 +121,8 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let (engine, mut logs, mut replayed) = open_core(fs, &dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
     *core.engine.borrow_mut() = Some(engine.clone());
     let raft_config = raft_config().map_err(|e| OpenError::Raft { shard: 0, reason: e.to_string() })?;
-    let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id).collect();
+    let alone = core.members.len() <= 1;
+    let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id && core.hosts(*s)).collect();
     for shard in local {
         let log = logs.remove(&shard).unwrap_or_default();
         let sm = match replayed.remove(&shard) {
@@ -108,7 +130,8 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
             None => StateMachine::open(shard, config.tail_keep, snapshots.clone(), log.clone())?,
         };
         let store = LogStore::new(shard, engine.clone(), log);
-        let opened = shard::Shard::open(shard, node_id, raft_config.clone(), store, sm).await?;
+        let network = crate::cluster::network::Network { links: core.links.clone(), shard };
+        let opened = shard::Shard::open(shard, node_id, raft_config.clone(), network, store, sm, alone).await?;
         opened.machine.borrow_mut().listener = Some(Rc::new(|_shard, appended, _bytes| {
             self::core::with_current(|c| {
                 for (session, first, last) in appended {
@@ -123,6 +146,9 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
         return Err(OpenError::StrayShards { dir: dir.display().to_string(), core: id, shards });
     }
     core.started.set(true);
+    if !alone {
+        glommio::spawn_local(membership::maintain(core.clone())).detach();
+    }
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
-use openraft::{AsyncRuntime, BasicNode};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{AsyncRuntime, BasicNode, ServerState};
 
 use futures::channel::oneshot;
 
@@ -17,7 +17,7 @@ use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
 use crate::raft::events::read_cold_events;
 use crate::raft::runtime::GlommioRuntime;
 use crate::raft::state_machine::ShardMachine;
-use crate::raft::{LogStore, NodeId, Proposal, Raft, Reply, StateMachine};
+use crate::raft::{LogStore, NodeId, Proposal, Raft, Refused, Reply, StateMachine};
 use crate::session::{ApiError, ByteBudget, Command};
 
 pub struct Shard {
@@ -39,7 +39,7 @@ pub struct Shard {
 struct Queued {
     cmd: Command,
     bytes: usize,
-    reply: oneshot::Sender<Result<Reply, ApiError>>,
+    reply: oneshot::Sender<Result<Reply, Refused>>,
 }
 
 fn command_bytes(cmd: &Command) -> usize {
@@ -70,16 +70,18 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
             shard.proposing.set(false);
             return;
         }
-        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, ApiError>>>) =
+        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, Refused>>>) =
             batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
         let n = cmds.len();
         let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal(cmds))).await;
-        let outcome: Result<Vec<Reply>, ApiError> = match result {
-            Err(_) => Err(ApiError::raft_timeout(format!("write not committed within {} ms", timeout.as_millis()))),
+        let outcome: Result<Vec<Reply>, Refused> = match result {
+            Err(_) => Err(ApiError::raft_timeout(format!("write not committed within {} ms", timeout.as_millis())).into()),
+            // Never proposed, or proposed and then truncated (never to commit): the caller
+            // may send it to the leader (runtime/api.rs).
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ApiError::raft_unavailable(format!("shard {} has no reachable leader (leader: {:?})", shard.id, f.leader_id)))
+                Err(Refused::NotLeader { leader: f.leader_node.map(|n| n.addr).filter(|a| !a.is_empty()) })
             }
-            Ok(Err(e)) => Err(ApiError::raft_unavailable(format!("shard {}: {e}", shard.id))),
+            Ok(Err(e)) => Err(ApiError::raft_unavailable(format!("shard {}: {e}", shard.id)).into()),
             Ok(Ok(resp)) => Ok(resp.data),
         };
         match outcome {
@@ -106,20 +108,24 @@ pub struct Page {
 }
 
 impl Shard {
+    /// Open the shard's Raft group. A single node (`alone`) initializes its one-member group
+    /// at once; in a cluster, groups are initialized by the bootstrap (runtime/membership.rs).
     pub async fn open(
         id: u32,
         node_id: NodeId,
         raft_config: Arc<openraft::Config>,
+        network: crate::cluster::network::Network,
         store: LogStore,
         sm: StateMachine,
+        alone: bool,
     ) -> Result<Shard, OpenError> {
         let machine = sm.inner.clone();
         let startup_last_index = store.log.borrow().last_index();
-        let raft = Raft::new(node_id, raft_config, crate::raft::network::Network, store.clone(), sm)
+        let raft = Raft::new(node_id, raft_config, network, store.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, reason: e.to_string() })?;
         let initialized = raft.is_initialized().await.map_err(|e| OpenError::Raft { shard: id, reason: e.to_string() })?;
-        if !initialized {
+        if !initialized && alone {
             let mut members = BTreeMap::new();
             members.insert(node_id, BasicNode::default());
             raft.initialize(members).await.map_err(|e| OpenError::Raft { shard: id, reason: format!("initializing: {e}") })?;
@@ -150,13 +156,37 @@ impl Shard {
         done
     }
 
+    /// `Ok` when this replica leads the group; else who does, as far as it knows.
+    pub fn leader_check(&self) -> Result<(), Refused> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state == ServerState::Leader {
+            return Ok(());
+        }
+        let leader = metrics.current_leader.and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        Err(Refused::NotLeader { leader: leader.filter(|a| !a.is_empty()) })
+    }
+
+    /// The leader has applied an entry of its own term, hence everything committed before
+    /// it: its state machine may answer for the group (prechecks, reads).
+    fn is_settled_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
+    }
+
     /// Propose `cmd` and wait until it is committed and applied (or the timeout passes).
+    /// Only the leader proposes; any other replica answers [`Refused::NotLeader`].
     ///
     /// Commands queue per shard; one proposer task packs everything queued into a single
     /// Raft entry while the previous entry is being committed (see [`Proposal`]).
-    pub async fn write(this: &Rc<Shard>, cmd: Command, timeout: Duration) -> Result<Reply, ApiError> {
-        if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
-            return Ok(Reply::from(outcome));
+    pub async fn write(this: &Rc<Shard>, cmd: Command, timeout: Duration) -> Result<Reply, Refused> {
+        this.leader_check()?;
+        // The precheck answers certain outcomes without a round of Raft, but only from a
+        // state machine that has seen every committed entry.
+        if this.is_settled_leader() {
+            if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
+                return Ok(Reply::from(outcome));
+            }
         }
         let (tx, rx) = oneshot::channel();
         let bytes = command_bytes(&cmd);
@@ -164,7 +194,24 @@ impl Shard {
         if !this.proposing.replace(true) {
             glommio::spawn_local(propose_queued(this.clone(), timeout)).detach();
         }
-        rx.await.unwrap_or_else(|_| Err(ApiError::raft_unavailable(format!("shard {} dropped the proposal", this.id))))
+        rx.await.unwrap_or_else(|_| Err(ApiError::raft_unavailable(format!("shard {} dropped the proposal", this.id)).into()))
+    }
+
+    /// Wait until a read served now reflects every write acknowledged before it began: this
+    /// replica leads (confirmed by a quorum, openraft's read index) and has applied up to
+    /// the read index.
+    pub async fn linearize(&self, timeout: Duration) -> Result<(), Refused> {
+        self.leader_check()?;
+        match GlommioRuntime::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => {
+                Err(ApiError::raft_timeout(format!("shard {}: leadership not confirmed within {} ms", self.id, timeout.as_millis())).into())
+            }
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(Refused::NotLeader { leader: f.leader_node.map(|n| n.addr).filter(|a| !a.is_empty()) })
+            }
+            Ok(Err(e)) => Err(ApiError::raft_unavailable(format!("shard {}: {e}", self.id)).into()),
+        }
     }
 
     /// The session record as JSON.

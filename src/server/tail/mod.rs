@@ -19,7 +19,7 @@ use super::handlers::{api_error, http_error, Response};
 use crate::config::TailSource;
 use crate::http::request::Request;
 use crate::http::response::websocket_accept;
-use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX};
+use crate::limits::{TAIL_FETCH_BYTES_MAX, TAIL_FETCH_EVENTS_MAX, TAIL_REMOTE_WAIT_MS};
 use crate::runtime::api;
 use crate::runtime::core::current;
 use crate::session::{self, ApiError};
@@ -97,7 +97,9 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
 }
 
 /// The next events after `cursor` (empty when caught up): from this core's mirror when the
-/// tail source is `ets` and the mirror holds them, else from the owner shard.
+/// tail source is `ets` and the mirror holds them, else from this node's replica of the
+/// shard, else (no replica here) from another node's, which waits for new events up to
+/// `TAIL_REMOTE_WAIT_MS` before answering empty.
 pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError> {
     let core = current();
     if core.config.tail_source == TailSource::Ets {
@@ -106,7 +108,7 @@ pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError
             return Ok(events);
         }
     }
-    api::read(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX).await.map(|p| p.events)
+    api::read_committed(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX, TAIL_REMOTE_WAIT_MS).await.map(|p| p.events)
 }
 
 /// Join events into one JSON array frame.

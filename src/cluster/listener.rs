@@ -1,0 +1,64 @@
+//! The accepting side of the cluster transport on one core: authenticate each connection
+//! (nothing a peer sends is acted on before its handshake proof verified), then answer its
+//! RPCs with the node's handler until it closes.
+//!
+//! A connection that fails the handshake (wrong secret, garbage, a replayed transcript, a
+//! truncated or oversized frame, too slow) is closed and reported to `on_rejected` (the
+//! node counts it in `starcite_cluster_handshake_rejections_total`); the listener keeps
+//! serving everyone else. Memory per connection is bounded by the frame decoder (one
+//! maximal frame plus one read buffer).
+
+use std::future::Future;
+use std::rc::Rc;
+
+use super::handshake::{ClusterKey, Peer};
+use super::peer::serve;
+use super::rpc::{Request, Response};
+use super::session::{self, SessionError};
+
+/// Accept cluster connections from `listener` on this core until the process ends.
+pub fn start<H, F>(
+    listener: glommio::net::TcpListener,
+    me: Peer,
+    key: ClusterKey,
+    shards: u32,
+    handler: H,
+    on_rejected: Rc<dyn Fn(&SessionError)>,
+) where
+    H: Fn(u32, Request) -> F + Clone + 'static,
+    F: Future<Output = Response> + 'static,
+{
+    glommio::spawn_local(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cluster accept failed: {e}");
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (me, key, handler, on_rejected) = (me.clone(), key.clone(), handler.clone(), on_rejected.clone());
+            glommio::spawn_local(async move {
+                let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                match session::accept(stream, key, &me, shards).await {
+                    Ok((framed, peer)) => {
+                        tracing::debug!(peer = %peer.name, node_id = peer.node_id, %remote, "cluster peer connected");
+                        let (stream, leftover) = framed.into_parts();
+                        let why = serve(stream, leftover, handler).await;
+                        tracing::debug!(peer = %peer.name, "cluster connection ended: {why}");
+                    }
+                    Err(e) => {
+                        if e.is_rejection() {
+                            tracing::warn!(%remote, "cluster peer refused: {e}");
+                        }
+                        on_rejected(&e);
+                    }
+                }
+            })
+            .detach();
+        }
+    })
+    .detach();
+}

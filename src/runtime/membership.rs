@@ -1,0 +1,175 @@
+//! Raft group membership on one core, for a cluster (a single node's one-member groups need
+//! none of this):
+//!
+//! - **Bootstrap.** Each shard's group is initialized once, by the first node of its
+//!   replica set (`placement::replicas`), with all its replicas as voters — and only when
+//!   every other replica is reachable and says its own copy of the group is *not*
+//!   initialized. So a first replica that lost its disk never starts a second history of a
+//!   group that exists elsewhere: it waits to be re-added like any other replica.
+//! - **Repair (the incarnation rule).** A node's Raft id is its data dir's incarnation (a
+//!   random id written in the manifest at first start), not its name: a node that comes back
+//!   with an empty data dir has a new id, so it cannot vote under the id whose votes it
+//!   forgot (a member that votes twice in a term can elect two leaders and lose acknowledged
+//!   writes). The links refuse to deliver anything addressed to the old id. Each leader
+//!   compares its group's voters with the ids its replicas now prove in their handshakes;
+//!   when a replica's id changed, it adds the new id as a learner, waits for it to catch up
+//!   (openraft's blocking `add_learner`), then replaces the voter set (joint consensus),
+//!   which removes the old id. Until then the group keeps its quorum among the other two.
+//! - **Handoff.** On a graceful shutdown, a leader asks an up-to-date follower to campaign
+//!   and waits (bounded) until it lost leadership, so writes move on without waiting for an
+//!   election timeout.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use openraft::{AsyncRuntime, BasicNode, ServerState};
+
+use super::core::Core;
+use super::placement::replicas;
+use super::shard::Shard;
+use crate::cluster::rpc::{Forward, Forwarded, Request, Response};
+use crate::limits::{MEMBERSHIP_CHANGE_TIMEOUT_MS, MEMBERSHIP_CHECK_MS};
+use crate::raft::runtime::GlommioRuntime;
+
+/// Bootstrap and repair this core's groups until the node drains.
+pub async fn maintain(core: Rc<Core>) {
+    let busy: Rc<RefCell<HashSet<u32>>> = Rc::default();
+    while !core.draining.is_set() {
+        let shards: Vec<Rc<Shard>> = core.shards.borrow().values().cloned().collect();
+        for shard in shards {
+            if !busy.borrow_mut().insert(shard.id) {
+                continue;
+            }
+            let (core, busy) = (core.clone(), busy.clone());
+            glommio::spawn_local(async move {
+                let id = shard.id;
+                if let Err(why) = check(&core, &shard).await {
+                    tracing::debug!(shard = id, "membership: {why}");
+                }
+                busy.borrow_mut().remove(&id);
+            })
+            .detach();
+        }
+        glommio::timer::sleep(Duration::from_millis(MEMBERSHIP_CHECK_MS)).await;
+    }
+}
+
+async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
+    let names: Vec<String> = replicas(shard.id, &core.members).into_iter().map(str::to_string).collect();
+    let initialized = shard.raft.is_initialized().await.map_err(|e| e.to_string())?;
+    if !initialized {
+        return bootstrap(core, shard, &names).await;
+    }
+    if shard.leader_check().is_err() {
+        return Ok(());
+    }
+    repair(core, shard, &names).await
+}
+
+fn rpc_timeout() -> Duration {
+    Duration::from_millis(MEMBERSHIP_CHECK_MS * 2)
+}
+
+/// Initialize the group if this node is its first replica and no replica has it yet.
+async fn bootstrap(core: &Core, shard: &Shard, names: &[String]) -> Result<(), String> {
+    if names.first() != Some(&core.config.node_name) {
+        return Ok(());
+    }
+    let mut voters = BTreeMap::new();
+    voters.insert(core.node_id, BasicNode::new(&core.config.node_name));
+    for name in &names[1..] {
+        match core.links.call(name, None, shard.id, &Request::Forward(Forward::GroupState), rpc_timeout()).await {
+            Ok(Response::Forward(Forwarded::GroupState { initialized: false })) => {}
+            Ok(Response::Forward(Forwarded::GroupState { initialized: true })) => {
+                return Err(format!("shard {}: {name} already has the group; waiting to be added back", shard.id))
+            }
+            other => return Err(format!("shard {}: cannot bootstrap yet, {name}: {other:?}", shard.id)),
+        }
+        let id = core.links.peer_id(name).ok_or_else(|| format!("{name} has no proven node id"))?;
+        voters.insert(id, BasicNode::new(name));
+    }
+    shard.raft.initialize(voters).await.map_err(|e| format!("initializing shard {}: {e}", shard.id))?;
+    tracing::debug!(shard = shard.id, "initialized the group");
+    Ok(())
+}
+
+/// As leader: make the voters the replicas' current incarnations.
+async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), String> {
+    let metrics = shard.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership().clone();
+    if membership.get_joint_config().len() > 1 {
+        return Ok(()); // a change is in progress
+    }
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut wanted = BTreeMap::new();
+    for name in names {
+        if core.links.peer_id(name).is_none() {
+            let _ = core.links.connect(name).await;
+        }
+        let id = core.links.peer_id(name).ok_or_else(|| format!("{name}: node id not known yet"))?;
+        wanted.insert(id, name.clone());
+    }
+    let wanted_ids: BTreeSet<u64> = wanted.keys().copied().collect();
+    if wanted_ids == voters {
+        return Ok(());
+    }
+    let limit = Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
+    for (id, name) in &wanted {
+        if membership.get_node(id).is_none() {
+            tracing::info!(shard = shard.id, peer = %name, node_id = id, "adding a replica's new incarnation as a learner");
+            let added = GlommioRuntime::timeout(limit, shard.raft.add_learner(*id, BasicNode::new(name), true)).await;
+            match added {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("adding learner {id}: {e}")),
+                Err(_) => return Err(format!("learner {id} did not catch up within {limit:?}")),
+            }
+        }
+    }
+    let changed = GlommioRuntime::timeout(limit, shard.raft.change_membership(wanted_ids.clone(), false)).await;
+    match changed {
+        Ok(Ok(_)) => {
+            tracing::info!(shard = shard.id, old = ?voters, new = ?wanted_ids, "replaced the group's voters");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("changing voters: {e}")),
+        Err(_) => Err(format!("changing voters: not committed within {limit:?}")),
+    }
+}
+
+/// Hand leadership of this core's groups to up-to-date followers, waiting at most
+/// `within` for all of them to move.
+pub async fn hand_off_leadership(core: &Core, within: Duration) {
+    if core.members.len() <= 1 {
+        return;
+    }
+    let deadline = Instant::now() + within;
+    let shards: Vec<Rc<Shard>> = core.shards.borrow().values().cloned().collect();
+    let mut moving = Vec::new();
+    for shard in shards {
+        let metrics = shard.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        let last = metrics.last_log_index;
+        let caught_up = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.iter().filter(|(id, m)| **id != core.node_id && m.map(|l| l.index) == last).map(|(id, _)| *id).next());
+        let Some(target) = caught_up else { continue };
+        let Some(name) = metrics.membership_config.membership().get_node(&target).map(|n| n.addr.clone()) else { continue };
+        let links = core.links.clone();
+        let id = shard.id;
+        glommio::spawn_local(async move {
+            let _ = links.call(&name, Some(target), id, &Request::Forward(Forward::Campaign), rpc_timeout()).await;
+        })
+        .detach();
+        moving.push(shard);
+    }
+    for shard in moving {
+        while shard.raft.metrics().borrow().state == ServerState::Leader && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
