@@ -203,6 +203,13 @@ pub const MEMBERSHIP_CHANGE_TIMEOUT_MS: u64 = 60_000;
 /// On SIGTERM, a leader waits at most this long for its groups' leadership to move to
 /// followers before it stops them (milliseconds).
 pub const LEADERSHIP_HANDOFF_MS: u64 = 2_000;
+/// On a graceful shutdown, proposals in flight get this long to be answered before the
+/// Raft groups stop (milliseconds).
+pub const PROPOSALS_SETTLE_MS: u64 = 2_000;
+/// A port that a process which just exited held may stay busy a moment (io_uring tears
+/// its requests, an accept among them, down asynchronously): binding retries this long
+/// before reporting the port in use (milliseconds).
+pub const PORT_RELEASE_WAIT_MS: u64 = 3_000;
 
 const _: () = assert!(CLUSTER_FRAME_BYTES_MAX >= 4 * PROPOSAL_BYTES_MAX);
 const _: () = assert!(RAFT_PAYLOAD_ENTRIES_MAX as usize * RECORD_PAYLOAD_BYTES_MAX + 64 * 1024 <= CLUSTER_FRAME_BYTES_MAX);

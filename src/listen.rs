@@ -38,7 +38,15 @@ pub fn reuseport_socket(port: u16) -> std::io::Result<Socket> {
 /// silently share the port with us). Then the SO_REUSEPORT reservation that this process's
 /// cores join.
 pub fn reserve_port(variable: &str, port: u16) -> Result<Reservation, String> {
-    let probe = exclusive_probe(port).map_err(|e| {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(crate::limits::PORT_RELEASE_WAIT_MS);
+    let mut probe = exclusive_probe(port);
+    // A previous process on this port may have exited a moment ago (a restart): its
+    // io_uring may still hold the listening socket briefly. Wait for it, bounded.
+    while matches!(&probe, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse) && port != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        probe = exclusive_probe(port);
+    }
+    let probe = probe.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             format!("{variable}={port}: the port is already in use by another process (one owner per port)")
         } else {

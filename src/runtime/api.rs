@@ -167,11 +167,7 @@ async fn route<T>(
     loop {
         let target = next.take().unwrap_or_else(|| {
             rotation += 1;
-            if hosted {
-                me.clone()
-            } else {
-                candidates[rotation % candidates.len()].clone()
-            }
+            candidates[rotation % candidates.len()].clone()
         });
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

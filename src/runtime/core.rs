@@ -151,6 +151,9 @@ pub struct Core {
     pub watch: WatchRegistry,
     /// Recovery finished and every local shard is open.
     pub started: Cell<bool>,
+    /// The shards' Raft groups are being stopped (the last step of a graceful shutdown):
+    /// operations are refused before they propose anything.
+    pub stopping: Cell<bool>,
     /// Set once a graceful shutdown began: listeners stop accepting, connections finish
     /// what they are in, tails end (runtime/shutdown.rs).
     pub draining: Latch,
@@ -191,6 +194,7 @@ impl Core {
             metrics: CoreMetrics::default(),
             watch,
             started: Cell::new(false),
+            stopping: Cell::new(false),
             draining: Latch::default(),
         }
     }
@@ -263,18 +267,30 @@ impl Core {
         super::placement::replicas(shard, &self.members).contains(&self.config.node_name.as_str())
     }
 
-    fn shard(&self, session: &str) -> Result<Rc<Shard>, ApiError> {
-        if !self.started.get() {
-            return Err(ApiError::raft_unavailable("node is starting (recovery in progress)"));
-        }
+    /// The shard of `session`, when this replica can serve now. When it cannot (starting,
+    /// still applying its log, stopping), nothing was done: in a cluster that is "not
+    /// leader" (the caller tries another replica until its deadline); a single node answers
+    /// 503 at once.
+    fn shard(&self, session: &str) -> Result<Rc<Shard>, Refused> {
         let (shard, owner) = self.owner_of(session);
         assert_eq!(owner, self.id, "operations run on the owner core");
+        let unavailable = |why: String| {
+            if self.members.len() > 1 {
+                Refused::NotLeader { leader: None }
+            } else {
+                Refused::Api(ApiError::raft_unavailable(why))
+            }
+        };
+        if !self.started.get() {
+            return Err(unavailable("node is starting (recovery in progress)".into()));
+        }
+        if self.stopping.get() {
+            return Err(unavailable("node is shutting down".into()));
+        }
         let found = self.shards.borrow().get(&shard).cloned();
         match found {
-            None => Err(ApiError::raft_unavailable(format!("shard {shard} is not open on this node"))),
-            Some(s) if !s.is_caught_up() => {
-                Err(ApiError::raft_unavailable(format!("shard {shard} is still applying its log after restart")))
-            }
+            None => Err(unavailable(format!("shard {shard} is not open on this node"))),
+            Some(s) if !s.is_caught_up() => Err(unavailable(format!("shard {shard} is still applying its log after restart"))),
             Some(s) => Ok(s),
         }
     }
@@ -309,7 +325,7 @@ impl Core {
         s
     }
 
-    fn ready(&self) -> Result<(), NotReady> {
+    async fn ready(&self) -> Result<(), NotReady> {
         if self.draining.is_set() {
             return Err(NotReady::ShuttingDown);
         }
@@ -319,12 +335,14 @@ impl Core {
         if !self.started.get() {
             return Err(NotReady::Recovering { core: self.id });
         }
-        for shard in self.shards.borrow().values() {
+        let shards: Vec<Rc<Shard>> = self.shards.borrow().values().cloned().collect();
+        for shard in shards {
             let metrics = shard.raft.metrics().borrow().clone();
             let Some(leader) = metrics.current_leader else { return Err(NotReady::NoLeader { shard: shard.id }) };
             if leader != self.node_id {
                 let name = metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()).unwrap_or_default();
-                if !self.links.is_connected(&name) {
+                // A follower may never have needed a connection to its leader: dial it.
+                if !self.links.is_connected(&name) && self.links.connect(&name).await.is_err() {
                     return Err(NotReady::LeaderUnreachable { shard: shard.id, leader: name });
                 }
             }
@@ -358,7 +376,7 @@ pub async fn handle(op: Op) {
             let _ = reply.send(Box::new(core.stats()));
         }
         Op::Ready(reply) => {
-            let _ = reply.send(core.ready());
+            let _ = reply.send(core.ready().await);
         }
         Op::Peer(shard, request, reply) => {
             let _ = reply.send(core.answer_peer(shard, *request).await);

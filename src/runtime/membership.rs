@@ -139,37 +139,52 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
 }
 
 /// Hand leadership of this core's groups to up-to-date followers, waiting at most
-/// `within` for all of them to move.
+/// `within` for all of them to move. From the start, this core refuses new shard
+/// operations as "not leader" (having done nothing), so callers go elsewhere; then each
+/// led group waits until a follower has every entry (in-flight proposals commit), and that
+/// follower is asked to campaign: its log is as long as any, so it wins at once.
 pub async fn hand_off_leadership(core: &Core, within: Duration) {
     if core.members.len() <= 1 {
         return;
     }
+    core.stopping.set(true);
     let deadline = Instant::now() + within;
     let shards: Vec<Rc<Shard>> = core.shards.borrow().values().cloned().collect();
-    let mut moving = Vec::new();
+    let mut handing = Vec::new();
     for shard in shards {
+        if shard.raft.metrics().borrow().state == ServerState::Leader {
+            let links = core.links.clone();
+            let me = core.node_id;
+            let task = glommio::spawn_local(async move {
+                hand_off(&links, me, &shard, deadline).await;
+            });
+            handing.push(task);
+        }
+    }
+    for task in handing {
+        task.await;
+    }
+}
+
+async fn hand_off(links: &crate::cluster::links::Links, me: u64, shard: &Shard, deadline: Instant) {
+    let mut asked = None;
+    while Instant::now() < deadline {
         let metrics = shard.raft.metrics().borrow().clone();
         if metrics.state != ServerState::Leader {
-            continue;
+            return;
         }
-        let last = metrics.last_log_index;
-        let caught_up = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.iter().filter(|(id, m)| **id != core.node_id && m.map(|l| l.index) == last).map(|(id, _)| *id).next());
-        let Some(target) = caught_up else { continue };
-        let Some(name) = metrics.membership_config.membership().get_node(&target).map(|n| n.addr.clone()) else { continue };
-        let links = core.links.clone();
-        let id = shard.id;
-        glommio::spawn_local(async move {
-            let _ = links.call(&name, Some(target), id, &Request::Forward(Forward::Campaign), rpc_timeout()).await;
-        })
-        .detach();
-        moving.push(shard);
-    }
-    for shard in moving {
-        while shard.raft.metrics().borrow().state == ServerState::Leader && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
+        if asked.is_none() {
+            let last = metrics.last_log_index;
+            let caught_up = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.iter().find(|(id, m)| **id != me && m.map(|l| l.index) == last).map(|(id, _)| *id));
+            let name = caught_up.and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| (id, n.addr.clone())));
+            if let Some((id, name)) = name {
+                let _ = links.call(&name, Some(id), shard.id, &Request::Forward(Forward::Campaign), rpc_timeout()).await;
+                asked = Some(id);
+            }
         }
+        glommio::timer::sleep(Duration::from_millis(10)).await;
     }
 }

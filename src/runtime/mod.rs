@@ -27,7 +27,9 @@ use self::core::{Core, CoreMsg};
 use crate::cluster::handshake::{ClusterKey, Peer};
 use crate::cluster::links::{Links, Member};
 use crate::config::Config;
-use crate::limits::{RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS, RAFT_PAYLOAD_ENTRIES_MAX};
+use crate::limits::{
+    PROPOSALS_SETTLE_MS, RAFT_ELECTION_TIMEOUT_MAX_MS, RAFT_ELECTION_TIMEOUT_MIN_MS, RAFT_HEARTBEAT_MS, RAFT_PAYLOAD_ENTRIES_MAX,
+};
 use crate::log::file::{Fault, FaultPlan, FaultyFs, FileOp, Rule};
 use crate::log::{DmaFs, FileSystem, LogError};
 use crate::raft::replay::open_core;
@@ -168,7 +170,14 @@ fn file_system(config: &Config) -> Rc<dyn FileSystem> {
 /// The last step of a graceful shutdown on this core: stop every Raft group, then write
 /// and fdatasync whatever the log still holds (lazy committed marks included).
 pub async fn stop_shards(core: &Rc<Core>) {
+    core.stopping.set(true);
     let shards: Vec<Rc<shard::Shard>> = core.shards.borrow().values().cloned().collect();
+    // Proposals still in flight (e.g. made just before leadership moved, which the new
+    // leader commits) get their answers before the groups stop, within a bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PROPOSALS_SETTLE_MS);
+    while shards.iter().any(|s| s.is_proposing()) && std::time::Instant::now() < deadline {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
     for shard in shards {
         let _ = shard.raft.shutdown().await;
     }

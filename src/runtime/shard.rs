@@ -142,6 +142,11 @@ impl Shard {
         })
     }
 
+    /// Whether proposals are queued or in flight (their callers still wait for answers).
+    pub fn is_proposing(&self) -> bool {
+        self.proposing.get()
+    }
+
     /// Whether the state machine has applied everything the log held at startup.
     pub fn is_caught_up(&self) -> bool {
         if self.caught_up.get() {

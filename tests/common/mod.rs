@@ -134,6 +134,26 @@ impl Server {
         s
     }
 
+    /// A server with `env` in a fresh temp data dir, not started yet: [`Server::launch`]
+    /// starts it without waiting for readiness (a cluster's nodes get ready together).
+    pub fn unstarted(env: &[(String, String)]) -> Server {
+        let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let data_dir = tmp.path().join("data");
+        Server { port: 0, data_dir, env: env.to_vec(), child: None, log: Log::default(), _tmp: Some(tmp) }
+    }
+
+    /// Start the process (after `unstarted`, or after `kill9`); returns once it printed its
+    /// startup line.
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.spawn();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// The environment the server runs with (the data dir, then the test's variables).
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![("STARCITE_RAFT_DATA_DIR".to_string(), self.data_dir.display().to_string())];
@@ -149,7 +169,7 @@ impl Server {
 
     /// Everything the server processes of this test wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     }
 
     pub fn pid(&self) -> u32 {

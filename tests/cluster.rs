@@ -1,0 +1,464 @@
+//! A real cluster (SPEC §4): three or four `starcite` processes on loopback, each with its
+//! own data dir and cluster port, authenticated with a shared secret. Every test is bounded
+//! in time (READY_WAIT, writer deadlines) and kills its processes on the way out.
+//!
+//! - any node serves the single-node contract: create, append with expected_seq chains and
+//!   idempotent retries through different nodes, identical pages and WS/SSE tails on every
+//!   node, including one that hosts no replica of the session's shard;
+//! - kill -9 of a shard leader under concurrent appends: writes resume, every acknowledged
+//!   event is present exactly once at its acknowledged seq on every node, and the killed
+//!   node catches up after a restart;
+//! - a node that comes back with an empty data dir is repaired by its peers (new
+//!   incarnation, learner, voter) and then carries the quorum with one of the others;
+//! - an unauthenticated peer is refused and counted while the cluster keeps serving;
+//! - a rolling SIGTERM restart of every node under load fails no write that a client
+//!   cannot safely retry, and loses nothing.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use starcite::runtime::placement::{replicas, shard_of};
+
+const SECRET: &str = "a cluster secret for tests, longer than thirty-two bytes";
+const SHARDS: u32 = 8;
+
+struct Cluster {
+    nodes: Vec<Server>,
+    names: Vec<String>,
+    cluster_ports: Vec<u16>,
+}
+
+/// Ports free right now, below the kernel's ephemeral range (32768 and up here): a node's
+/// cluster port must still be free when the node restarts, and an ephemeral one may have
+/// been taken meanwhile by any outgoing connection.
+/// Tests of this process take ports in turn from here (never the same twice).
+static NEXT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let base = 20_000 + (std::process::id() % 500) * 20;
+    let mut held = Vec::new();
+    while held.len() < n {
+        let candidate = (base + NEXT_PORT.fetch_add(1, Ordering::SeqCst) % 2_000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("0.0.0.0", candidate)) {
+            held.push(l);
+        }
+    }
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let cluster_ports = free_ports(n);
+        let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
+        let members = names.iter().zip(&cluster_ports).map(|(name, port)| format!("{name}@127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
+        let mut nodes: Vec<Server> = names
+            .iter()
+            .map(|name| {
+                let env: Vec<(String, String)> = [
+                    ("NODE_NAME", name.as_str()),
+                    ("CLUSTER_NODES", members.as_str()),
+                    ("SECRET_KEY_BASE", SECRET),
+                    ("STARCITE_CORES", "1"),
+                    ("STARCITE_SHARDS", "8"),
+                    ("STARCITE_REQUEST_TIMEOUT_MS", "5000"),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+                Server::unstarted(&env)
+            })
+            .collect();
+        for node in &mut nodes {
+            node.launch();
+        }
+        for node in &mut nodes {
+            node.wait_ready();
+        }
+        Cluster { nodes, names, cluster_ports }
+    }
+
+    /// The nodes holding a replica of `session`'s shard (indexes into `nodes`).
+    fn replica_nodes(&self, session: &str) -> Vec<usize> {
+        let shard = shard_of(session, SHARDS);
+        replicas(shard, &self.names).iter().map(|r| self.names.iter().position(|n| n == r).unwrap()).collect()
+    }
+
+    /// The node that leads `session`'s shard, as the nodes' metrics say (waits for one).
+    fn leader_of(&self, session: &str) -> usize {
+        let shard = shard_of(session, SHARDS);
+        let series = format!("starcite_raft_is_leader{{shard=\"{shard}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let Ok(r) = try_request(node.port, "GET", "/metrics", &[], b"") {
+                    if starcite::metrics::parse_exposition(&r.text()).get(&series) == Some(&1.0) {
+                        return i;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader for shard {shard}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A session id whose shard's replicas are exactly `want(replica node indexes)`.
+fn session_where(cluster: &Cluster, prefix: &str, want: impl Fn(&[usize]) -> bool) -> String {
+    (0..10_000).map(|i| format!("{prefix}-{i}")).find(|s| want(&cluster.replica_nodes(s))).expect("some id lands on such a shard")
+}
+
+fn metric(node: &Server, series: &str) -> f64 {
+    let text = node.req("GET", "/metrics", "").text();
+    starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
+}
+
+/// Pages of a session, as raw response bodies, through one node (linearizable reads).
+fn page_text(node: &Server, session: &str) -> String {
+    let r = node.req("GET", &format!("/v1/sessions/{session}/events?cursor=0&limit=1000"), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn every_node_serves_the_same_contract_and_the_same_tails() {
+    let c = Cluster::start(4);
+    // A session whose shard is not hosted by node 4 (index 3): node 4 forwards everything
+    // and tails it from another node's replica.
+    let s = session_where(&c, "contract", |r| !r.contains(&3));
+    let r = c.nodes[3].create(&s);
+    assert_eq!(r.json()["id"], s.as_str());
+    c.nodes[1].json("POST", "/v1/sessions", json!({ "id": s })).assert_error(409, "session_exists");
+    c.nodes[2].req("GET", "/v1/sessions/nobody-has-this", "").assert_error(404, "session_not_found");
+
+    // An expected_seq chain across every node.
+    for (i, node) in c.nodes.iter().enumerate() {
+        let r = node.append(&s, json!({ "type": "t", "payload": { "i": i, "x": 0.9574343289165503 }, "actor": "a", "expected_seq": i }));
+        assert_eq!(r.status, 201, "node {i}: {}", r.text());
+        assert_eq!(r.json()["seq"], i + 1);
+    }
+    c.nodes[1]
+        .append(&s, json!({ "type": "t", "payload": {}, "actor": "a", "expected_seq": 1 }))
+        .assert_error(409, "expected_seq_conflict");
+
+    // An idempotent retry through a different node.
+    let body = json!({ "type": "t", "payload": { "k": 1 }, "actor": "a", "idempotency_key": "once" });
+    let first = c.nodes[0].append(&s, body.clone()).json();
+    let again = c.nodes[3].append(&s, body.clone()).json();
+    assert_eq!((first["seq"].clone(), first["deduped"].clone()), (json!(5), json!(false)));
+    assert_eq!((again["seq"].clone(), again["deduped"].clone()), (json!(5), json!(true)));
+    let mut altered = body.clone();
+    altered["payload"]["k"] = json!(2);
+    c.nodes[2].append(&s, altered).assert_error(409, "idempotency_conflict");
+
+    // Linearizable: the record and the page through every node include every acked append.
+    let pages: Vec<String> = c.nodes.iter().map(|n| page_text(n, &s)).collect();
+    assert!(pages.iter().all(|p| p == &pages[0]), "pages differ between nodes: {pages:#?}");
+    assert_eq!(serde_json::from_str::<Value>(&pages[0]).unwrap()["last_seq"], 5);
+    for node in &c.nodes {
+        assert_eq!(node.req("GET", &format!("/v1/sessions/{s}"), "").json()["last_seq"], 5);
+    }
+
+    // Tails on every node, replay then live, deliver the same frames.
+    let mut ws: Vec<Ws> = c.nodes.iter().map(|n| ws_connect(n.port, &format!("/v1/sessions/{s}/tail?cursor=2")).unwrap()).collect();
+    let mut sse: Vec<Conn> = c.nodes.iter().map(|n| sse_open(n.port, &format!("/v1/sessions/{s}/tail?cursor=2"), &[])).collect();
+    let replayed: Vec<Vec<String>> = ws.iter_mut().map(|w| ws_frames(w, 3)).collect();
+    let r = c.nodes[2].append(&s, json!({ "type": "live", "payload": { "n": 6 }, "actor": "a" }));
+    assert_eq!(r.json()["seq"], 6);
+    let live: Vec<Vec<String>> = ws.iter_mut().map(|w| ws_frames(w, 1)).collect();
+    let sse_seen: Vec<Vec<String>> = sse.iter_mut().map(|c| sse_data(c, 4)).collect();
+    // Byte-identical frames on every node and transport, and the same events as the page
+    // (compared parsed: serde_json's f64 would respell 0.9574343289165503 on our side).
+    let page: Value = serde_json::from_str(&page_text(&c.nodes[3], &s)).unwrap();
+    let expected: Vec<Value> = page["events"].as_array().unwrap()[2..].to_vec();
+    let mut first: Option<Vec<String>> = None;
+    for i in 0..c.nodes.len() {
+        let mut got = replayed[i].clone();
+        got.extend(live[i].clone());
+        assert_eq!(got, sse_seen[i], "WS and SSE tails on node {i}");
+        assert_eq!(got.iter().map(|t| serde_json::from_str::<Value>(t).unwrap()).collect::<Vec<_>>(), expected, "tail on node {i}");
+        assert!(got[0].contains("0.9574343289165503"), "numbers exactly as sent: {}", got[0]);
+        assert_eq!(first.get_or_insert_with(|| got.clone()), &got, "tails on node 0 and node {i}");
+    }
+}
+
+/// An append a writer saw acknowledged (201), with the body it sent.
+#[derive(Clone, Debug)]
+struct Ack {
+    session: String,
+    seq: u64,
+    body: Value,
+}
+
+/// Writers appending to `sessions` through `ports` (round robin per writer) until `stop`
+/// (then each finishes the append it is in) or `deadline`, each append with its own
+/// idempotency key; a 503 or a lost connection is retried with the same body and key (what
+/// a client may safely do), on the next node. Anything else fails the test. Returns the
+/// acknowledged appends and how many were retried after a 503 (a refused connection, a node
+/// down, is retried too but not counted); an append still unacknowledged at the deadline
+/// fails the test.
+fn write_under_faults(
+    ports: Arc<Mutex<Vec<u16>>>,
+    sessions: Vec<String>,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+) -> (Vec<Ack>, usize) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let retries = Arc::new(Mutex::new(0usize));
+    let handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (ports, sessions, acked, retries, stop) = (ports.clone(), sessions.clone(), acked.clone(), retries.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut attempt = w;
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let session = &sessions[(w + n) % sessions.len()];
+                    let body = json!({ "type": "w", "payload": { "w": w, "n": n }, "actor": format!("writer-{w}"), "idempotency_key": format!("w{w}-{n}") });
+                    loop {
+                        assert!(Instant::now() < deadline, "writer {w}: append {n} not acknowledged by the deadline");
+                        let port = {
+                            let p = ports.lock().unwrap();
+                            p[attempt % p.len()]
+                        };
+                        attempt += 1;
+                        let path = format!("/v1/sessions/{session}/append");
+                        match try_request(port, "POST", &path, &[], body.to_string().as_bytes()) {
+                            Ok(r) if r.status == 201 => {
+                                let seq = r.json()["seq"].as_u64().unwrap();
+                                acked.lock().unwrap().push(Ack { session: session.clone(), seq, body: body.clone() });
+                                break;
+                            }
+                            Ok(r) if r.status == 503 => {
+                                eprintln!("retrying after 503: {}", r.text());
+                                *retries.lock().unwrap() += 1;
+                            }
+                            Ok(r) => panic!("append {session} through port {port}: unexpected {}: {}", r.status, r.text()),
+                            Err(_) => {} // the node is down: try the next one
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let retries = *retries.lock().unwrap();
+    (acked, retries)
+}
+
+/// Every acknowledged append is present exactly once, at its acknowledged seq, with the
+/// content sent, on `node`; every history is gap-free and has no event twice.
+fn assert_exactly_once(node: &Server, acked: &[Ack]) {
+    let mut histories: HashMap<String, Vec<Value>> = HashMap::new();
+    for a in acked {
+        let events = histories.entry(a.session.clone()).or_insert_with(|| node.all_events(&a.session));
+        let e = events.get(a.seq as usize - 1).unwrap_or_else(|| panic!("acknowledged {}#{} lost on port {}", a.session, a.seq, node.port));
+        for field in ["type", "payload", "actor", "idempotency_key"] {
+            assert_eq!(e[field], a.body[field], "{field} of {}#{} on port {}", a.session, a.seq, node.port);
+        }
+    }
+    for (session, events) in &histories {
+        assert_contiguous(events, 1);
+        let mut keys = HashSet::new();
+        for e in events {
+            assert!(keys.insert(e["idempotency_key"].to_string()), "{session}: {e} appended twice");
+        }
+    }
+}
+
+#[test]
+fn a_killed_leader_loses_no_acknowledged_append_and_catches_up_after_restart() {
+    let mut c = Cluster::start(3);
+    let sessions: Vec<String> = (0..6).map(|i| format!("crash-{i}")).collect();
+    for s in &sessions {
+        c.nodes[i_of(s)].create(s);
+    }
+    let victim = c.leader_of(&sessions[0]);
+    let survivors: Vec<u16> = (0..3).filter(|i| *i != victim).map(|i| c.nodes[i].port).collect();
+    let ports = Arc::new(Mutex::new((0..3).map(|i| c.nodes[i].port).collect::<Vec<_>>()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (ports, sessions, stop) = (ports.clone(), sessions.clone(), stop.clone());
+        std::thread::spawn(move || write_under_faults(ports, sessions, 6, stop, deadline))
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    c.nodes[victim].kill9();
+    // Clients keep using the dead node's address for a while, then move on.
+    std::thread::sleep(Duration::from_millis(500));
+    *ports.lock().unwrap() = survivors;
+    std::thread::sleep(Duration::from_millis(2000));
+    stop.store(true, Ordering::SeqCst);
+    let (acked, retries) = writing.join().unwrap();
+    eprintln!("kill -9 of the leader: {} appends acknowledged, {retries} retried after a 503", acked.len());
+    assert!(acked.len() > 100, "writes went on: {} acknowledged", acked.len());
+    let new_leader = c.leader_of(&sessions[0]);
+    assert_ne!(new_leader, victim);
+    for i in (0..3).filter(|i| *i != victim) {
+        assert_exactly_once(&c.nodes[i], &acked);
+    }
+    // The killed node restarts with its data and catches up by itself.
+    c.nodes[victim].launch();
+    c.nodes[victim].wait_ready();
+    for s in &sessions {
+        let pages: Vec<String> = c.nodes.iter().map(|n| page_text(n, s)).collect();
+        assert!(pages.iter().all(|p| p == &pages[0]), "{s}: pages differ after the restart");
+    }
+    assert_exactly_once(&c.nodes[victim], &acked);
+}
+
+/// Which node creates session `s` in tests that do not care (spread over three).
+fn i_of(s: &str) -> usize {
+    s.bytes().map(usize::from).sum::<usize>() % 3
+}
+
+#[test]
+fn a_node_back_with_an_empty_disk_is_repaired_and_then_carries_the_quorum() {
+    let mut c = Cluster::start(3);
+    let s = "amnesia";
+    c.nodes[0].create(s);
+    for i in 0..20 {
+        assert_eq!(c.nodes[i % 3].append(s, event(i)).status, 201);
+    }
+    let manifest = |n: &Server| std::fs::read_to_string(n.data_dir.join("STARCITE_MANIFEST")).unwrap();
+    let id_before = manifest(&c.nodes[1]);
+    c.nodes[1].kill9();
+    std::fs::remove_dir_all(&c.nodes[1].data_dir).unwrap();
+    // Appends continue on the other two meanwhile.
+    for i in 20..25 {
+        assert_eq!(c.nodes[[0, 2][i % 2]].append(s, event(i)).status, 201);
+    }
+    c.nodes[1].launch();
+    c.nodes[1].wait_ready();
+    assert_ne!(manifest(&c.nodes[1]), id_before, "a wiped node comes back under a new incarnation");
+    let expected = page_text(&c.nodes[0], s);
+    assert_eq!(page_text(&c.nodes[1], s), expected);
+    // Wait until every group's voters are the three current incarnations (each of the 8
+    // groups has a replica on every one of the 3 nodes): then node 2, the repaired one, and
+    // one other make a quorum, and everything acknowledged must be there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_repairs(&c) < SHARDS as usize {
+        assert!(Instant::now() < deadline, "groups not repaired: {} of {SHARDS}", count_repairs(&c));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.nodes[0].kill9();
+    let r = c.nodes[1].append(s, event(25));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["seq"], 26);
+    let events = c.nodes[2].all_events(s);
+    assert_eq!(events.len(), 26);
+    assert_contiguous(&events, 1);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["payload"]["i"], i, "event {}", i + 1);
+    }
+}
+
+/// Groups whose voters were replaced (logged once per group by its leader).
+fn count_repairs(c: &Cluster) -> usize {
+    c.nodes.iter().map(|n| n.stderr().matches("replaced the group's voters").count()).sum()
+}
+
+#[test]
+fn an_unauthenticated_peer_is_refused_and_counted_and_the_cluster_keeps_serving() {
+    use starcite::cluster::handshake::{ClusterKey, Dialer, Peer};
+    use starcite::cluster::session::kind;
+    use starcite::cluster::wire;
+    let c = Cluster::start(3);
+    let port = c.cluster_ports[0];
+    let closed = |s: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    };
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Garbage.
+    let mut s = connect();
+    s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    assert!(closed(&mut s));
+    // A frame claiming 4 GiB.
+    let mut s = connect();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1]).unwrap();
+    assert!(closed(&mut s));
+    // The wrong secret, posing as a member.
+    let mut s = connect();
+    let me = Peer { name: "node-2".into(), node_id: 42 };
+    let (_dialer, hello) = Dialer::start(ClusterKey::derive(b"not the cluster's secret, but long enough"), &me, SHARDS);
+    let mut frame = Vec::new();
+    wire::encode(&mut frame, kind::HELLO, &hello);
+    s.write_all(&frame).unwrap();
+    // The acceptor answers a challenge the impostor cannot verify; its proof fails.
+    let mut proof = Vec::new();
+    wire::encode(&mut proof, kind::PROOF, &[0u8; 32]);
+    let _ = s.write_all(&proof);
+    assert!(closed(&mut s));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&c.nodes[0], "starcite_cluster_handshake_rejections_total") < 3.0 {
+        assert!(
+            Instant::now() < deadline,
+            "rejections not counted: {}",
+            metric(&c.nodes[0], "starcite_cluster_handshake_rejections_total")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still one healthy cluster.
+    c.nodes[1].create("after-impostors");
+    assert_eq!(c.nodes[0].append("after-impostors", event(0)).status, 201);
+    for n in &c.nodes {
+        assert_eq!(n.req("GET", "/health/ready", "").status, 200);
+    }
+}
+
+#[test]
+fn a_rolling_sigterm_restart_under_load_fails_nothing_a_client_cannot_retry_and_loses_nothing() {
+    let mut c = Cluster::start(3);
+    let sessions: Vec<String> = (0..4).map(|i| format!("rolling-{i}")).collect();
+    for s in &sessions {
+        c.nodes[0].create(s);
+    }
+    let ports = Arc::new(Mutex::new(c.nodes.iter().map(|n| n.port).collect::<Vec<_>>()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (ports, sessions, stop) = (ports.clone(), sessions.clone(), stop.clone());
+        std::thread::spawn(move || write_under_faults(ports, sessions, 4, stop, deadline))
+    };
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        // Clients stop using the node that is going down (a load balancer's drain).
+        *ports.lock().unwrap() = (0..3).filter(|j| *j != i).map(|j| c.nodes[j].port).collect();
+        let status = c.nodes[i].signal_and_wait(libc::SIGTERM, Duration::from_secs(30));
+        assert!(status.success(), "node {i} exited with {status}");
+        c.nodes[i].launch();
+        c.nodes[i].wait_ready();
+        *ports.lock().unwrap() = c.nodes.iter().map(|n| n.port).collect();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    let (acked, retries) = writing.join().unwrap();
+    eprintln!("rolling restart: {} appends acknowledged, {retries} retried after a 503", acked.len());
+    assert!(acked.len() > 100, "writes went on: {} acknowledged", acked.len());
+    // Leaders hand their groups over before they stop: not one write fails.
+    assert_eq!(retries, 0, "appends answered 503 during the rolling restart");
+    for n in &c.nodes {
+        assert_exactly_once(n, &acked);
+    }
+}
