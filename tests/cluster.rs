@@ -462,3 +462,52 @@ fn a_rolling_sigterm_restart_under_load_fails_nothing_a_client_cannot_retry_and_
         assert_exactly_once(n, &acked);
     }
 }
+
+#[test]
+fn a_tail_on_a_node_without_a_replica_survives_the_death_of_the_replica_serving_it() {
+    let mut c = Cluster::start(4);
+    let s = session_where(&c, "failover", |r| !r.contains(&3));
+    c.nodes[0].create(&s);
+    let mut tail = sse_open(c.nodes[3].port, &format!("/v1/sessions/{s}/tail?cursor=0"), &[]);
+    for i in 0..3 {
+        assert_eq!(c.nodes[3].append(&s, event(i)).status, 201);
+    }
+    let before = sse_data(&mut tail, 3);
+    // The leader is the replica the tail's long poll goes to: kill it.
+    let leader = c.leader_of(&s);
+    c.nodes[leader].kill9();
+    for i in 3..6 {
+        let r = c.nodes[3].append(&s, event(i));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let after = sse_data(&mut tail, 3);
+    let seqs: Vec<u64> = before.iter().chain(&after).map(|t| serde_json::from_str::<Value>(t).unwrap()["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "no gap, no duplicate across the failover");
+}
+
+#[test]
+fn a_shard_without_a_quorum_answers_503_in_time_and_the_others_keep_serving() {
+    let mut c = Cluster::start(4);
+    // Nodes 1 and 2 (indexes 0 and 1) will die: `lost` has both among its replicas, `kept`
+    // at most one.
+    let lost = session_where(&c, "lost", |r| r.contains(&0) && r.contains(&1));
+    let kept = session_where(&c, "kept", |r| r.contains(&2) && r.contains(&3));
+    c.nodes[2].create(&lost);
+    c.nodes[2].create(&kept);
+    c.nodes[0].kill9();
+    c.nodes[1].kill9();
+    let timeout = Duration::from_millis(5000);
+    let started = Instant::now();
+    let r = c.nodes[3].append(&lost, event(0));
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    let code = r.json()["error"].as_str().unwrap().to_string();
+    assert!(code == "raft_unavailable" || code == "raft_timeout", "{code}");
+    // Bounded by the request timeout (plus one election round and scheduling slack), never a hang.
+    assert!(took < timeout * 2, "answered after {took:?}");
+    for node in [2, 3] {
+        let r = c.nodes[node].append(&kept, event(node));
+        assert_eq!(r.status, 201, "a shard with its quorum keeps serving: {}", r.text());
+    }
+    assert_eq!(c.nodes[3].all_events(&kept).len(), 2);
+}

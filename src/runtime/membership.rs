@@ -39,7 +39,9 @@ pub async fn maintain(core: Rc<Core>) {
     while !core.draining.is_set() {
         let shards: Vec<Rc<Shard>> = core.shards.borrow().values().cloned().collect();
         for shard in shards {
-            if !busy.borrow_mut().insert(shard.id) {
+            // Most rounds find nothing to do: decide from the published metrics, without
+            // a message to the group's Raft task.
+            if !needs_attention(&core, &shard) || !busy.borrow_mut().insert(shard.id) {
                 continue;
             }
             let (core, busy) = (core.clone(), busy.clone());
@@ -54,6 +56,22 @@ pub async fn maintain(core: Rc<Core>) {
         }
         glommio::timer::sleep(Duration::from_millis(MEMBERSHIP_CHECK_MS)).await;
     }
+}
+
+/// Whether `shard` may need bootstrapping (no membership yet) or repair (it leads and a
+/// voter is not a replica's current incarnation), from its metrics and the links alone.
+fn needs_attention(core: &Core, shard: &Shard) -> bool {
+    let metrics = shard.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    if voters.is_empty() {
+        return replicas(shard.id, &core.members).first() == Some(&core.config.node_name.as_str());
+    }
+    if metrics.state != ServerState::Leader {
+        return false;
+    }
+    let wanted: Option<BTreeSet<u64>> = replicas(shard.id, &core.members).iter().map(|name| core.links.peer_id(name)).collect();
+    wanted.is_none_or(|w| w != voters)
 }
 
 async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
