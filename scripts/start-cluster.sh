@@ -25,6 +25,7 @@ if [ ! -x "$BIN" ]; then
   cargo build --release --locked >&2
 fi
 mkdir -p "$CLUSTER_DIR"
+NCPU=$(nproc)
 members=""
 for i in $(seq 1 "$NODES"); do
   members="${members:+$members,}starcite-$i@127.0.0.1:$((4099 + i))"
@@ -36,9 +37,14 @@ for i in $(seq 1 "$NODES"); do
     continue
   fi
   mkdir -p "$CLUSTER_DIR/starcite-$i"
+  # Nodes sharing a host take turns over its CPUs (each pins its executors inside its
+  # affinity mask), instead of all pinning to CPU 0.
+  cpus=$(( (i - 1) * STARCITE_CORES % NCPU ))-$(( ((i - 1) * STARCITE_CORES + STARCITE_CORES - 1) % NCPU ))
+  [ "$STARCITE_CORES" -ge "$NCPU" ] && cpus=0-$((NCPU - 1))
+  case $cpus in *-*) lo=${cpus%-*}; hi=${cpus#*-}; [ "$lo" -gt "$hi" ] && cpus=0-$((NCPU - 1)) ;; esac
   NODE_NAME="starcite-$i" CLUSTER_NODES="$members" PORT=$((3999 + i)) \
     STARCITE_RAFT_DATA_DIR="$CLUSTER_DIR/starcite-$i/data" \
-    nohup "$BIN" >>"$CLUSTER_DIR/starcite-$i.log" 2>&1 &
+    nohup taskset -c "$cpus" "$BIN" >>"$CLUSTER_DIR/starcite-$i.log" 2>&1 &
   echo $! >"$pidfile"
 done
 deadline=$((SECONDS + READY_TIMEOUT_S))

@@ -280,7 +280,7 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     let listening = Arc::new(AtomicUsize::new(0));
     let core_config = config.clone();
     let cores_listening = listening.clone();
-    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, None))
+    let handles = LocalExecutorPoolBuilder::new(PoolPlacement::MaxSpread(cores, allowed_cpus()))
         .io_memory(io_memory)
         .name("starcite-core")
         .detect_stalls(match config.stall_threshold_ms {
@@ -321,6 +321,23 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The CPUs this process may run on — its affinity mask, as `taskset`, a cgroup cpuset or
+/// Docker's `--cpuset-cpus` set it — for pinning the executors (glommio would otherwise
+/// pin to the first online CPUs whatever the mask: several nodes on one host would all
+/// share CPU 0, and a container's executors would pin outside its cpuset). None when the
+/// mask cannot be read (glommio's default then).
+fn allowed_cpus() -> Option<glommio::CpuSet> {
+    // SAFETY: sched_getaffinity fills a zeroed cpu_set_t of the size it is given.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask) } != 0 {
+        return None;
+    }
+    let online = glommio::CpuSet::online().ok()?;
+    // SAFETY: CPU_ISSET reads the mask filled above; ids beyond its size are never set.
+    let allowed = online.filter(|l| l.cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(l.cpu, &mask) });
+    (!allowed.is_empty()).then_some(allowed)
 }
 
 /// glommio's stall detector on every executor: a task that runs past its budget without
