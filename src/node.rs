@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 
-use crate::cluster::handshake::{ClusterKey, Peer};
+use crate::cluster::handshake::{ClusterKey, Peer, Shape};
 use crate::cluster::links::Member;
 use crate::config::Config;
 use crate::limits::{LEADERSHIP_HANDOFF_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
@@ -232,7 +232,8 @@ fn cluster_plan(config: &Config, node_id: u64) -> ClusterPlan {
     };
     // A single node never authenticates anyone; config requires the secret for a cluster.
     let key = ClusterKey::derive(config.secret_key_base.as_deref().unwrap_or("single node").as_bytes());
-    ClusterPlan { me, members, key }
+    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    ClusterPlan { me, members, key, shape: Shape::new(config.shards, &names) }
 }
 
 /// A [`Shutdown`] that SIGTERM or SIGINT triggers; a second signal exits the process at
@@ -427,6 +428,6 @@ fn start_cluster_listener(config: &Config, plan: &ClusterPlan, port: u16) -> Res
             crate::runtime::core::with_current(|core| core.metrics.counters.cluster_rejections.inc());
         }
     });
-    crate::cluster::listener::start(listener, plan.me.clone(), plan.key.clone(), config.shards, handler, on_rejected);
+    crate::cluster::listener::start(listener, plan.me.clone(), plan.key.clone(), plan.shape, handler, on_rejected);
     Ok(())
 }

@@ -10,7 +10,8 @@
 //!   node catches up after a restart;
 //! - a node that comes back with an empty data dir is repaired by its peers (new
 //!   incarnation, learner, voter) and then carries the quorum with one of the others;
-//! - an unauthenticated peer is refused and counted while the cluster keeps serving;
+//! - an unauthenticated peer (garbage, a 4 GiB frame, the wrong secret) or a misconfigured
+//!   one (another member list) is refused and counted while the cluster keeps serving;
 //! - a rolling SIGTERM restart of every node under load fails no write that a client
 //!   cannot safely retry, and loses nothing.
 
@@ -370,8 +371,8 @@ fn count_repairs(c: &Cluster) -> usize {
 }
 
 #[test]
-fn an_unauthenticated_peer_is_refused_and_counted_and_the_cluster_keeps_serving() {
-    use starcite::cluster::handshake::{ClusterKey, Dialer, Peer};
+fn an_unauthenticated_or_misconfigured_peer_is_refused_and_counted_and_the_cluster_keeps_serving() {
+    use starcite::cluster::handshake::{ClusterKey, Dialer, Peer, Shape};
     use starcite::cluster::session::kind;
     use starcite::cluster::wire;
     let c = Cluster::start(3);
@@ -382,6 +383,19 @@ fn an_unauthenticated_peer_is_refused_and_counted_and_the_cluster_keeps_serving(
             match s.read(&mut buf) {
                 Ok(0) | Err(_) => return true,
                 Ok(_) => {}
+            }
+        }
+    };
+    let read_frame = |s: &mut std::net::TcpStream| {
+        let mut decoder = wire::Decoder::default();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Ok(Some(f)) = decoder.next_frame() {
+                return Some(f);
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => decoder.push(&buf[..n]),
             }
         }
     };
@@ -398,20 +412,31 @@ fn an_unauthenticated_peer_is_refused_and_counted_and_the_cluster_keeps_serving(
     let mut s = connect();
     s.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1]).unwrap();
     assert!(closed(&mut s));
-    // The wrong secret, posing as a member.
+    // The wrong secret, posing as a member (with the cluster's true shape).
     let mut s = connect();
     let me = Peer { name: "node-2".into(), node_id: 42 };
-    let (_dialer, hello) = Dialer::start(ClusterKey::derive(b"not the cluster's secret, but long enough"), &me, SHARDS);
+    let shape = Shape::new(SHARDS, &c.names);
+    let (_dialer, hello) = Dialer::start(ClusterKey::derive(b"not the cluster's secret, but long enough"), &me, shape);
     let mut frame = Vec::new();
     wire::encode(&mut frame, kind::HELLO, &hello);
     s.write_all(&frame).unwrap();
     // The acceptor answers a challenge the impostor cannot verify; its proof fails.
+    let challenge = read_frame(&mut s).expect("a challenge for a well-formed hello");
+    assert_eq!(challenge.kind, kind::CHALLENGE);
     let mut proof = Vec::new();
     wire::encode(&mut proof, kind::PROOF, &[0u8; 32]);
     let _ = s.write_all(&proof);
     assert!(closed(&mut s));
+    // The right secret but another member list (a misconfigured node): refused at hello.
+    let mut s = connect();
+    let other = Shape::new(SHARDS, &["node-1".to_string(), "node-2".to_string(), "node-9".to_string()]);
+    let (_dialer, hello) = Dialer::start(ClusterKey::derive(SECRET.as_bytes()), &me, other);
+    let mut frame = Vec::new();
+    wire::encode(&mut frame, kind::HELLO, &hello);
+    s.write_all(&frame).unwrap();
+    assert!(read_frame(&mut s).is_none(), "no challenge for a node with another member list");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&c.nodes[0], "starcite_cluster_handshake_rejections_total") < 3.0 {
+    while metric(&c.nodes[0], "starcite_cluster_handshake_rejections_total") < 4.0 {
         assert!(
             Instant::now() < deadline,
             "rejections not counted: {}",

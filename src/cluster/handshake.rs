@@ -2,11 +2,12 @@
 //! fresh nonces, HMAC-SHA256 keyed by (a key derived from) `SECRET_KEY_BASE`.
 //!
 //! ```text
-//! dialer   → acceptor : Hello     magic "STARCITE", version, shards, dialer identity, dialer nonce
+//! dialer   → acceptor : Hello     magic "STARCITE", version, shape, dialer identity, dialer nonce
 //! acceptor → dialer   : Challenge acceptor identity, acceptor nonce, HMAC(k, "acceptor" ‖ transcript)
 //! dialer   → acceptor : Proof     HMAC(k, "dialer" ‖ transcript)
 //! identity   = name length u8 ‖ name ‖ Raft node id u64 LE (the data dir's incarnation)
-//! transcript = version ‖ shards ‖ dialer identity ‖ acceptor identity ‖ dialer nonce ‖ acceptor nonce
+//! shape      = shards u32 LE ‖ members digest u64 LE (xxh3-64 of the sorted member names)
+//! transcript = version ‖ shape ‖ dialer identity ‖ acceptor identity ‖ dialer nonce ‖ acceptor nonce
 //! k          = HMAC(SECRET_KEY_BASE, "starcite cluster handshake v1")
 //! ```
 //!
@@ -15,7 +16,8 @@
 //!   before its [`Acceptor::on_proof`] succeeded;
 //! - a recorded transcript is useless: the other side's fresh nonce changes the MAC, so a
 //!   replayed Proof or Challenge fails;
-//! - the shard count and both identities (name and Raft node id) are inside the MAC: a node with another
+//! - the cluster's shape (shard count and member names: both decide placement) and both
+//!   identities (name and Raft node id) are inside the MAC: a node with another
 //!   `STARCITE_SHARDS` is refused with a message saying so, and nothing can be altered in
 //!   flight; comparisons of MACs are constant-time (`hmac`'s `verify_slice`);
 //! - malformed or truncated messages are errors, never panics.
@@ -46,6 +48,8 @@ pub enum HandshakeError {
     Version { peer: u8, ours: u8 },
     #[error("peer has STARCITE_SHARDS={peer}, this node {ours}: the shard count must be identical on every node")]
     Shards { peer: u32, ours: u32 },
+    #[error("peer lists other CLUSTER_NODES names (digest {peer:016x}, this node {ours:016x}): every node must list the same members")]
+    Members { peer: u64, ours: u64 },
     #[error("malformed handshake message: {0}")]
     Malformed(&'static str),
     #[error("peer failed authentication (wrong SECRET_KEY_BASE, or a replayed or altered handshake)")]
@@ -59,6 +63,31 @@ pub enum HandshakeError {
 pub struct Peer {
     pub name: String,
     pub node_id: u64,
+}
+
+/// What must be identical on every node of a cluster, because placement depends on it:
+/// the shard count and the member names (their order does not matter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub shards: u32,
+    /// xxh3-64 of the sorted member names, each followed by a newline (0: not checked,
+    /// for tests that only exercise the shard count).
+    pub members: u64,
+}
+
+impl Shape {
+    pub fn new(shards: u32, member_names: &[String]) -> Shape {
+        let mut names: Vec<&str> = member_names.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        let joined: String = names.iter().flat_map(|n| [*n, "\n"]).collect();
+        Shape { shards, members: xxhash_rust::xxh3::xxh3_64(joined.as_bytes()) }
+    }
+}
+
+impl From<u32> for Shape {
+    fn from(shards: u32) -> Shape {
+        Shape { shards, members: 0 }
+    }
 }
 
 /// The key both sides derive from the shared secret (never the raw secret on the wire or
@@ -96,10 +125,15 @@ fn fresh_nonce() -> [u8; NONCE_BYTES] {
     n
 }
 
-fn transcript(shards: u32, dialer: &Peer, acceptor: &Peer, dialer_nonce: &[u8], acceptor_nonce: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(24 + dialer.name.len() + acceptor.name.len() + 2 * NONCE_BYTES);
+fn push_shape(out: &mut Vec<u8>, shape: &Shape) {
+    out.extend_from_slice(&shape.shards.to_le_bytes());
+    out.extend_from_slice(&shape.members.to_le_bytes());
+}
+
+fn transcript(shape: &Shape, dialer: &Peer, acceptor: &Peer, dialer_nonce: &[u8], acceptor_nonce: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(32 + dialer.name.len() + acceptor.name.len() + 2 * NONCE_BYTES);
     t.push(PROTOCOL_VERSION);
-    t.extend_from_slice(&shards.to_le_bytes());
+    push_shape(&mut t, shape);
     for who in [dialer, acceptor] {
         push_identity(&mut t, who);
     }
@@ -156,24 +190,24 @@ fn push_identity(out: &mut Vec<u8>, who: &Peer) {
 pub struct Dialer {
     key: ClusterKey,
     me: Peer,
-    shards: u32,
+    shape: Shape,
     nonce: [u8; NONCE_BYTES],
 }
 
 impl Dialer {
     /// Start a handshake; returns the Hello to send.
-    pub fn start(key: ClusterKey, me: &Peer, shards: u32) -> (Dialer, Vec<u8>) {
-        Dialer::start_with_nonce(key, me, shards, fresh_nonce())
+    pub fn start(key: ClusterKey, me: &Peer, shape: impl Into<Shape>) -> (Dialer, Vec<u8>) {
+        Dialer::start_with_nonce(key, me, shape.into(), fresh_nonce())
     }
 
-    fn start_with_nonce(key: ClusterKey, me: &Peer, shards: u32, nonce: [u8; NONCE_BYTES]) -> (Dialer, Vec<u8>) {
-        let mut hello = Vec::with_capacity(8 + 1 + 4 + 9 + me.name.len() + NONCE_BYTES);
+    fn start_with_nonce(key: ClusterKey, me: &Peer, shape: Shape, nonce: [u8; NONCE_BYTES]) -> (Dialer, Vec<u8>) {
+        let mut hello = Vec::with_capacity(8 + 1 + 12 + 9 + me.name.len() + NONCE_BYTES);
         hello.extend_from_slice(MAGIC);
         hello.push(PROTOCOL_VERSION);
-        hello.extend_from_slice(&shards.to_le_bytes());
+        push_shape(&mut hello, &shape);
         push_identity(&mut hello, me);
         hello.extend_from_slice(&nonce);
-        (Dialer { key, me: me.clone(), shards, nonce }, hello)
+        (Dialer { key, me: me.clone(), shape, nonce }, hello)
     }
 
     /// Check the acceptor's Challenge; returns the Proof to send and the authenticated peer.
@@ -183,7 +217,7 @@ impl Dialer {
         let acceptor_nonce = r.take(NONCE_BYTES, "truncated nonce")?;
         let tag = r.take(TAG_BYTES, "truncated proof")?;
         r.end()?;
-        let t = transcript(self.shards, &self.me, &acceptor, &self.nonce, acceptor_nonce);
+        let t = transcript(&self.shape, &self.me, &acceptor, &self.nonce, acceptor_nonce);
         self.key.verify(b"acceptor", &t, tag)?;
         Ok((self.key.tag(b"dialer", &t).to_vec(), acceptor))
     }
@@ -193,14 +227,14 @@ impl Dialer {
 pub struct Acceptor {
     key: ClusterKey,
     me: Peer,
-    shards: u32,
+    shape: Shape,
     /// (dialer, transcript) once the Hello was accepted.
     pending: Option<(Peer, Vec<u8>)>,
 }
 
 impl Acceptor {
-    pub fn new(key: ClusterKey, me: &Peer, shards: u32) -> Acceptor {
-        Acceptor { key, me: me.clone(), shards, pending: None }
+    pub fn new(key: ClusterKey, me: &Peer, shape: impl Into<Shape>) -> Acceptor {
+        Acceptor { key, me: me.clone(), shape: shape.into(), pending: None }
     }
 
     /// Check a Hello; returns the Challenge to send.
@@ -218,13 +252,17 @@ impl Acceptor {
             return Err(HandshakeError::Version { peer: version, ours: PROTOCOL_VERSION });
         }
         let shards = u32::from_le_bytes(r.take(4, "truncated shard count")?.try_into().expect("4 bytes"));
-        if shards != self.shards {
-            return Err(HandshakeError::Shards { peer: shards, ours: self.shards });
+        if shards != self.shape.shards {
+            return Err(HandshakeError::Shards { peer: shards, ours: self.shape.shards });
+        }
+        let members = u64::from_le_bytes(r.take(8, "truncated members digest")?.try_into().expect("8 bytes"));
+        if members != self.shape.members {
+            return Err(HandshakeError::Members { peer: members, ours: self.shape.members });
         }
         let dialer = r.identity()?;
         let dialer_nonce = r.take(NONCE_BYTES, "truncated nonce")?;
         r.end()?;
-        let t = transcript(self.shards, &dialer, &self.me, dialer_nonce, &nonce);
+        let t = transcript(&self.shape, &dialer, &self.me, dialer_nonce, &nonce);
         let mut challenge = Vec::with_capacity(9 + self.me.name.len() + NONCE_BYTES + TAG_BYTES);
         push_identity(&mut challenge, &self.me);
         challenge.extend_from_slice(&nonce);
@@ -293,6 +331,20 @@ mod tests {
     }
 
     #[test]
+    fn different_member_lists_are_refused_by_name_and_member_order_does_not_matter() {
+        let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let ours = Shape::new(256, &names(&["a", "b", "c"]));
+        assert_eq!(ours, Shape::new(256, &names(&["c", "a", "b"])), "order is not part of the shape");
+        let theirs = Shape::new(256, &names(&["a", "b", "d"]));
+        let (_, hello) = Dialer::start(key(), &n1(), theirs);
+        let e = Acceptor::new(key(), &n2(), ours).on_hello(&hello).unwrap_err();
+        assert!(matches!(e, HandshakeError::Members { .. }), "{e:?}");
+        assert!(e.to_string().contains("CLUSTER_NODES"));
+        let (_, hello) = Dialer::start(key(), &n1(), ours);
+        assert!(Acceptor::new(key(), &n2(), ours).on_hello(&hello).is_ok());
+    }
+
+    #[test]
     fn a_replayed_transcript_fails_against_a_fresh_nonce() {
         // Record a whole successful exchange.
         let (dialer, hello) = Dialer::start(key(), &n1(), 256);
@@ -311,7 +363,7 @@ mod tests {
 
     #[test]
     fn an_altered_name_or_nonce_fails_the_proof() {
-        let (dialer, mut hello) = Dialer::start_with_nonce(key(), &n1(), 256, [7; NONCE_BYTES]);
+        let (dialer, mut hello) = Dialer::start_with_nonce(key(), &n1(), 256.into(), [7; NONCE_BYTES]);
         let last = hello.len() - 1;
         hello[last] ^= 1; // the dialer nonce, altered in flight
         let mut acceptor = Acceptor::new(key(), &n2(), 256);
@@ -329,6 +381,7 @@ mod tests {
             assert!(matches!(a.on_hello(&hello[..cut]), Err(HandshakeError::Malformed(_) | HandshakeError::BadMagic)), "cut at {cut}");
         }
         let mut versioned = hello.clone();
+        assert_eq!(versioned[8], PROTOCOL_VERSION);
         versioned[8] = 99;
         assert_eq!(
             Acceptor::new(key(), &n2(), 256).on_hello(&versioned).err(),

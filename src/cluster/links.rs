@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::handshake::{ClusterKey, Peer};
+use super::handshake::{ClusterKey, Peer, Shape};
 use super::peer::{CallFailure, RpcClient};
 use super::rpc::{Request, Response};
 use super::session;
@@ -45,16 +45,16 @@ struct Link {
 pub struct Links {
     me: Peer,
     key: ClusterKey,
-    shards: u32,
+    shape: Shape,
     members: HashMap<String, (Member, RefCell<Link>)>,
 }
 
 impl Links {
     /// Links from `me` to every other member of `members`.
-    pub fn new(me: Peer, key: ClusterKey, shards: u32, members: &[Member]) -> Links {
+    pub fn new(me: Peer, key: ClusterKey, shape: Shape, members: &[Member]) -> Links {
         let members =
             members.iter().filter(|m| m.name != me.name).map(|m| (m.name.clone(), (m.clone(), RefCell::new(Link::default())))).collect();
-        Links { me, key, shards, members }
+        Links { me, key, shape, members }
     }
 
     pub fn me(&self) -> &Peer {
@@ -132,7 +132,7 @@ impl Links {
             _ = glommio::timer::sleep(limit).fuse() => return Err(format!("connect {addr}: no answer within {limit:?}")),
         };
         let _ = stream.set_nodelay(true);
-        let (framed, peer) = session::dial(stream, self.key.clone(), &self.me, self.shards).await.map_err(|e| e.to_string())?;
+        let (framed, peer) = session::dial(stream, self.key.clone(), &self.me, self.shape).await.map_err(|e| e.to_string())?;
         if peer.name != member.name {
             return Err(format!("{} answered at {}, expected {}", peer.name, member.addr, member.name));
         }

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::rc::Rc;
 
-use super::handshake::{ClusterKey, Peer};
+use super::handshake::{ClusterKey, Peer, Shape};
 use super::peer::serve;
 use super::rpc::{Request, Response};
 use super::session::{self, SessionError};
@@ -21,7 +21,7 @@ pub fn start<H, F>(
     listener: glommio::net::TcpListener,
     me: Peer,
     key: ClusterKey,
-    shards: u32,
+    shape: Shape,
     handler: H,
     on_rejected: Rc<dyn Fn(&SessionError)>,
 ) where
@@ -42,7 +42,7 @@ pub fn start<H, F>(
             let (me, key, handler, on_rejected) = (me.clone(), key.clone(), handler.clone(), on_rejected.clone());
             glommio::spawn_local(async move {
                 let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-                match session::accept(stream, key, &me, shards).await {
+                match session::accept(stream, key, &me, shape).await {
                     Ok((framed, peer)) => {
                         tracing::debug!(peer = %peer.name, node_id = peer.node_id, %remote, "cluster peer connected");
                         let (stream, leftover) = framed.into_parts();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::handshake::{Acceptor, ClusterKey, Dialer, HandshakeError, Peer};
+use super::handshake::{Acceptor, ClusterKey, Dialer, HandshakeError, Peer, Shape};
 use super::wire::{self, Decoder, Frame, WireError};
 use crate::limits::{CLUSTER_HANDSHAKE_TIMEOUT_MS, CLUSTER_READ_BYTES};
 
@@ -112,11 +112,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: ClusterKey,
     me: &Peer,
-    shards: u32,
+    shape: impl Into<Shape>,
 ) -> Result<(Framed<S>, Peer), SessionError> {
     let mut framed = Framed::new(stream);
+    let shape = shape.into();
     let peer = within(async {
-        let mut acceptor = Acceptor::new(key, me, shards);
+        let mut acceptor = Acceptor::new(key, me, shape);
         let hello = framed.expect(kind::HELLO).await?;
         let challenge = acceptor.on_hello(&hello)?;
         framed.write_frame(kind::CHALLENGE, &challenge).await?;
@@ -133,11 +134,12 @@ pub async fn dial<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     key: ClusterKey,
     me: &Peer,
-    shards: u32,
+    shape: impl Into<Shape>,
 ) -> Result<(Framed<S>, Peer), SessionError> {
     let mut framed = Framed::new(stream);
+    let shape = shape.into();
     let peer = within(async {
-        let (dialer, hello) = Dialer::start(key, me, shards);
+        let (dialer, hello) = Dialer::start(key, me, shape);
         framed.write_frame(kind::HELLO, &hello).await?;
         let challenge = framed.expect(kind::CHALLENGE).await?;
         let (proof, peer) = dialer.on_challenge(&challenge)?;

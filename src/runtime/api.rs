@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{current, AppendOk, Core, NotReady, Op, ReplyTo};
-use super::placement::replicas;
 use super::shard::Page;
 use super::watch::TailSignal;
 use crate::cluster::peer::CallFailure;
@@ -157,7 +156,7 @@ async fn route<T>(
     let hosted = core.hosts(shard);
     let timeout = Duration::from_millis(core.config.request_timeout_ms);
     let deadline = Instant::now() + timeout;
-    let candidates: Vec<String> = replicas(shard, &core.members).into_iter().map(str::to_string).collect();
+    let candidates = core.replicas(shard);
     // Start where the leader most likely is: here when this node has a replica (it knows
     // the leader), else the last leader seen, else the first replica.
     let mut next: Option<String> = if hosted { Some(me.clone()) } else { core.leader_hints.borrow().get(&shard).cloned() };

@@ -140,6 +140,9 @@ pub struct Core {
     pub node_id: u64,
     /// Every member's name (this node's alone for a single node), in `CLUSTER_NODES` order.
     pub members: Vec<String>,
+    /// Each shard's replica names, first replica first (`placement::replicas`, computed
+    /// once: the member list is fixed for the process's life).
+    replica_sets: Vec<Vec<String>>,
     /// This core's connections to the other members.
     pub links: Rc<Links>,
     /// The last leader seen per shard this node does not host (where forwards go first).
@@ -180,12 +183,15 @@ impl Core {
     pub fn new(id: usize, config: Arc<Config>, links: Rc<Links>, members: Vec<String>, senders: Senders<CoreMsg>) -> Core {
         let watch = WatchRegistry::default();
         watch.set_mirror_keep(config.tail_keep);
+        let replica_sets =
+            (0..config.shards).map(|s| super::placement::replicas(s, &members).into_iter().map(str::to_string).collect()).collect();
         Core {
             id,
             cores: config.cores,
             config,
             node_id: links.me().node_id,
             members,
+            replica_sets,
             links,
             leader_hints: RefCell::new(HashMap::new()),
             senders,
@@ -262,9 +268,14 @@ impl Core {
         }
     }
 
+    /// The names of `shard`'s replicas, first replica first.
+    pub fn replicas(&self, shard: u32) -> &[String] {
+        &self.replica_sets[shard as usize]
+    }
+
     /// Whether this node holds a replica of `shard` (placement over the members).
     pub fn hosts(&self, shard: u32) -> bool {
-        super::placement::replicas(shard, &self.members).contains(&self.config.node_name.as_str())
+        self.replicas(shard).contains(&self.config.node_name)
     }
 
     /// The shard of `session`, when this replica can serve now. When it cannot (starting,

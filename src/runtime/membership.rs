@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use openraft::{AsyncRuntime, BasicNode, ServerState};
 
 use super::core::Core;
-use super::placement::replicas;
 use super::shard::Shard;
 use crate::cluster::rpc::{Forward, Forwarded, Request, Response};
 use crate::limits::{MEMBERSHIP_CHANGE_TIMEOUT_MS, MEMBERSHIP_CHECK_MS};
@@ -65,17 +64,17 @@ fn needs_attention(core: &Core, shard: &Shard) -> bool {
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     if voters.is_empty() {
-        return replicas(shard.id, &core.members).first() == Some(&core.config.node_name.as_str());
+        return core.replicas(shard.id).first() == Some(&core.config.node_name);
     }
     if metrics.state != ServerState::Leader {
         return false;
     }
-    let wanted: Option<BTreeSet<u64>> = replicas(shard.id, &core.members).iter().map(|name| core.links.peer_id(name)).collect();
+    let wanted: Option<BTreeSet<u64>> = core.replicas(shard.id).iter().map(|name| core.links.peer_id(name)).collect();
     wanted.is_none_or(|w| w != voters)
 }
 
 async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
-    let names: Vec<String> = replicas(shard.id, &core.members).into_iter().map(str::to_string).collect();
+    let names = core.replicas(shard.id).to_vec();
     let initialized = shard.raft.is_initialized().await.map_err(|e| e.to_string())?;
     if !initialized {
         return bootstrap(core, shard, &names).await;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use self::core::{Core, CoreMsg};
-use crate::cluster::handshake::{ClusterKey, Peer};
+use crate::cluster::handshake::{ClusterKey, Peer, Shape};
 use crate::cluster::links::{Links, Member};
 use crate::config::Config;
 use crate::limits::{
@@ -73,6 +73,8 @@ pub struct ClusterPlan {
     pub me: Peer,
     pub members: Vec<Member>,
     pub key: ClusterKey,
+    /// What every node must agree on (handshake-checked): shard count and member names.
+    pub shape: Shape,
 }
 
 impl ClusterPlan {
@@ -87,7 +89,7 @@ impl ClusterPlan {
 pub async fn join_mesh(config: Arc<Config>, plan: &ClusterPlan, mesh: MeshBuilder<CoreMsg, Full>) -> Result<Rc<Core>, OpenError> {
     let (senders, mut receivers) = mesh.join().await.map_err(|_| OpenError::Mesh)?;
     let id = senders.peer_id();
-    let links = Rc::new(Links::new(plan.me.clone(), plan.key.clone(), config.shards, &plan.members));
+    let links = Rc::new(Links::new(plan.me.clone(), plan.key.clone(), plan.shape, &plan.members));
     let names = plan.members.iter().map(|m| m.name.clone()).collect();
     let core = Rc::new(Core::new(id, config.clone(), links, names, senders));
     self::core::set_current(core.clone());
