@@ -3,26 +3,28 @@
 # 4100–4104, every node's data dir, log and pid under one folder. Waits until every node
 # answers /health/ready 200, or exits non-zero naming the node that did not.
 #
-#   scripts/start-cluster.sh            # build (release) if needed, start, wait
+#   scripts/start-cluster.sh            # build (release, cargo decides if needed), start, wait
 #   CLUSTER_DIR=/path NODES=3 scripts/start-cluster.sh
 #
 # Environment: CLUSTER_DIR (default target/cluster; must be a filesystem with O_DIRECT,
-# not tmpfs), NODES (default 5), STARCITE_BIN (default target/release/starcite, built if
-# missing), STARCITE_CORES per node (default 1), STARCITE_SHARDS (default 256),
+# not tmpfs), NODES (default 5), STARCITE_BIN (a binary to use instead of building
+# target/release/starcite), STARCITE_CORES per node (default 1), STARCITE_SHARDS (default 256),
 # SECRET_KEY_BASE (default: a fixed development secret), READY_TIMEOUT_S (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLUSTER_DIR=${CLUSTER_DIR:-target/cluster}
 NODES=${NODES:-5}
-BIN=${STARCITE_BIN:-target/release/starcite}
+BIN=${STARCITE_BIN:-}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-60}
 export STARCITE_CORES=${STARCITE_CORES:-1}
 export STARCITE_SHARDS=${STARCITE_SHARDS:-256}
 export SECRET_KEY_BASE=${SECRET_KEY_BASE:-development-only-secret-key-base-change-me-0123456789}
 
-if [ ! -x "$BIN" ]; then
-  echo "building $BIN" >&2
-  cargo build --release --locked >&2
+if [ -z "$BIN" ]; then
+  # Always through cargo (a no-op when up to date): a binary left from an older checkout
+  # would otherwise join the cluster with another protocol.
+  cargo build --release --locked --bin starcite >&2
+  BIN=target/release/starcite
 fi
 mkdir -p "$CLUSTER_DIR"
 NCPU=$(nproc)
