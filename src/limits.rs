@@ -211,6 +211,9 @@ pub const LEADERSHIP_HANDOFF_MS: u64 = 2_000;
 /// On a graceful shutdown, proposals in flight get this long to be answered before the
 /// Raft groups stop (milliseconds).
 pub const PROPOSALS_SETTLE_MS: u64 = 2_000;
+/// After telling its peers GOODBYE, a stopping node keeps answering what they sent before
+/// it for this long, then exits (milliseconds; many round trips on any network).
+pub const CLUSTER_GOODBYE_GRACE_MS: u64 = 300;
 /// A port that a process which just exited held may stay busy a moment (io_uring tears
 /// its requests, an accept among them, down asynchronously): binding retries this long
 /// before reporting the port in use (milliseconds).

@@ -18,7 +18,9 @@ use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
 use crate::cluster::handshake::{ClusterKey, Peer, Shape};
 use crate::cluster::links::Member;
 use crate::config::Config;
-use crate::limits::{LEADERSHIP_HANDOFF_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS};
+use crate::limits::{
+    CLUSTER_GOODBYE_GRACE_MS, LEADERSHIP_HANDOFF_MS, LISTEN_WAIT_MS, MESH_CHANNEL_DEPTH, SHUTDOWN_GRACE_MS, SHUTDOWN_POLL_MS,
+};
 use crate::listen::{reserve_port, Reservation};
 use crate::runtime::core::{CoreMsg, Op};
 use crate::runtime::shutdown::Shutdown;
@@ -410,6 +412,13 @@ async fn core_main(
         glommio::timer::sleep(tick).await;
     }
     crate::runtime::stop_shards(&core).await;
+    if cluster_port.is_some() {
+        // Peers stop sending here at GOODBYE; what they sent before it gets answered (as
+        // "not leader": the groups are stopped) before the process exits, so no forwarded
+        // write is left without an answer.
+        core.leaving.set();
+        glommio::timer::sleep(Duration::from_millis(CLUSTER_GOODBYE_GRACE_MS)).await;
+    }
     Ok(())
 }
 
@@ -428,6 +437,11 @@ fn start_cluster_listener(config: &Config, plan: &ClusterPlan, port: u16) -> Res
             crate::runtime::core::with_current(|core| core.metrics.counters.cluster_rejections.inc());
         }
     });
-    crate::cluster::listener::start(listener, plan.me.clone(), plan.key.clone(), plan.shape, handler, on_rejected);
+    let closing: crate::cluster::listener::Closing = std::rc::Rc::new(|| {
+        use futures::FutureExt;
+        let core = crate::runtime::core::current();
+        async move { core.leaving.wait().await }.boxed_local()
+    });
+    crate::cluster::listener::start(listener, plan.me.clone(), plan.key.clone(), plan.shape, handler, on_rejected, closing);
     Ok(())
 }

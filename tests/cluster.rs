@@ -501,9 +501,20 @@ fn a_tail_on_a_node_without_a_replica_survives_the_death_of_the_replica_serving_
     // The leader is the replica the tail's long poll goes to: kill it.
     let leader = c.leader_of(&s);
     c.nodes[leader].kill9();
+    // A write forwarded to the dead leader before this node noticed may answer 503 (it may
+    // or may not have been done): a client retries it with its idempotency key.
     for i in 3..6 {
-        let r = c.nodes[3].append(&s, event(i));
-        assert_eq!(r.status, 201, "{}", r.text());
+        let mut body = event(i);
+        body["idempotency_key"] = json!(format!("k{i}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = c.nodes[3].append(&s, body.clone());
+            if r.status == 201 {
+                break;
+            }
+            assert_eq!(r.status, 503, "{}", r.text());
+            assert!(Instant::now() < deadline, "append {i} never acknowledged: {}", r.text());
+        }
     }
     let after = sse_data(&mut tail, 3);
     let seqs: Vec<u64> = before.iter().chain(&after).map(|t| serde_json::from_str::<Value>(t).unwrap()["seq"].as_u64().unwrap()).collect();

@@ -77,7 +77,7 @@ impl Links {
     /// A live connection to `name`: the current one, or a new dial when none is in progress
     /// and the backoff allows it.
     pub async fn connect(&self, name: &str) -> Result<Rc<RpcClient>, CallFailure> {
-        let (member, link) = self.members.get(name).ok_or_else(|| CallFailure::Unreachable(format!("{name} is not a cluster member")))?;
+        let (member, link) = self.members.get(name).ok_or_else(|| CallFailure::NotSent(format!("{name} is not a cluster member")))?;
         {
             let mut l = link.borrow_mut();
             if let Some(c) = &l.client {
@@ -88,7 +88,7 @@ impl Links {
             }
             let why = l.last_error.clone().unwrap_or_else(|| "connecting".into());
             if l.dialing || l.next_dial.is_some_and(|t| Instant::now() < t) {
-                return Err(CallFailure::Unreachable(format!("{name}: {why}")));
+                return Err(CallFailure::NotSent(format!("{name}: {why}")));
             }
             l.dialing = true;
         }
@@ -118,7 +118,7 @@ impl Links {
                     tracing::warn!(peer = %name, addr = %member.addr, retry_ms = l.backoff_ms, "cannot reach peer: {why}");
                 }
                 l.last_error = Some(why.clone());
-                Err(CallFailure::Unreachable(format!("{name}: {why}")))
+                Err(CallFailure::NotSent(format!("{name}: {why}")))
             }
         }
     }
@@ -153,7 +153,7 @@ impl Links {
         let client = self.connect(name).await?;
         if let (Some(want), Some(have)) = (node_id, self.peer_id(name)) {
             if want != have {
-                return Err(CallFailure::Unreachable(format!("{name} is now node {have}, not node {want}")));
+                return Err(CallFailure::NotSent(format!("{name} is now node {have}, not node {want}")));
             }
         }
         client.call(shard, request, timeout).await

@@ -11,12 +11,20 @@
 use std::future::Future;
 use std::rc::Rc;
 
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
 use super::handshake::{ClusterKey, Peer, Shape};
 use super::peer::serve;
 use super::rpc::{Request, Response};
 use super::session::{self, SessionError};
 
-/// Accept cluster connections from `listener` on this core until the process ends.
+/// A future that resolves when the node leaves the cluster (a graceful shutdown).
+pub type Closing = Rc<dyn Fn() -> LocalBoxFuture<'static, ()>>;
+
+/// Accept cluster connections from `listener` on this core until `closing` resolves; then
+/// stop accepting, and tell every open connection's dialer GOODBYE (it sends nothing more
+/// there; what it sent before is still answered while the process lives).
 pub fn start<H, F>(
     listener: glommio::net::TcpListener,
     me: Peer,
@@ -24,13 +32,18 @@ pub fn start<H, F>(
     shape: Shape,
     handler: H,
     on_rejected: Rc<dyn Fn(&SessionError)>,
+    closing: Closing,
 ) where
     H: Fn(u32, Request) -> F + Clone + 'static,
     F: Future<Output = Response> + 'static,
 {
     glommio::spawn_local(async move {
         loop {
-            let stream = match listener.accept().await {
+            let accepted = futures::select! {
+                accepted = listener.accept().fuse() => accepted,
+                _ = closing().fuse() => return,
+            };
+            let stream = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("cluster accept failed: {e}");
@@ -39,14 +52,14 @@ pub fn start<H, F>(
                 }
             };
             let _ = stream.set_nodelay(true);
-            let (me, key, handler, on_rejected) = (me.clone(), key.clone(), handler.clone(), on_rejected.clone());
+            let (me, key, handler, on_rejected, closing) = (me.clone(), key.clone(), handler.clone(), on_rejected.clone(), closing.clone());
             glommio::spawn_local(async move {
                 let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
                 match session::accept(stream, key, &me, shape).await {
                     Ok((framed, peer)) => {
                         tracing::debug!(peer = %peer.name, node_id = peer.node_id, %remote, "cluster peer connected");
                         let (stream, leftover) = framed.into_parts();
-                        let why = serve(stream, leftover, handler).await;
+                        let why = serve(stream, leftover, handler, closing()).await;
                         tracing::debug!(peer = %peer.name, "cluster connection ended: {why}");
                     }
                     Err(e) => {

@@ -63,7 +63,7 @@ impl Connection {
                 Err(RPCError::Unreachable(Unreachable::new(&io_error(format!("{} does not host shard {} yet", self.name, self.shard)))))
             }
             Ok(r) => Ok(r),
-            Err(CallFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::new(&io_error(why)))),
+            Err(CallFailure::NotSent(why) | CallFailure::Unreachable(why)) => Err(RPCError::Unreachable(Unreachable::new(&io_error(why)))),
             Err(CallFailure::Timeout(timeout)) => Err(RPCError::Timeout(Timeout { action, id: self.from, target: self.target, timeout })),
             Err(CallFailure::TooLarge(_)) => Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1))),
         }

@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - a call never hangs: it ends with its response, [`CallFailure::Timeout`] at its
-//!   deadline, or [`CallFailure::Unreachable`] when the connection dies (every pending call
+//!   deadline, [`CallFailure::NotSent`] on a connection already dead, or
+//!   [`CallFailure::Unreachable`] when the connection dies under it (every pending call
 //!   fails at once);
 //! - a response whose id matches no pending call (late, after a timeout) is dropped.
 
@@ -30,6 +31,10 @@ use crate::limits::CLUSTER_READ_BYTES;
 /// Why a call got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallFailure {
+    /// No connection: the request was surely not sent (safe to send elsewhere).
+    #[error("peer not connected: {0}")]
+    NotSent(String),
+    /// The connection died while the request was in flight: it may have been done.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
     #[error("no response within {0:?}")]
@@ -100,13 +105,14 @@ async fn write_loop<W: AsyncWrite>(mut writer: WriteHalf<W>, outbox: Rc<Outbox>)
 }
 
 /// Read frames of kind `expected` (after `leftover`, the bytes read past the handshake)
-/// and hand each body to `on_body`, until the connection ends, a frame of another kind
-/// arrives, or `on_body` refuses one; returns why it ended.
+/// and hand each body to `on_body` (and a GOODBYE to `on_goodbye`), until the connection
+/// ends, a frame of another kind arrives, or `on_body` refuses one; returns why it ended.
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut R,
     leftover: &[u8],
     expected: u8,
     mut on_body: impl FnMut(&[u8]) -> Result<(), String>,
+    mut on_goodbye: impl FnMut(),
 ) -> String {
     let mut decoder = Decoder::default();
     decoder.push(leftover);
@@ -119,6 +125,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         return why;
                     }
                 }
+                Ok(Some(frame)) if frame.kind == rpc::kind::GOODBYE => on_goodbye(),
                 Ok(Some(frame)) => return format!("unexpected frame kind {}", frame.kind),
                 Ok(None) => break,
                 Err(e) => return e.to_string(),
@@ -171,16 +178,21 @@ impl RpcClient {
             .detach();
         }
         {
-            let pending = pending.clone();
+            let (pending, leaving) = (pending.clone(), dead.clone());
             glommio::spawn_local(async move {
-                let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_RESPONSE, |body| {
+                let on_body = |body: &[u8]| {
                     let (id, response) = rpc::decode_response(body).map_err(|e| format!("bad response: {e}"))?;
                     if let Some(waiter) = pending.borrow_mut().remove(&id) {
                         let _ = waiter.send(response);
                     }
                     Ok(())
-                })
-                .await;
+                };
+                // The peer is shutting down: no new calls here (they fail as NotSent and go
+                // elsewhere); the ones in flight still get their answers.
+                let on_goodbye = || {
+                    leaving.borrow_mut().get_or_insert_with(|| "the peer is shutting down".into());
+                };
+                let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_RESPONSE, on_body, on_goodbye).await;
                 fail_all(why);
             })
             .detach();
@@ -196,7 +208,7 @@ impl RpcClient {
     /// Send `request` for `shard`'s group and wait at most `timeout` for its response.
     pub async fn call(&self, shard: u32, request: &Request, timeout: Duration) -> Result<Response, CallFailure> {
         if let Some(why) = self.dead.borrow().clone() {
-            return Err(CallFailure::Unreachable(why));
+            return Err(CallFailure::NotSent(why));
         }
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -220,8 +232,10 @@ impl RpcClient {
 /// Answer RPCs arriving on an authenticated stream (`session::accept`, then
 /// `Framed::into_parts`: the stream and the bytes already read past the handshake) with
 /// `handler`, each in its own task (a slow group never blocks another's answer), until the
-/// connection ends. Returns why it ended.
-pub async fn serve<S, H, F>(stream: S, leftover: Vec<u8>, handler: H) -> String
+/// connection ends. When `closing` resolves (the node shuts down), the dialer is told
+/// GOODBYE and sends nothing more, while what it sent before is still answered. Returns
+/// why it ended.
+pub async fn serve<S, H, F>(stream: S, leftover: Vec<u8>, handler: H, closing: LocalBoxFuture<'static, ()>) -> String
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
     H: Fn(u32, Request) -> F + 'static,
@@ -233,8 +247,15 @@ where
         let outbox = outbox.clone();
         glommio::spawn_local(async move { write_loop(writer, outbox).await })
     };
+    let goodbye = {
+        let outbox = outbox.clone();
+        glommio::spawn_local(async move {
+            closing.await;
+            outbox.push(rpc::kind::GOODBYE, &[]);
+        })
+    };
     let handler = Rc::new(move |shard, request| -> LocalBoxFuture<'static, Response> { handler(shard, request).boxed_local() });
-    let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_REQUEST, |body| {
+    let on_body = |body: &[u8]| {
         let (id, shard, request) = rpc::decode_request(body).map_err(|e| format!("bad request: {e}"))?;
         let (outbox, handler) = (outbox.clone(), handler.clone());
         glommio::spawn_local(async move {
@@ -243,8 +264,9 @@ where
         })
         .detach();
         Ok(())
-    })
-    .await;
+    };
+    let why = read_loop(&mut reader, &leftover, rpc::kind::RAFT_REQUEST, on_body, || {}).await;
+    goodbye.cancel().await;
     outbox.close();
     let _ = writing.await;
     why

@@ -25,6 +25,9 @@ use crate::session::Command;
 pub mod kind {
     pub const RAFT_REQUEST: u8 = 16;
     pub const RAFT_RESPONSE: u8 = 17;
+    /// Empty body, acceptor → dialer: this node is shutting down; send nothing more on this
+    /// connection (what was sent before it is still answered).
+    pub const GOODBYE: u8 = 18;
 }
 
 /// One RPC for `shard` on the receiving node.

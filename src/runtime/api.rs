@@ -180,7 +180,7 @@ async fn route<T>(
                 Ok(Response::NotHosted) => Err((false, format!("{target} does not host shard {shard} (yet)"))),
                 Ok(_) => Err((true, format!("{target} answered with the wrong kind"))),
                 // Refused before anything was sent: no connection.
-                Err(CallFailure::Unreachable(why)) if !core.links.is_connected(&target) => Err((false, why)),
+                Err(CallFailure::NotSent(why)) => Err((false, why)),
                 Err(CallFailure::TooLarge(n)) => Err((false, format!("request of {n} bytes does not fit a cluster frame"))),
                 Err(e) => Err((true, format!("{target}: {e}"))),
             }

@@ -160,6 +160,9 @@ pub struct Core {
     /// Set once a graceful shutdown began: listeners stop accepting, connections finish
     /// what they are in, tails end (runtime/shutdown.rs).
     pub draining: Latch,
+    /// Set once this core's groups are stopped: peers are told GOODBYE on every cluster
+    /// connection (cluster/listener.rs).
+    pub leaving: Latch,
 }
 
 thread_local! {
@@ -202,6 +205,7 @@ impl Core {
             started: Cell::new(false),
             stopping: Cell::new(false),
             draining: Latch::default(),
+            leaving: Latch::default(),
         }
     }
 

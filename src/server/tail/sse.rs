@@ -35,6 +35,10 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
     let subscription = api::subscribe(&plan.session).await;
     let mut cursor = plan.cursor;
     let mut out = Vec::new();
+    // A heartbeat goes out after SSE_HEARTBEAT_MS without any write, however the waiting is
+    // done (here, or in a remote replica's long poll inside `fetch`).
+    let heartbeat_every = Duration::from_millis(SSE_HEARTBEAT_MS);
+    let mut next_heartbeat = std::time::Instant::now() + heartbeat_every;
     loop {
         let events = match fetch(&plan.session, cursor).await {
             Ok(events) => events,
@@ -42,19 +46,20 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
         };
         out.clear();
         if events.is_empty() {
-            let heartbeat = glommio::timer::sleep(Duration::from_millis(SSE_HEARTBEAT_MS));
-            futures::select! {
-                _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
-                _ = (&mut closed_rx).fuse() => break,
-                // Graceful shutdown: end the stream cleanly (the client resumes with
-                // Last-Event-ID).
-                _ = current().draining.wait().fuse() => break,
-                _ = heartbeat.fuse() => {
-                    let mut msg = Vec::new();
-                    sse_comment(&mut msg, "heartbeat");
-                    write_sse_frame(&mut out, version_minor, &msg);
+            let due = next_heartbeat.saturating_duration_since(std::time::Instant::now());
+            if !due.is_zero() {
+                futures::select! {
+                    _ = subscription.signal.wait_beyond(cursor).fuse() => continue,
+                    _ = (&mut closed_rx).fuse() => break,
+                    // Graceful shutdown: end the stream cleanly (the client resumes with
+                    // Last-Event-ID).
+                    _ = current().draining.wait().fuse() => break,
+                    _ = glommio::timer::sleep(due).fuse() => {}
                 }
             }
+            let mut msg = Vec::new();
+            sse_comment(&mut msg, "heartbeat");
+            write_sse_frame(&mut out, version_minor, &msg);
         } else {
             let mut msg = Vec::new();
             for (i, e) in events.iter().enumerate() {
@@ -67,6 +72,7 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
             Ok(Ok(())) => {}
             _ => break,
         }
+        next_heartbeat = std::time::Instant::now() + heartbeat_every;
         cursor += events.len() as u64;
         count_sent(events.len());
         if current().draining.is_set() {
