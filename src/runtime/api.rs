@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{current, AppendOk, Core, NotReady, Op, ReplyTo};
-use super::shard::Page;
+use super::shard::{reply_error, Page};
 use super::watch::TailSignal;
 use crate::cluster::peer::CallFailure;
 use crate::cluster::rpc::{Consistency, Forward, Forwarded, Request, Response};
@@ -33,7 +33,7 @@ pub async fn create(mut req: CreateRequest) -> Result<String, ApiError> {
     req.id.get_or_insert_with(generate_session_id);
     match write(req.into_command(now_micros())).await? {
         Reply::Created { header_json } => Ok(header_json),
-        other => Err(unexpected(other)),
+        other => Err(reply_error(other)),
     }
 }
 
@@ -56,14 +56,7 @@ pub async fn append(session: &str, req: AppendRequest) -> Result<AppendOk, ApiEr
             }
             Ok(AppendOk { seq, last_seq, deduped })
         }
-        other => Err(unexpected(other)),
-    }
-}
-
-fn unexpected(reply: Reply) -> ApiError {
-    match reply {
-        Reply::Rejected(e) => e,
-        other => ApiError::internal(format!("unexpected reply {other:?}")),
+        other => Err(reply_error(other)),
     }
 }
 

@@ -356,8 +356,9 @@ impl Core {
             let Some(leader) = metrics.current_leader else { return Err(NotReady::NoLeader { shard: shard.id }) };
             if leader != self.node_id {
                 let name = metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()).unwrap_or_default();
-                // A follower may never have needed a connection to its leader: dial it.
-                if !self.links.is_connected(&name) && self.links.connect(&name).await.is_err() {
+                // A follower may never have needed a connection to its leader: dial it
+                // (the live connection when there is one).
+                if self.links.connect(&name).await.is_err() {
                     return Err(NotReady::LeaderUnreachable { shard: shard.id, leader: name });
                 }
             }
