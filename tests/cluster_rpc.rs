@@ -126,3 +126,58 @@ fn calls_in_flight_get_their_own_answers_time_out_or_fail_when_the_connection_di
         assert!(matches!(client.call(7, &vote(2), Duration::from_secs(1)).await, Err(CallFailure::NotSent(_))));
     });
 }
+
+/// Regression (found by the fault campaign, chaos/): a caller that dropped its `connect`
+/// while the dial was in flight (openraft drops an RPC at its TTL) left the link marked
+/// "dialing" forever, so the node never reached that peer again. After the drop, the next
+/// call must dial again: the listener sees a second connection.
+#[test]
+fn a_dropped_dial_does_not_block_the_next() {
+    use futures::FutureExt;
+    use starcite::cluster::handshake::Shape;
+    use starcite::cluster::links::{Links, Member};
+    // A peer that accepts connections and never answers the handshake.
+    let (accepted_tx, accepted_rx) = mpsc::channel::<()>();
+    let (port_tx, port_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
+            let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+            let mut held = Vec::new();
+            for _ in 0..2 {
+                let accept = listener.accept().fuse();
+                let stop = glommio::timer::sleep(Duration::from_secs(20)).fuse();
+                futures::pin_mut!(accept, stop);
+                futures::select! {
+                    s = accept => { held.push(s.expect("accept")); let _ = accepted_tx.send(()); }
+                    _ = stop => return,
+                }
+            }
+            // Keep both connections open (unanswered) while the client looks.
+            glommio::timer::sleep(Duration::from_secs(2)).await;
+            drop(held);
+        });
+    });
+    let port = port_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    glommio::LocalExecutorBuilder::default().make().expect("executor").run(async move {
+        let names = ["client".to_string(), "silent".to_string()];
+        let members = [
+            Member { name: "client".into(), addr: "127.0.0.1:1".into() },
+            Member { name: "silent".into(), addr: format!("127.0.0.1:{port}") },
+        ];
+        let links = Links::new(peer("client"), ClusterKey::derive(SECRET), Shape::new(256, &names), &members);
+        // The first dial gets a TCP connection, then no handshake answer; its caller gives up.
+        futures::select! {
+            _ = links.connect("silent").fuse() => panic!("the silent peer cannot complete a handshake"),
+            _ = glommio::timer::sleep(Duration::from_millis(300)).fuse() => {}
+        }
+        // The next call dials again (before the fix: an immediate NotSent "connecting").
+        futures::select! {
+            r = links.connect("silent").fuse() => panic!("a second dial should be in progress, got {:?}", r.err()),
+            _ = glommio::timer::sleep(Duration::from_millis(300)).fuse() => {}
+        }
+    });
+    for attempt in 1..=2 {
+        accepted_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("dial {attempt} never reached the peer"));
+    }
+}

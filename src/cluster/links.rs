@@ -41,6 +41,19 @@ struct Link {
     last_error: Option<String>,
 }
 
+/// Clears `Link::dialing` however the dial ends, also when the caller's future is dropped
+/// mid-dial (openraft drops an RPC at its TTL, shorter than a dial that gets no answer): a
+/// flag left set refused every later call to that peer as "connecting", for good — a node
+/// restarted during a partition never reached the peer again (found by the fault campaign,
+/// chaos/; regression test: tests/cluster_rpc.rs `a_dropped_dial_does_not_block_the_next`).
+struct DialInProgress<'a>(&'a RefCell<Link>);
+
+impl Drop for DialInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.borrow_mut().dialing = false;
+    }
+}
+
 /// This core's links to the other members.
 pub struct Links {
     me: Peer,
@@ -92,9 +105,10 @@ impl Links {
             }
             l.dialing = true;
         }
+        let dialing = DialInProgress(link);
         let dialed = self.dial(member).await;
+        drop(dialing);
         let mut l = link.borrow_mut();
-        l.dialing = false;
         match dialed {
             Ok((client, peer)) => {
                 if l.peer_id.is_some_and(|old| old != peer.node_id) {
