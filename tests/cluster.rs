@@ -547,3 +547,136 @@ fn a_shard_without_a_quorum_answers_503_in_time_and_the_others_keep_serving() {
     }
     assert_eq!(c.nodes[3].all_events(&kept).len(), 2);
 }
+
+/// How a test damages a stopped node's log (issue #10, docs/ARCHITECTURE.md "Damaged logs").
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    /// The newest segment cut at a record boundary: everything after `offset` is gone.
+    TruncateTo(u64),
+    /// The newest segment (and every spare after it) deleted.
+    RemoveNewestSegment,
+}
+
+/// The newest segment of a node's core-0 log that holds records, and where its records end
+/// (segments: docs/FORMAT.md — frames `[len u32][crc u32][payload][pad to 8]` from 4096).
+fn newest_data_segment(data_dir: &std::path::Path) -> (std::path::PathBuf, u64) {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    for path in segments.into_iter().rev() {
+        let bytes = std::fs::read(&path).unwrap();
+        let mut pos = 4096usize;
+        while pos + 8 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            if len == 0 {
+                break;
+            }
+            pos += (8 + len).div_ceil(8) * 8;
+        }
+        if pos > 4096 {
+            return (path, pos as u64);
+        }
+    }
+    panic!("no segment with records under {}", data_dir.display());
+}
+
+fn damage(data_dir: &std::path::Path, how: Damage) {
+    let (newest, end) = newest_data_segment(data_dir);
+    match how {
+        Damage::TruncateTo(offset) => {
+            assert!(offset < end, "the cut removes records ({offset} < {end})");
+            std::fs::OpenOptions::new().write(true).open(&newest).unwrap().set_len(offset).unwrap();
+        }
+        Damage::RemoveNewestSegment => {
+            for entry in std::fs::read_dir(data_dir.join("0")).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|x| x == "seg") && path >= newest {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// The scenario that lost acknowledged writes in Jepsen's 2025 NATS report, on one shard:
+/// appends acknowledged by the leader L and follower F while X is paused; F's log then loses
+/// them while it is down; L dies. Without the abstention rule X (lacking them) wins F's vote
+/// and the acknowledged appends are overwritten when L returns. With it, F neither votes
+/// nor campaigns: the shard answers 503 until L is back, then nothing is lost, F catches up
+/// from its peers, and afterwards carries a quorum again (no operator surgery).
+fn a_damaged_replica_abstains_until_caught_up(how: &dyn Fn(u64) -> Damage) {
+    let mut c = Cluster::start(3);
+    let s = "damaged";
+    c.nodes[0].create(s);
+    for i in 0..5 {
+        assert_eq!(c.nodes[i % 3].append(s, event(i)).status, 201);
+    }
+    let l = c.leader_of(s);
+    let (f, x) = ((l + 1) % 3, (l + 2) % 3);
+    // Let F's log settle, then note where its records end: the cut point for truncation.
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, before) = newest_data_segment(&c.nodes[f].data_dir);
+    let pid = |n: &Server| n.pid() as i32;
+    unsafe { libc::kill(pid(&c.nodes[x]), libc::SIGSTOP) };
+    for i in 5..25 {
+        let r = c.nodes[[l, f][i % 2]].append(s, event(i));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    c.nodes[f].kill9();
+    damage(&c.nodes[f].data_dir, how(before));
+    c.nodes[l].kill9();
+    unsafe { libc::kill(pid(&c.nodes[x]), libc::SIGCONT) };
+    c.nodes[f].launch();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.nodes[f].stderr().contains("damaged log") {
+        assert!(Instant::now() < deadline, "the damage is detected and logged: {}", c.nodes[f].stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Several election timeouts pass: X must not win with the damaged replica's vote.
+    std::thread::sleep(Duration::from_millis(4000));
+    let r = c.nodes[x].append(s, event(99));
+    assert_eq!(r.status, 503, "a leader was elected without the acknowledged appends: {}", r.text());
+    // L comes back: it leads with everything; F catches up.
+    c.nodes[l].launch();
+    for n in &mut c.nodes {
+        n.wait_ready();
+    }
+    let expected: Vec<Value> = c.nodes[l].all_events(s);
+    assert_eq!(expected.len(), 25, "every acknowledged append survived");
+    for (i, e) in expected.iter().enumerate() {
+        assert_eq!(e["payload"]["i"], i, "event {}", i + 1);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.nodes[f].stderr().contains("votes and elections resume") {
+        assert!(Instant::now() < deadline, "F never caught up: {}", c.nodes[f].stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Repaired in place: F and X now carry the shard without L.
+    c.nodes[l].kill9();
+    // The first try may reach L's corpse (an ambiguous 503): retry with a key, as clients do.
+    let mut body = event(25);
+    body["idempotency_key"] = json!("after-repair");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = c.nodes[f].append(s, body.clone());
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+    };
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["seq"], 26);
+    assert_eq!(c.nodes[x].all_events(s).len(), 26);
+}
+
+#[test]
+fn a_replica_whose_log_lost_its_tail_abstains_until_caught_up() {
+    a_damaged_replica_abstains_until_caught_up(&Damage::TruncateTo);
+}
+
+#[test]
+fn a_replica_whose_newest_segment_was_removed_abstains_until_caught_up() {
+    a_damaged_replica_abstains_until_caught_up(&|_| Damage::RemoveNewestSegment);
+}

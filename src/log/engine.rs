@@ -24,6 +24,7 @@ use super::file::{DmaFs, FileSystem, ReadBuf, SegmentFile};
 use super::frame::{self, decode, Decoded};
 use super::recovery::scan_segment;
 use super::segment::{self, check_header, create_segment, segment_path, zero_fill};
+use super::vouch::{VouchPayload, VouchTable};
 use super::{Loc, RecordVisitor};
 use crate::limits::{LOG_BLOCK_BYTES, READ_COALESCE_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_PREPARE_AT_PERCENT};
 use crate::metrics::{LogCounters, LogHistograms};
@@ -82,6 +83,8 @@ pub struct LogEngine {
     sizes: RefCell<BTreeMap<u32, u64>>,
     state: RefCell<State>,
     writer_waker: Cell<Option<Waker>>,
+    /// Written after each batch's data is durable and before its waiters run (vouch.rs).
+    vouch: RefCell<Option<Rc<VouchTable>>>,
     pub stats: LogStats,
 }
 
@@ -204,6 +207,7 @@ impl LogEngine {
                 preparing: None,
             }),
             writer_waker: Cell::new(None),
+            vouch: RefCell::new(None),
             stats: LogStats::default(),
         });
         glommio::spawn_local(writer_loop(engine.clone())).detach();
@@ -212,6 +216,24 @@ impl LogEngine {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Open this log's vouch table (`slots` slots, see vouch.rs) and return what it held;
+    /// from now on every batch writes the slots staged with it (via [`Self::vouch`]) after
+    /// its data is durable and before its waiters run.
+    pub async fn open_vouch(&self, slots: u32) -> Result<BTreeMap<u32, VouchPayload>, LogError> {
+        let (table, found) = VouchTable::open(self.fs.as_ref(), &self.dir, slots).await?;
+        *self.vouch.borrow_mut() = Some(Rc::new(table));
+        Ok(found)
+    }
+
+    /// Stage `payload` for `slot` with the batch being gathered: call it right after the
+    /// `submit` whose records it describes, in the same turn of the executor. A no-op
+    /// without a vouch table.
+    pub fn vouch(&self, slot: u32, payload: &VouchPayload) {
+        if let Some(table) = self.vouch.borrow().as_ref() {
+            table.set(slot, payload);
+        }
     }
 
     /// The engine failed a write or fdatasync and accepts nothing more.
@@ -470,7 +492,21 @@ async fn writer_loop(engine: Rc<LogEngine>) {
             let mut st = engine.state.borrow_mut();
             (std::mem::take(&mut st.pending), std::mem::take(&mut st.waiters), std::mem::take(&mut st.pending_records))
         };
-        match write_batch(&engine, chunks).await {
+        // Cut with the batch: slots staged from now on describe records of the next one.
+        let table = engine.vouch.borrow().clone();
+        let vouched = table.as_ref().map(|t| t.cut()).unwrap_or_default();
+        let committed = match write_batch(&engine, chunks).await {
+            Ok(bytes) if !vouched.is_empty() => {
+                let started = Instant::now();
+                let table = table.as_ref().expect("blocks come from a table");
+                let written = table.write(&vouched).await.map(|_| bytes);
+                engine.stats.counters.fsyncs.inc();
+                engine.stats.histograms.borrow_mut().fsync_micros.observe(started.elapsed().as_micros() as f64);
+                written
+            }
+            other => other,
+        };
+        match committed {
             Ok(bytes) => {
                 let s = &engine.stats;
                 s.counters.records.add(records);

@@ -27,6 +27,7 @@ pub mod file;
 pub mod frame;
 pub mod recovery;
 pub mod segment;
+pub mod vouch;
 
 pub use engine::{Durable, LogEngine, LogStats, RecordBuf};
 pub use error::{LogError, Rejected};

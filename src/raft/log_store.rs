@@ -31,6 +31,7 @@ use openraft::{
 
 use super::record::{self, ArchivedLogRecord, LogRecord, RecordError, RecordPayload};
 use super::TypeConfig;
+use crate::log::vouch::VouchPayload;
 use crate::log::{Loc, LogEngine, LogError};
 
 pub type NodeId = u64;
@@ -52,6 +53,61 @@ pub struct ShardLog {
     committed: Option<LogId<NodeId>>,
     /// Recently appended entries: served without I/O until applied (and while not durable).
     cache: BTreeMap<u64, Entry<TypeConfig>>,
+    /// Set when the vouch table says this node acknowledged a log up to this id and the
+    /// recovered log ends before it (the log lost its tail or newest segment while the node
+    /// was down). While set, the group abstains: it grants no vote and never campaigns
+    /// (docs/ARCHITECTURE.md, "Damaged logs"); cleared once the log reaches it again.
+    vouched_floor: Option<LogId<NodeId>>,
+}
+
+const VOUCH_HAS_VOTE: u64 = 1;
+const VOUCH_VOTE_COMMITTED: u64 = 2;
+const VOUCH_HAS_LAST: u64 = 4;
+
+/// What a vouch slot says (log/vouch.rs): the vote and the last log id this node had made
+/// durable when it last acknowledged anything for the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vouched {
+    pub vote: Option<Vote<NodeId>>,
+    pub last: Option<LogId<NodeId>>,
+}
+
+impl Vouched {
+    pub fn encode(&self) -> VouchPayload {
+        let mut flags = 0;
+        let mut words = [0u64; 6];
+        if let Some(v) = self.vote {
+            flags |= VOUCH_HAS_VOTE | if v.committed { VOUCH_VOTE_COMMITTED } else { 0 };
+            words[0] = v.leader_id.term;
+            words[1] = v.leader_id.node_id;
+        }
+        if let Some(l) = self.last {
+            flags |= VOUCH_HAS_LAST;
+            words[3] = l.leader_id.term;
+            words[4] = l.leader_id.node_id;
+            words[5] = l.index;
+        }
+        words[2] = flags;
+        let mut out = [0u8; 48];
+        for (i, w) in words.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(p: &VouchPayload) -> Vouched {
+        let w = |i: usize| u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let flags = w(2);
+        let vote = (flags & VOUCH_HAS_VOTE != 0).then(|| {
+            if flags & VOUCH_VOTE_COMMITTED != 0 {
+                Vote::new_committed(w(0), w(1))
+            } else {
+                Vote::new(w(0), w(1))
+            }
+        });
+        let last = (flags & VOUCH_HAS_LAST != 0).then(|| LogId::new(CommittedLeaderId::new(w(3), w(4)), w(5)));
+        Vouched { vote, last }
+    }
 }
 
 impl ShardLog {
@@ -64,7 +120,7 @@ impl ShardLog {
         pos.checked_sub(1).map(|i| self.leaders[i].1)
     }
 
-    fn last_log_id(&self) -> Option<LogId<NodeId>> {
+    pub fn last_log_id(&self) -> Option<LogId<NodeId>> {
         if self.locs.is_empty() {
             return self.last_purged;
         }
@@ -87,7 +143,43 @@ impl ShardLog {
             self.leaders.push((index, leader));
         }
         self.locs.push_back(loc);
+        if self.vouched_floor.is_some_and(|floor| self.last_log_id() >= Some(floor)) {
+            tracing::info!(last_log_id = %LogId::new(leader, index), "the log caught up past what it had acknowledged before its damage: votes and elections resume");
+            self.vouched_floor = None;
+        }
         Ok(())
+    }
+
+    /// Serve with the damage (a single node: nobody to catch up from).
+    pub fn forget_damage(&mut self) {
+        self.vouched_floor = None;
+    }
+
+    /// Whether this group must abstain from votes and elections (see `vouched_floor`).
+    pub fn abstaining(&self) -> bool {
+        self.vouched_floor.is_some()
+    }
+
+    /// What to vouch for now: the vote (or `vote`, about to be saved) and the last log id —
+    /// never below a damage floor, so a second crash cannot erase the evidence.
+    fn vouched(&self, vote: Option<Vote<NodeId>>) -> Vouched {
+        Vouched { vote: vote.or(self.vote), last: self.last_log_id().max(self.vouched_floor) }
+    }
+
+    /// Compare the recovered log with the vouch table after recovery: a lost vote comes
+    /// back from the table (it was durable and acknowledged); a log that ends before what
+    /// it acknowledged sets the damage floor. Returns a description of the damage found.
+    pub fn check_vouched(&mut self, vouched: Vouched) -> Option<String> {
+        let mut found = Vec::new();
+        if vouched.vote.is_some() && vouched.vote > self.vote {
+            found.push(format!("vote {:?} restored from the vouch table (the log held {:?})", vouched.vote, self.vote));
+            self.vote = vouched.vote;
+        }
+        if vouched.last > self.last_log_id() {
+            found.push(format!("the log ends at {:?} but acknowledged up to {:?}", self.last_log_id(), vouched.last));
+            self.vouched_floor = vouched.last;
+        }
+        (!found.is_empty()).then(|| found.join("; "))
     }
 
     fn truncate(&mut self, since: u64) {
@@ -202,12 +294,13 @@ impl LogStore {
     }
 
     /// Write a bookkeeping record and wait until it is durable.
-    async fn write_durable(&self, rec: LogRecord, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn write_durable(&self, rec: LogRecord, vouched: Vouched, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = rec.encode();
         let (tx, rx) = futures::channel::oneshot::channel::<Result<(), LogError>>();
         self.engine
             .submit(&[&bytes], Box::new(move |r| drop(tx.send(r))))
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
+        self.engine.vouch(self.shard, &vouched.encode());
         rx.await
             .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?
             .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
@@ -301,7 +394,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let rec = LogRecord::Vote { shard: self.shard, term: vote.leader_id.term, node: vote.leader_id.node_id, committed: vote.committed };
-        self.write_durable(rec, ErrorSubject::Vote).await?;
+        let vouched = self.log.borrow().vouched(Some(*vote));
+        self.write_durable(rec, vouched, ErrorSubject::Vote).await?;
         self.log.borrow_mut().vote = Some(*vote);
         Ok(())
     }
@@ -344,12 +438,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 log.cache.insert(entry.log_id.index, entry);
             }
         }
+        self.engine.vouch(self.shard, &log.vouched(None).encode());
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.write_ordered(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs)?;
-        self.log.borrow_mut().truncate(log_id.index);
+        let mut log = self.log.borrow_mut();
+        log.truncate(log_id.index);
+        self.engine.vouch(self.shard, &log.vouched(None).encode());
         Ok(())
     }
 

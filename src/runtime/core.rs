@@ -451,6 +451,13 @@ impl Core {
         let Some(shard) = self.shards.borrow().get(&shard_id).cloned() else { return Response::NotHosted };
         match request {
             Request::AppendEntries(r) => Response::AppendEntries(shard.raft.append_entries(r).await),
+            // A damaged replica abstains (docs/ARCHITECTURE.md, "Damaged logs"): it grants
+            // nothing and does not let the request move its own vote.
+            Request::Vote(_) if shard.abstaining() => {
+                let log = shard.store.log.borrow();
+                let vote = log.vote().unwrap_or_default();
+                Response::Vote(Ok(openraft::raft::VoteResponse { vote, vote_granted: false, last_log_id: log.last_log_id() }))
+            }
             Request::Vote(r) => Response::Vote(shard.raft.vote(r).await),
             Request::InstallSnapshot(r) => Response::InstallSnapshot(shard.raft.install_snapshot(r).await),
             Request::Forward(Forward::Write(cmd)) => Response::Forward(Forwarded::Written(self.write(cmd).await)),
@@ -460,10 +467,15 @@ impl Core {
                 Response::Forward(Forwarded::Page(page.map(|p| (p.events.iter().map(|e| e.to_string()).collect(), p.last_seq))))
             }
             Request::Forward(Forward::GroupState) => {
-                Response::Forward(Forwarded::GroupState { initialized: shard.raft.is_initialized().await.unwrap_or(false) })
+                // A damaged replica that lost its whole log was still a member: never let
+                // it look like a fresh group that could be bootstrapped again.
+                let initialized = shard.abstaining() || shard.raft.is_initialized().await.unwrap_or(false);
+                Response::Forward(Forwarded::GroupState { initialized })
             }
             Request::Forward(Forward::Campaign) => {
-                let _ = shard.raft.trigger().elect().await;
+                if !shard.abstaining() {
+                    let _ = shard.raft.trigger().elect().await;
+                }
                 Response::Forward(Forwarded::Campaigned)
             }
         }

@@ -38,6 +38,8 @@ pub async fn maintain(core: Rc<Core>) {
     while !core.draining.is_set() {
         let shards: Vec<Rc<Shard>> = core.shards.borrow().values().cloned().collect();
         for shard in shards {
+            // A damaged replica that caught up gets its elections back (shard.rs).
+            shard.abstaining();
             // Most rounds find nothing to do: decide from the published metrics, without
             // a message to the group's Raft task.
             if !needs_attention(&core, &shard) || !busy.borrow_mut().insert(shard.id) {

@@ -124,6 +124,27 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let fs = file_system(&config);
     let (engine, mut logs, mut replayed) = open_core(fs, &dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
     *core.engine.borrow_mut() = Some(engine.clone());
+    // The vouch table (log/vouch.rs): a log that lost what it acknowledged makes its groups
+    // abstain from votes and elections until they caught up (docs/ARCHITECTURE.md,
+    // "Damaged logs"). A single node has nobody to catch up from: it says so and serves.
+    for (shard, payload) in engine.open_vouch(config.shards).await? {
+        let vouched = crate::raft::log_store::Vouched::decode(&payload);
+        let log = logs.entry(shard).or_default();
+        if let Some(damage) = log.borrow_mut().check_vouched(vouched) {
+            if core.members.len() <= 1 {
+                tracing::error!(
+                    shard,
+                    "the log lost acknowledged entries while the node was down and no replica can restore them: {damage}"
+                );
+                log.borrow_mut().forget_damage();
+            } else {
+                tracing::warn!(
+                    shard,
+                    "damaged log: {damage}; this replica abstains from votes and elections until it has caught up from the leader"
+                );
+            }
+        }
+    }
     let raft_config = raft_config().map_err(|e| OpenError::Raft { shard: 0, reason: e.to_string() })?;
     let alone = core.members.len() <= 1;
     let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id && core.hosts(*s)).collect();

@@ -34,6 +34,8 @@ pub struct Shard {
     /// after its election; until then the state machine would answer from the past).
     startup_last_index: Option<u64>,
     caught_up: Cell<bool>,
+    /// Elections are switched off while the log is damaged (`ShardLog::abstaining`).
+    elections_held: Cell<bool>,
 }
 
 struct Queued {
@@ -130,6 +132,12 @@ impl Shard {
             members.insert(node_id, BasicNode::default());
             raft.initialize(members).await.map_err(|e| OpenError::Raft { shard: id, reason: format!("initializing: {e}") })?;
         }
+        let abstaining = store.log.borrow().abstaining();
+        if abstaining {
+            // A damaged log must not make this node a candidate (docs/ARCHITECTURE.md,
+            // "Damaged logs"): it could win with votes of replicas that lack the same entries.
+            raft.runtime_config().elect(false);
+        }
         Ok(Shard {
             id,
             raft,
@@ -139,7 +147,18 @@ impl Shard {
             proposing: Cell::new(false),
             startup_last_index,
             caught_up: Cell::new(false),
+            elections_held: Cell::new(abstaining),
         })
+    }
+
+    /// Whether this replica abstains from votes and elections (its log is behind what it
+    /// acknowledged before it was damaged). Switches elections back on once caught up.
+    pub fn abstaining(&self) -> bool {
+        let abstaining = self.store.log.borrow().abstaining();
+        if !abstaining && self.elections_held.replace(false) {
+            self.raft.runtime_config().elect(true);
+        }
+        abstaining
     }
 
     /// Whether proposals are queued or in flight (their callers still wait for answers).
