@@ -150,11 +150,6 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Serve with the damage (a single node: nobody to catch up from).
-    pub fn forget_damage(&mut self) {
-        self.vouched_floor = None;
-    }
-
     /// Whether this group must abstain from votes and elections (see `vouched_floor`).
     pub fn abstaining(&self) -> bool {
         self.vouched_floor.is_some()
