@@ -1,7 +1,7 @@
 //! The vouch table: per slot (per shard), the last state this node acknowledged, kept in a
 //! file apart from the segments (`<core dir>/vouch.tbl`), so a log that lost its tail or its
 //! newest segment while the node was down is *known* to be behind what it acknowledged
-//! (docs/ARCHITECTURE.md, "Damaged logs"; issue #10).
+//! (docs/ARCHITECTURE.md §3b; issue #10).
 //!
 //! Write rule (the engine's writer loop): the slots staged with a batch are written and
 //! fdatasync'd *after* that batch's segment data is durable and *before* its waiters run.

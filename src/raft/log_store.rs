@@ -56,7 +56,7 @@ pub struct ShardLog {
     /// Set when the vouch table says this node acknowledged a log up to this id and the
     /// recovered log ends before it (the log lost its tail or newest segment while the node
     /// was down). While set, the group abstains: it grants no vote and never campaigns
-    /// (docs/ARCHITECTURE.md, "Damaged logs"); cleared once the log reaches it again.
+    /// (docs/ARCHITECTURE.md §3b); cleared once the log reaches it again.
     vouched_floor: Option<LogId<NodeId>>,
 }
 

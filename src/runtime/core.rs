@@ -451,7 +451,7 @@ impl Core {
         let Some(shard) = self.shards.borrow().get(&shard_id).cloned() else { return Response::NotHosted };
         match request {
             Request::AppendEntries(r) => Response::AppendEntries(shard.raft.append_entries(r).await),
-            // A damaged replica abstains (docs/ARCHITECTURE.md, "Damaged logs"): it grants
+            // A damaged replica abstains (docs/ARCHITECTURE.md §3b): it grants
             // nothing and does not let the request move its own vote.
             Request::Vote(_) if shard.abstaining() => {
                 let log = shard.store.log.borrow();

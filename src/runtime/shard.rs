@@ -123,6 +123,15 @@ impl Shard {
     ) -> Result<Shard, OpenError> {
         let machine = sm.inner.clone();
         let startup_last_index = store.log.borrow().last_index();
+        let abstaining = store.log.borrow().abstaining();
+        let raft_config = if abstaining {
+            // A damaged log must not make this node a candidate (docs/ARCHITECTURE.md §3b):
+            // it could win with the votes of replicas that lack the same entries. Off from
+            // the first tick; `abstaining()` switches elections on once caught up.
+            Arc::new(openraft::Config { enable_elect: false, ..(*raft_config).clone() })
+        } else {
+            raft_config
+        };
         let raft = Raft::new(node_id, raft_config, network, store.clone(), sm)
             .await
             .map_err(|e| OpenError::Raft { shard: id, reason: e.to_string() })?;
@@ -131,12 +140,6 @@ impl Shard {
             let mut members = BTreeMap::new();
             members.insert(node_id, BasicNode::default());
             raft.initialize(members).await.map_err(|e| OpenError::Raft { shard: id, reason: format!("initializing: {e}") })?;
-        }
-        let abstaining = store.log.borrow().abstaining();
-        if abstaining {
-            // A damaged log must not make this node a candidate (docs/ARCHITECTURE.md,
-            // "Damaged logs"): it could win with votes of replicas that lack the same entries.
-            raft.runtime_config().elect(false);
         }
         Ok(Shard {
             id,
