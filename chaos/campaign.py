@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -167,7 +168,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=6)
     ap.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of: " + ", ".join(FAULTS))
     ap.add_argument("--out", type=Path, required=True, help="report folder (history, node logs, report.json, report.md)")
-    ap.add_argument("--net", type=int, default=77, help="second octet of the test network 10.N.0.0/24")
+    ap.add_argument("--net", type=int, default=77, help="second octet of the test network 10.N.0.0/24 (the next free one if taken)")
     args = ap.parse_args()
     faults = [f for f in args.faults.split(",") if f]
     unknown = [f for f in faults if f not in FAULTS]
@@ -177,7 +178,15 @@ def main() -> int:
 
     rng = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    hosts = Hosts(args.nodes, prefix=f"sc{args.net}-", net=args.net)
+    # Another campaign on this machine keeps its test network: take the next free one.
+    taken = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    net = args.net
+    while f"sc{net}-1 " in taken or f"sc{net}-1\n" in taken:
+        net += 1
+        if net > 250:
+            print("campaign: no free test network 10.N.0.0/24", file=sys.stderr)
+            return 2
+    hosts = Hosts(args.nodes, prefix=f"sc{net}-", net=net)
     cluster = Cluster(args.binary.resolve(), args.out, args.nodes, args.shards, hosts)
     log_lines: list[str] = []
     t0 = time.monotonic()
