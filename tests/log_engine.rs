@@ -270,3 +270,34 @@ fn lazy_records_ride_with_the_next_durable_write_and_never_cost_a_sync_of_their_
     let payloads: Vec<&[u8]> = seen.iter().map(|(_, p)| p.as_slice()).collect();
     assert_eq!(payloads, vec![&b"committed mark"[..], &b"an entry someone waits for"[..]]);
 }
+
+/// The vouch table (src/log/vouch.rs) round-trips its slots across a reopen — also under a
+/// *relative* directory, as `STARCITE_RAFT_DATA_DIR=data` gives it. Regression: the table's
+/// first version asked the file for its size through glommio, which failed with EBADF for
+/// a relative path after the rename, so every cluster node with a relative data dir
+/// refused to start (found by `scripts/chaos.sh`, whose default report folder is relative).
+#[test]
+fn the_vouch_table_round_trips_under_a_relative_directory() {
+    let base = tempfile::tempdir_in("target").unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let relative = base.path().strip_prefix(&cwd).unwrap_or(base.path()).join("log");
+    assert!(relative.is_relative(), "{}", relative.display());
+    let dir = relative.clone();
+    let slot: [u8; 48] = std::array::from_fn(|i| i as u8 + 1);
+    run(async move {
+        let (engine, _) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.expect("open");
+        assert!(engine.open_vouch(100).await.expect("create the table").is_empty());
+        engine.vouch(70, &slot);
+        append(&engine, b"a record the slot rides with").await;
+        engine.shutdown();
+    });
+    let dir = relative.clone();
+    let found = run(async move {
+        let (engine, _) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.expect("reopen");
+        let found = engine.open_vouch(100).await.expect("reopen the table");
+        engine.shutdown();
+        found
+    });
+    assert_eq!(found.len(), 1);
+    assert_eq!(found.get(&70), Some(&slot));
+}

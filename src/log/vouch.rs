@@ -84,7 +84,9 @@ impl VouchTable {
             sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
             file
         };
-        let have = file.size().await.map_err(|e| LogError::io("stat", &path, 0, e))?;
+        // The size through std, not the DMA file: glommio's statx of a relative path after a
+        // rename fails with EBADF (tests/log_engine.rs, relative-directory regression test).
+        let have = std::fs::metadata(&path).map_err(|e| LogError::io("stat", &path, 0, e))?.len();
         let bytes = file.read_at(0, have.min(size) as usize).await.map_err(|e| LogError::io("read", &path, 0, e))?;
         let mut image = vec![0u8; size as usize];
         image[..bytes.len()].copy_from_slice(&bytes);
