@@ -29,8 +29,8 @@ from hosts import Hosts  # noqa: E402
 from nodes import Cluster  # noqa: E402
 
 PAUSE_S = 3.0  # > the election timeout's upper bound (1.5 s, src/limits.rs)
-FAULTS = ["kill", "pause", "partition-leader", "bridge", "one-way", "loss", "rolling-restart", "wipe", "damage-flip", "damage-truncate", "damage-remove"]
-NETWORK_FAULTS = {"partition-leader", "bridge", "one-way", "loss"}
+FAULTS = ["kill", "pause", "partition-leader", "bridge", "one-way", "loss", "delay", "rolling-restart", "wipe", "damage-flip", "damage-truncate", "damage-remove"]
+NETWORK_FAULTS = {"partition-leader", "bridge", "one-way", "loss", "delay"}
 PROCESS_FAULTS = {"kill", "pause"}
 
 
@@ -89,6 +89,13 @@ class Nemesis:
                 h.loss(i, percent)
             notes.append(f"{percent}% packet loss between nodes")
             time.sleep(duration)
+        elif fault == "delay":
+            ms = rng.choice([50, 200, 600])
+            targets = list(range(1, count + 1)) if rng.random() < 0.5 else [rng.choice([leader] + self.others(leader))]
+            for i in targets:
+                c.node(i).set_delay(ms)
+            notes.append(f"{ms} ms each way on every cluster connection into {['starcite-%d' % i for i in targets]}")
+            time.sleep(duration)
         elif fault == "rolling-restart":
             for node in c.nodes:
                 code = node.stop()
@@ -136,6 +143,7 @@ class Nemesis:
     def heal(self) -> None:
         self.hosts.heal()
         for node in self.cluster.nodes:
+            node.set_delay(0)
             if node.paused:
                 node.resume()
             if not node.running():

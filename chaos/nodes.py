@@ -12,6 +12,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from hosts import Hosts
 
 HTTP_PORT = 4000
 CLUSTER_PORT = 4100
+# Peers reach a node through its delay proxy (delay_proxy.py) on this port; the node's
+# own CLUSTER_NODES entry keeps CLUSTER_PORT, the one it binds (member names, not
+# addresses, make the cluster's identity, so each node may list other addresses).
+PROXY_PORT = 4200
 SEGMENT_HEADER_BYTES = 4096
 SECRET = "chaos-campaign-secret-key-base-0123456789abcdef0123456789"
 
@@ -32,6 +37,8 @@ class Node:
         self.data = self.dir / "data"
         self.log = self.dir / "node.log"
         self.proc: subprocess.Popen | None = None
+        self.proxy: subprocess.Popen | None = None
+        self.delay_file = self.dir / "delay_ms"
         self.paused = False
 
     @property
@@ -43,7 +50,14 @@ class Node:
         self.data.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.update(self.cluster.env)
-        env.update({"NODE_NAME": self.name, "STARCITE_RAFT_DATA_DIR": str(self.data), "PORT": str(HTTP_PORT)})
+        members = ",".join(
+            f"{n.name}@{n.addr}:{CLUSTER_PORT if n is self else PROXY_PORT}" for n in self.cluster.nodes
+        )
+        env.update({"NODE_NAME": self.name, "CLUSTER_NODES": members, "STARCITE_RAFT_DATA_DIR": str(self.data), "PORT": str(HTTP_PORT)})
+        if self.proxy is None or self.proxy.poll() is not None:
+            proxy = Path(__file__).resolve().parent / "delay_proxy.py"
+            cmd = self.cluster.hosts.exec_prefix(self.index) + [sys.executable, str(proxy), str(PROXY_PORT), str(CLUSTER_PORT), str(self.delay_file)]
+            self.proxy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu = (self.index - 1) % (os.cpu_count() or 1)
         cmd = self.cluster.hosts.exec_prefix(self.index) + ["taskset", "-c", str(cpu), str(self.cluster.binary)]
         with open(self.log, "ab") as out:
@@ -83,6 +97,10 @@ class Node:
     def resume(self) -> None:
         self.signal(signal.SIGCONT)
         self.paused = False
+
+    def set_delay(self, ms: int) -> None:
+        """Delay every cluster connection into this node by `ms` each way (0: none)."""
+        self.delay_file.write_text(str(ms))
 
     def wipe(self) -> None:
         assert not self.running()
@@ -178,9 +196,7 @@ class Cluster:
         self.binary = binary
         self.dir = directory
         self.hosts = hosts
-        members = ",".join(f"starcite-{i}@{hosts.addr(i)}:{CLUSTER_PORT}" for i in range(1, count + 1))
         self.env = {
-            "CLUSTER_NODES": members,
             "SECRET_KEY_BASE": SECRET,
             "STARCITE_SHARDS": str(shards),
             "STARCITE_CORES": "1",
@@ -231,3 +247,7 @@ class Cluster:
                     n.proc.wait(30)
                 except subprocess.TimeoutExpired:
                     n.kill()
+        for n in self.nodes:
+            if n.proxy is not None and n.proxy.poll() is None:
+                n.proxy.kill()
+                n.proxy.wait()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The fault campaign (issue #10, docs/RELIABILITY.md): a 5-node cluster of test hosts in
 # network namespaces, clients recording every operation, a nemesis (kill -9, SIGSTOP,
-# partitions, one-way cuts, packet loss, rolling restarts, emptied data dirs, damaged logs),
+# partitions, one-way cuts, packet loss, delay, rolling restarts, emptied data dirs, damaged logs),
 # then the history checker's verdict. Needs root (namespaces, nftables).
 #
 #   scripts/chaos.sh --minutes 30 --seed 7            # long campaign, release build
