@@ -40,6 +40,8 @@ class Nemesis:
         self.hosts = hosts
         self.rng = rng
         self.log = log
+        # Misbehaviour the history checker cannot see (reported as violations).
+        self.anomalies: list[str] = []
 
     def others(self, node: int) -> list[int]:
         return [i for i in range(1, len(self.cluster.nodes) + 1) if i != node]
@@ -118,13 +120,19 @@ class Nemesis:
             node.kill()
             notes.append(f"kill -9 starcite-{target}; {node.damage(kind, rng)}")
             node.start()
-            time.sleep(1.0)
-            if kind == "flip" and not node.running():
-                # Mid-log corruption refuses startup (docs/ARCHITECTURE.md); the operator's
-                # repair is an empty data dir (the node rejoins as a new member).
-                notes.append(f"starcite-{target} refused to start (exit {node.proc.returncode}); data dir emptied and restarted")
-                node.wipe()
-                node.start()
+            if kind == "flip":
+                # Mid-log corruption refuses startup (docs/ARCHITECTURE.md §3): wait until
+                # the recovery scan ends one way or the other (it takes seconds on a big log).
+                if node.wait_exit_or_ready(90) == "exited":
+                    # The operator's repair: an empty data dir (the node rejoins as a new member).
+                    notes.append(f"starcite-{target} refused to start (exit {node.proc.returncode}); data dir emptied and restarted")
+                    node.wipe()
+                    node.start()
+                else:
+                    self.anomalies.append(f"starcite-{target} did not refuse a log with a flipped byte mid-segment")
+                    notes.append("NOT REFUSED: the node started on a log with a flipped byte")
+            else:
+                time.sleep(1.0)
             # The rule under test: a damaged node must not help elect a leader lacking
             # what it acknowledged — so kill the leader right after it comes back.
             time.sleep(min(1.0, duration))
@@ -261,6 +269,12 @@ def main() -> int:
                 reference = final[f"{cluster.nodes[0].name}/page"].get(s) or []
                 final[f"{node.name}/sse"][s] = tail_history(node.addr, s, num(reference[-1]["seq"]) if reference else 0)
         verdict = check(recorder.attempts, final)
+        # The final reads, for diagnosing a violation (numbers keep their exact text).
+        with open(args.out / "final.json", "w") as f:
+            json.dump(final, f, default=lambda v: v[1] if isinstance(v, tuple) else str(v))
+        for anomaly in nemesis.anomalies:
+            verdict.add("N1", None, anomaly)
+        verdict.stats["violations"] = len(verdict.violations)
         for w in windows:
             w.update(window_stats(recorder.attempts, w["start"] + t0, w["end"] + t0))
         quiet = window_stats(recorder.attempts, t0, t0 + args.seconds)

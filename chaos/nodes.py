@@ -123,6 +123,17 @@ class Node:
         except OSError:
             return False
 
+    def wait_exit_or_ready(self, timeout: float) -> str:
+        """After a start: "exited", "ready" or "timeout", whichever comes first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                return "exited"
+            if self.ready():
+                return "ready"
+            time.sleep(0.2)
+        return "timeout"
+
     def leaderships(self) -> int:
         """How many shards this node leads (starcite_raft_is_leader), or -1 if unreachable."""
         try:
@@ -138,8 +149,8 @@ class Node:
     def segments(self) -> list[Path]:
         return sorted(self.data.glob("*/*.seg"))
 
-    def frames(self, path: Path) -> list[tuple[int, int]]:
-        """(offset, total length) of every record in a segment, in order."""
+    def frames(self, path: Path) -> list[tuple[int, int, int]]:
+        """(offset, total length, payload length) of every record in a segment, in order."""
         out = []
         with open(path, "rb") as f:
             data = f.read()
@@ -149,7 +160,7 @@ class Node:
             if length == 0:
                 break
             total = (8 + length + 7) // 8 * 8
-            out.append((pos, total))
+            out.append((pos, total, length))
             pos += total
         return out
 
@@ -170,8 +181,9 @@ class Node:
         if kind == "flip":
             if len(frames) < 2:
                 return "too few records to flip mid-log"
-            offset, total = frames[rng.randrange(0, len(frames) - 1)]
-            at = offset + 8 + rng.randrange(0, total - 8)
+            # Inside the length or the payload (the CRC covers both; the padding is not data).
+            offset, _, length = frames[rng.randrange(0, len(frames) - 1)]
+            at = offset + rng.choice([rng.randrange(0, 4), 8 + rng.randrange(0, length)])
             with open(newest, "r+b") as f:
                 f.seek(at)
                 byte = f.read(1)
@@ -180,7 +192,7 @@ class Node:
             return f"flipped byte {at} of {newest.name} ({len(frames)} records)"
         if kind == "truncate":
             cut = rng.randint(1, min(64, len(frames)))
-            offset, _ = frames[len(frames) - cut]
+            offset, _, _ = frames[len(frames) - cut]
             os.truncate(newest, offset)
             return f"truncated {newest.name} at offset {offset}: {cut} of {len(frames)} records gone"
         if kind == "remove":

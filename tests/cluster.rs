@@ -680,3 +680,74 @@ fn a_replica_whose_log_lost_its_tail_abstains_until_caught_up() {
 fn a_replica_whose_newest_segment_was_removed_abstains_until_caught_up() {
     a_damaged_replica_abstains_until_caught_up(&|_| Damage::RemoveNewestSegment);
 }
+
+/// Regression (found by the fault campaign: two appends acknowledged at one seq). openraft
+/// resumes leadership at startup from a committed vote for itself; a leader whose log lost
+/// its tail then appended *new* entries at indexes its followers already held in the same
+/// term, which they kept as the same entries — two histories under one term. The followers
+/// are paused while the damaged leader restarts, so it is back before anyone else could
+/// campaign. A damaged log keeps its vote, never its leadership.
+#[test]
+fn a_leader_whose_log_lost_its_tail_does_not_resume_leadership() {
+    let mut c = Cluster::start(3);
+    let s = "damaged-leader";
+    c.nodes[0].create(s);
+    for i in 0..5 {
+        assert_eq!(c.nodes[i % 3].append(s, event(i)).status, 201);
+    }
+    let l = c.leader_of(s);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, before) = newest_data_segment(&c.nodes[l].data_dir);
+    for i in 5..25 {
+        let r = c.nodes[l].append(s, event(i));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let followers: Vec<usize> = (0..3).filter(|i| *i != l).collect();
+    for f in &followers {
+        unsafe { libc::kill(c.nodes[*f].pid() as i32, libc::SIGSTOP) };
+    }
+    c.nodes[l].kill9();
+    damage(&c.nodes[l].data_dir, Damage::TruncateTo(before));
+    c.nodes[l].launch();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.nodes[l].stderr().contains("damaged log") {
+        assert!(Instant::now() < deadline, "the damage is detected: {}", c.nodes[l].stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for f in &followers {
+        unsafe { libc::kill(c.nodes[*f].pid() as i32, libc::SIGCONT) };
+    }
+    // New appends through the damaged node (retried with their keys after an ambiguous 503).
+    for i in 25..30 {
+        let mut body = event(i);
+        body["idempotency_key"] = json!(format!("after-{i}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let r = loop {
+            let r = c.nodes[l].append(s, body.clone());
+            if r.status != 503 || Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["seq"], i + 1, "event {i} acknowledged at another seq: {}", r.text());
+    }
+    for n in &mut c.nodes {
+        n.wait_ready();
+    }
+    // One history everywhere, with every acknowledged event at its place: the pages (the
+    // leader's) and each node's own replica (its SSE tail).
+    for (k, n) in c.nodes.iter().enumerate() {
+        let events = n.all_events(s);
+        assert_eq!(events.len(), 30, "node {k}");
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["payload"]["i"], i, "node {k}, event {}", i + 1);
+        }
+        let mut sse = sse_open(n.port, &format!("/v1/sessions/{s}/tail?cursor=0"), &[]);
+        let local: Vec<Value> = sse_data(&mut sse, 30).iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        for (i, e) in local.iter().enumerate() {
+            assert_eq!(e["payload"]["i"], i, "node {k}'s replica, event {}", i + 1);
+        }
+    }
+}

@@ -163,8 +163,9 @@ impl ShardLog {
 
     /// Compare the recovered log with the vouch table after recovery: a lost vote comes
     /// back from the table (it was durable and acknowledged); a log that ends before what
-    /// it acknowledged sets the damage floor. Returns a description of the damage found.
-    pub fn check_vouched(&mut self, vouched: Vouched) -> Option<String> {
+    /// it acknowledged sets the damage floor, and a committed vote of node `me` for itself
+    /// is demoted to a plain vote (no leadership resumes on a damaged log). Returns a description of the damage found.
+    pub fn check_vouched(&mut self, vouched: Vouched, me: NodeId) -> Option<String> {
         let mut found = Vec::new();
         if vouched.vote.is_some() && vouched.vote > self.vote {
             found.push(format!("vote {:?} restored from the vouch table (the log held {:?})", vouched.vote, self.vote));
@@ -173,6 +174,16 @@ impl ShardLog {
         if vouched.last > self.last_log_id() {
             found.push(format!("the log ends at {:?} but acknowledged up to {:?}", self.last_log_id(), vouched.last));
             self.vouched_floor = vouched.last;
+            if let Some(v) = self.vote.filter(|v| v.committed && v.leader_id.node_id == me) {
+                // openraft resumes leadership at startup from a committed vote for itself: a
+                // leader that lost part of its log would then append *different* entries at
+                // indexes its followers already hold in the same term, which they keep as the
+                // same entries (log matching) — two histories under one term. Found by the
+                // fault campaign (two appends acknowledged at one seq). Only a vote, not a
+                // leadership, survives damage.
+                found.push(format!("it led term {} and does not resume leadership", v.leader_id.term));
+                self.vote = Some(Vote::new(v.leader_id.term, v.leader_id.node_id));
+            }
         }
         (!found.is_empty()).then(|| found.join("; "))
     }

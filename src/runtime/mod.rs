@@ -133,7 +133,7 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
         for (shard, payload) in engine.open_vouch(config.shards).await? {
             let vouched = crate::raft::log_store::Vouched::decode(&payload);
             let log = logs.entry(shard).or_default();
-            if let Some(damage) = log.borrow_mut().check_vouched(vouched) {
+            if let Some(damage) = log.borrow_mut().check_vouched(vouched, core.node_id) {
                 tracing::warn!(
                     shard,
                     "damaged log: {damage}; this replica abstains from votes and elections until it has caught up from the leader"
