@@ -155,6 +155,14 @@ impl ShardLog {
         self.vouched_floor.is_some()
     }
 
+    /// Whether a candidate whose log ends at `candidate_last` may get this damaged
+    /// replica's vote: only when it is at least as up to date as what the replica had
+    /// acknowledged (Raft's election restriction, applied to the log the replica vouched
+    /// for instead of the shorter one it has). True when not damaged.
+    pub fn may_vote_for(&self, candidate_last: Option<LogId<NodeId>>) -> bool {
+        self.vouched_floor.is_none_or(|floor| candidate_last >= Some(floor))
+    }
+
     /// What to vouch for now: the vote (or `vote`, about to be saved) and the last log id —
     /// never below a damage floor, so a second crash cannot erase the evidence.
     fn vouched(&self, vote: Option<Vote<NodeId>>) -> Vouched {

@@ -451,9 +451,10 @@ impl Core {
         let Some(shard) = self.shards.borrow().get(&shard_id).cloned() else { return Response::NotHosted };
         match request {
             Request::AppendEntries(r) => Response::AppendEntries(shard.raft.append_entries(r).await),
-            // A damaged replica abstains (docs/ARCHITECTURE.md §3b): it grants
-            // nothing and does not let the request move its own vote.
-            Request::Vote(_) if shard.abstaining() => {
+            // A damaged replica (docs/ARCHITECTURE.md §3b) refuses a candidate that lacks
+            // what it had acknowledged, without letting the request move its own vote; a
+            // candidate at least that up to date goes through openraft's usual checks.
+            Request::Vote(r) if shard.abstaining() && !shard.store.log.borrow().may_vote_for(r.last_log_id) => {
                 let log = shard.store.log.borrow();
                 let vote = log.vote().unwrap_or_default();
                 Response::Vote(Ok(openraft::raft::VoteResponse { vote, vote_granted: false, last_log_id: log.last_log_id() }))
