@@ -583,6 +583,29 @@ fn newest_data_segment(data_dir: &std::path::Path) -> (std::path::PathBuf, u64) 
     panic!("no segment with records under {}", data_dir.display());
 }
 
+/// Wait (at most 30 s) until `node` has logged `needle`.
+fn wait_for_log(node: &Server, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !node.stderr().contains(needle) {
+        assert!(Instant::now() < deadline, "never logged {needle:?}: {}", node.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Append `body` with idempotency key `key` through `node`, retrying an ambiguous 503 (as
+/// a client must) for at most 30 s; returns the last answer.
+fn append_retrying(node: &Server, session: &str, mut body: Value, key: &str) -> Resp {
+    body["idempotency_key"] = json!(key);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = node.append(session, body.clone());
+        if r.status != 503 || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn damage(data_dir: &std::path::Path, how: Damage) {
     let (newest, end) = newest_data_segment(data_dir);
     match how {
@@ -630,11 +653,7 @@ fn a_damaged_replica_abstains_until_caught_up(how: &dyn Fn(u64) -> Damage) {
     c.nodes[l].kill9();
     unsafe { libc::kill(pid(&c.nodes[x]), libc::SIGCONT) };
     c.nodes[f].launch();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !c.nodes[f].stderr().contains("damaged log") {
-        assert!(Instant::now() < deadline, "the damage is detected and logged: {}", c.nodes[f].stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&c.nodes[f], "damaged log");
     // Several election timeouts pass: X must not win with the damaged replica's vote.
     std::thread::sleep(Duration::from_millis(4000));
     let r = c.nodes[x].append(s, event(99));
@@ -649,23 +668,11 @@ fn a_damaged_replica_abstains_until_caught_up(how: &dyn Fn(u64) -> Damage) {
     for (i, e) in expected.iter().enumerate() {
         assert_eq!(e["payload"]["i"], i, "event {}", i + 1);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !c.nodes[f].stderr().contains("votes and elections resume") {
-        assert!(Instant::now() < deadline, "F never caught up: {}", c.nodes[f].stderr());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_log(&c.nodes[f], "votes and elections resume");
     // Repaired in place: F and X now carry the shard without L.
     c.nodes[l].kill9();
     // The first try may reach L's corpse (an ambiguous 503): retry with a key, as clients do.
-    let mut body = event(25);
-    body["idempotency_key"] = json!("after-repair");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let r = loop {
-        let r = c.nodes[f].append(s, body.clone());
-        if r.status != 503 || Instant::now() > deadline {
-            break r;
-        }
-    };
+    let r = append_retrying(&c.nodes[f], s, event(25), "after-repair");
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["seq"], 26);
     assert_eq!(c.nodes[x].all_events(s).len(), 26);
@@ -709,27 +716,14 @@ fn a_leader_whose_log_lost_its_tail_does_not_resume_leadership() {
     c.nodes[l].kill9();
     damage(&c.nodes[l].data_dir, Damage::TruncateTo(before));
     c.nodes[l].launch();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !c.nodes[l].stderr().contains("damaged log") {
-        assert!(Instant::now() < deadline, "the damage is detected: {}", c.nodes[l].stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_log(&c.nodes[l], "damaged log");
     std::thread::sleep(Duration::from_millis(300));
     for f in &followers {
         unsafe { libc::kill(c.nodes[*f].pid() as i32, libc::SIGCONT) };
     }
     // New appends through the damaged node (retried with their keys after an ambiguous 503).
     for i in 25..30 {
-        let mut body = event(i);
-        body["idempotency_key"] = json!(format!("after-{i}"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let r = loop {
-            let r = c.nodes[l].append(s, body.clone());
-            if r.status != 503 || Instant::now() > deadline {
-                break r;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let r = append_retrying(&c.nodes[l], s, event(i), &format!("after-{i}"));
         assert_eq!(r.status, 201, "{}", r.text());
         assert_eq!(r.json()["seq"], i + 1, "event {i} acknowledged at another seq: {}", r.text());
     }

@@ -227,6 +227,11 @@ impl LogEngine {
         Ok(found)
     }
 
+    /// Whether this log keeps a vouch table (callers skip building slots when not).
+    pub fn vouches(&self) -> bool {
+        self.vouch.borrow().is_some()
+    }
+
     /// Stage `payload` for `slot` with the batch being gathered: call it right after the
     /// `submit` whose records it describes, in the same turn of the executor. A no-op
     /// without a vouch table.

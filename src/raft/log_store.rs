@@ -314,7 +314,9 @@ impl LogStore {
         self.engine
             .submit(&[&bytes], Box::new(move |r| drop(tx.send(r))))
             .map_err(|e| storage_error(subject.clone(), ErrorVerb::Write, e))?;
-        self.engine.vouch(self.shard, &vouched.encode());
+        if self.engine.vouches() {
+            self.engine.vouch(self.shard, &vouched.encode());
+        }
         rx.await
             .map_err(|_| storage_error(subject.clone(), ErrorVerb::Write, "log engine dropped the write"))?
             .map_err(|e| storage_error(subject, ErrorVerb::Write, e))
@@ -327,6 +329,13 @@ impl LogStore {
         let bytes = rec.encode();
         let placed = if lazy { self.engine.submit_lazy(&[&bytes]) } else { self.engine.submit(&[&bytes], Box::new(|_| {})) };
         placed.map(|_| ()).map_err(|e| storage_error(subject, ErrorVerb::Write, e))
+    }
+
+    /// Stage this shard's vouch slot as `log` stands now (nothing on a single node).
+    fn vouch(&self, log: &ShardLog) {
+        if self.engine.vouches() {
+            self.engine.vouch(self.shard, &log.vouched(None).encode());
+        }
     }
 
     /// Entries `[start, end)` that exist, in order, from the cache or the disk.
@@ -452,7 +461,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 log.cache.insert(entry.log_id.index, entry);
             }
         }
-        self.engine.vouch(self.shard, &log.vouched(None).encode());
+        self.vouch(&log);
         Ok(())
     }
 
@@ -460,7 +469,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_ordered(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs)?;
         let mut log = self.log.borrow_mut();
         log.truncate(log_id.index);
-        self.engine.vouch(self.shard, &log.vouched(None).encode());
+        self.vouch(&log);
         Ok(())
     }
 
