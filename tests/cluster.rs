@@ -55,6 +55,11 @@ fn free_ports(n: usize) -> Vec<u16> {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, &[])
+    }
+
+    /// A cluster whose nodes all run with the extra variables `extra`.
+    fn start_with(n: usize, extra: &[(&str, &str)]) -> Cluster {
         let cluster_ports = free_ports(n);
         let names: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();
         let members = names.iter().zip(&cluster_ports).map(|(name, port)| format!("{name}@127.0.0.1:{port}")).collect::<Vec<_>>().join(",");
@@ -70,6 +75,7 @@ impl Cluster {
                     ("STARCITE_REQUEST_TIMEOUT_MS", "5000"),
                 ]
                 .iter()
+                .chain(extra)
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
                 Server::unstarted(&env)
@@ -363,6 +369,52 @@ fn a_node_back_with_an_empty_disk_is_repaired_and_then_carries_the_quorum() {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e["payload"]["i"], i, "event {}", i + 1);
     }
+}
+
+/// openraft leaves a group in joint consensus when its leader dies between the two steps
+/// of a membership change; the next leader must finish the change. Each leader here exits
+/// (debug failpoint) the moment its group enters the joint config while it adds a wiped
+/// replica's new incarnation; restarted without the failpoint, the new leaders must take
+/// every group to the three current incarnations — proven by losing another original
+/// replica afterwards. Before the fix a joint group stayed joint for good (fault campaign,
+/// seed 7: a replica's new incarnation was never added and it never became ready).
+#[test]
+fn a_membership_change_cut_short_by_a_leader_crash_is_finished() {
+    const CRASH: &str = "STARCITE_TEST_CRASH_IN_JOINT_CONFIG";
+    let mut c = Cluster::start_with(3, &[(CRASH, "1")]);
+    let s = "cut-short";
+    c.nodes[0].create(s);
+    for i in 0..10 {
+        assert_eq!(c.nodes[i % 3].append(s, event(i)).status, 201);
+    }
+    c.nodes[1].kill9();
+    std::fs::remove_dir_all(&c.nodes[1].data_dir).unwrap();
+    c.nodes[1].set_env(CRASH, None);
+    c.nodes[1].launch();
+    let mut crashes = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while count_repairs(&c) < SHARDS as usize {
+        assert!(Instant::now() < deadline, "groups not repaired: {} of {SHARDS} after {crashes} leader crashes", count_repairs(&c));
+        for i in [0, 2] {
+            if !c.nodes[i].is_running() {
+                assert!(c.nodes[i].stderr().contains("exiting in the joint config"), "node {i} died otherwise");
+                crashes += 1;
+                c.nodes[i].kill9();
+                c.nodes[i].set_env(CRASH, None);
+                c.nodes[i].launch();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(crashes > 0, "no leader crashed in a joint config: the test proved nothing");
+    c.nodes[1].wait_ready();
+    c.nodes[0].kill9();
+    let r = append_retrying(&c.nodes[1], s, event(10), "after-repair");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["seq"], 11);
+    let events = c.nodes[2].all_events(s);
+    assert_eq!(events.len(), 11);
+    assert_contiguous(&events, 1);
 }
 
 /// Groups whose voters were replaced (logged once per group by its leader).

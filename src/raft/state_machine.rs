@@ -40,6 +40,10 @@ pub enum Reply {
     /// The state machine refused the command (session exists, conflicts, …): the typed
     /// client error, as it was decided on apply.
     Rejected(ApiError),
+    /// The session's archive watermark after a `MarkArchived`.
+    Marked {
+        archived_seq: u64,
+    },
 }
 
 impl From<Outcome> for Reply {
@@ -48,6 +52,7 @@ impl From<Outcome> for Reply {
             Outcome::Created(h) => Reply::Created { header_json: h.to_json() },
             Outcome::Appended { seq, last_seq, deduped } => Reply::Appended { seq, last_seq, deduped },
             Outcome::Rejected(e) => Reply::Rejected(e),
+            Outcome::Marked { archived_seq } => Reply::Marked { archived_seq },
         }
     }
 }

@@ -118,9 +118,13 @@ async fn bootstrap(core: &Core, shard: &Shard, names: &[String]) -> Result<(), S
 async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), String> {
     let metrics = shard.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
-    if membership.get_joint_config().len() > 1 {
-        return Ok(()); // a change is in progress
-    }
+    // A joint config here is a change its leader did not finish (openraft leaves the group
+    // in joint consensus when the leader dies between the two steps): this leader finishes
+    // it below, towards the replicas' current incarnations. Waiting for "the change in
+    // progress" instead left such a group joint for good — a wiped replica's new incarnation
+    // was never added, and the group lost a voter's worth of fault tolerance (found by the
+    // fault campaign; test: tests/cluster.rs `a_membership_change_cut_short_by_a_leader_crash_is_finished`).
+    let joint = membership.get_joint_config().len() > 1;
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let mut wanted = BTreeMap::new();
     for name in names {
@@ -131,7 +135,7 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
         wanted.insert(id, name.clone());
     }
     let wanted_ids: BTreeSet<u64> = wanted.keys().copied().collect();
-    if wanted_ids == voters {
+    if wanted_ids == voters && !joint {
         return Ok(());
     }
     let limit = Duration::from_millis(MEMBERSHIP_CHANGE_TIMEOUT_MS);
@@ -146,6 +150,7 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
             }
         }
     }
+    crash_in_joint_config_if_asked(shard);
     let changed = GlommioRuntime::timeout(limit, shard.raft.change_membership(wanted_ids.clone(), false)).await;
     match changed {
         Ok(Ok(_)) => {
@@ -155,6 +160,30 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
         Ok(Err(e)) => Err(format!("changing voters: {e}")),
         Err(_) => Err(format!("changing voters: not committed within {limit:?}")),
     }
+}
+
+/// Debug builds only, for tests: with `STARCITE_TEST_CRASH_IN_JOINT_CONFIG=1` the process
+/// exits (status 86, as a crash would: nothing is flushed) as soon as this leader's group
+/// enters the joint config of a change it started — the window between openraft's two
+/// membership steps that a leader crash leaves behind. Release builds ignore the variable.
+fn crash_in_joint_config_if_asked(shard: &Shard) {
+    if !cfg!(debug_assertions) || std::env::var("STARCITE_TEST_CRASH_IN_JOINT_CONFIG").as_deref() != Ok("1") {
+        return;
+    }
+    let mut metrics = shard.raft.metrics();
+    let id = shard.id;
+    glommio::spawn_local(async move {
+        loop {
+            if metrics.borrow().membership_config.membership().get_joint_config().len() > 1 {
+                eprintln!("starcite: STARCITE_TEST_CRASH_IN_JOINT_CONFIG: exiting in the joint config of shard {id}");
+                std::process::exit(86);
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .detach();
 }
 
 /// Hand leadership of this core's groups to up-to-date followers, waiting at most

@@ -48,6 +48,7 @@ fn command_bytes(cmd: &Command) -> usize {
     match cmd {
         Command::Append { event, .. } => event.payload_json.len() + event.metadata_json.len() + event.refs_json.len() + 128,
         Command::CreateSession { metadata_json, .. } => metadata_json.len() + 128,
+        Command::MarkArchived { session_id, .. } => session_id.len() + 32,
     }
 }
 

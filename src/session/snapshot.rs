@@ -4,10 +4,11 @@
 //! Format (all integers little-endian; strings are u64 length + UTF-8 bytes;
 //! optional strings are a 0/1 tag byte then the string):
 //! ```text
-//! magic "STSHARD" + version byte 1
+//! magic "STSHARD" + version byte 3
 //! u64 last_applied
 //! u64 session count, then per session, ascending by id:
 //!   id, title?, metadata_json, u64 last_seq, i64 created, i64 updated,
+//!   u64 archived_seq (<= last_seq; version 3, the archive watermark),
 //!   u64 n == last_seq, n × u64 position (ascending),
 //!   u64 k, k × (key, u64 seq, u128 fingerprint) (ascending seq)
 //! u64 xxh3_64 of everything above
@@ -32,7 +33,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
 
-const MAGIC: &[u8; 8] = b"STSHARD\x02";
+const MAGIC: &[u8; 8] = b"STSHARD\x03";
 const CHECKSUM_BYTES: usize = 8;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -128,6 +129,7 @@ impl ShardState {
             put_u64(&mut out, h.last_seq);
             out.extend_from_slice(&h.created_micros.to_le_bytes());
             out.extend_from_slice(&h.updated_micros.to_le_bytes());
+            put_u64(&mut out, s.archived_seq);
             put_u64(&mut out, s.positions.len() as u64);
             for &i in &s.positions {
                 put_u64(&mut out, i);
@@ -186,6 +188,10 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
         updated_micros: r.i64()?,
     };
     let id = &header.id;
+    let archived_seq = r.u64()?;
+    if archived_seq > header.last_seq {
+        return Err(SnapshotError(format!("session {id}: archived_seq {archived_seq} is past last_seq {}", header.last_seq)));
+    }
     let n = r.count(8)?;
     if n as u64 != header.last_seq {
         return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {}", header.last_seq)));
@@ -216,7 +222,7 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
         }
         key_order.push_back((seq, key));
     }
-    let mut s = Session { header, positions, tail: VecDeque::new(), keys, key_order };
+    let mut s = Session { header, archived_seq, positions, tail: VecDeque::new(), keys, key_order };
     // A snapshot written with a wider window is trimmed to this build's window.
     s.evict_keys();
     Ok(s)
@@ -249,6 +255,7 @@ mod tests {
         for i in 0..6u64 {
             append(&mut st, 10 + i, if i % 2 == 0 { "a" } else { "b" }, &format!("k{i}"), "{}");
         }
+        st.apply(20, &Command::MarkArchived { session_id: "a".into(), archived_seq: 2 });
         st
     }
 
@@ -260,6 +267,7 @@ mod tests {
         assert_eq!(back.last_applied(), st.last_applied());
         for id in ["a", "b"] {
             assert_eq!(back.header(id), st.header(id));
+            assert_eq!(back.archived_seq(id), st.archived_seq(id));
             for seq in 0..=4 {
                 assert_eq!(back.position_of(id, seq), st.position_of(id, seq));
             }
@@ -316,7 +324,7 @@ mod tests {
 
     #[test]
     fn structurally_inconsistent_sessions_are_rejected() {
-        let session = |id: &str, last_seq: u64, indices: &[u64]| {
+        let session = |id: &str, last_seq: u64, indices: &[u64], archived: u64| {
             let mut b = Vec::new();
             put_str(&mut b, id);
             put_opt_str(&mut b, None);
@@ -324,6 +332,7 @@ mod tests {
             put_u64(&mut b, last_seq);
             b.extend_from_slice(&0i64.to_le_bytes());
             b.extend_from_slice(&0i64.to_le_bytes());
+            put_u64(&mut b, archived);
             put_u64(&mut b, indices.len() as u64);
             indices.iter().for_each(|&i| put_u64(&mut b, i));
             put_u64(&mut b, 0);
@@ -336,11 +345,12 @@ mod tests {
             sessions.iter().for_each(|s| b.extend_from_slice(s));
             sealed(&b)
         };
-        assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9])]), 1).is_ok());
+        assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9], 2)]), 1).is_ok());
         let bad = [
-            doc(&[session("ok", 3, &[3, 9])]),                  // count != last_seq
-            doc(&[session("ok", 1, &[101])]),                   // past last_applied
-            doc(&[session("x", 0, &[]), session("x", 0, &[])]), // duplicate
+            doc(&[session("ok", 3, &[3, 9], 0)]),                     // count != last_seq
+            doc(&[session("ok", 1, &[101], 0)]),                      // past last_applied
+            doc(&[session("x", 0, &[], 0), session("x", 0, &[], 0)]), // duplicate
+            doc(&[session("ok", 2, &[3, 9], 3)]),                     // archived past last_seq
         ];
         for (i, b) in bad.iter().enumerate() {
             assert!(ShardState::from_snapshot_bytes(b, 1).is_err(), "case {i}");

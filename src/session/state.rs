@@ -84,6 +84,10 @@ pub enum Outcome {
     /// `session_exists` 409, `session_not_found` 404, `idempotency_conflict` 409,
     /// `expected_seq_conflict` 409.
     Rejected(ApiError),
+    /// The session's archive watermark after a [`Command::MarkArchived`].
+    Marked {
+        archived_seq: u64,
+    },
 }
 
 /// An event of a page that is no longer in memory: read log entry `position`
@@ -216,6 +220,9 @@ enum Mode {
 #[derive(Debug, Clone)]
 pub(super) struct Session {
     pub(super) header: SessionHeader,
+    /// Events `1..=archived_seq` are confirmed in Postgres (SPEC §5); `<= last_seq`, never
+    /// decreases.
+    pub(super) archived_seq: u64,
     pub(super) positions: Vec<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
     /// Idempotency keys by their xxh3-128 hash: memory per remembered key is fixed,
@@ -226,7 +233,7 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn new(header: SessionHeader) -> Self {
-        Session { header, positions: Vec::new(), tail: VecDeque::new(), keys: HashMap::new(), key_order: VecDeque::new() }
+        Session { header, archived_seq: 0, positions: Vec::new(), tail: VecDeque::new(), keys: HashMap::new(), key_order: VecDeque::new() }
     }
 
     /// The SPEC's order: idempotency first (so a retry with a now-stale
@@ -345,6 +352,15 @@ impl ShardState {
                 }
                 s.append(position, event, key, *now_micros, tail_keep)
             }
+            Command::MarkArchived { session_id, archived_seq } => {
+                let Some(s) = self.sessions.get_mut(session_id.as_str()) else {
+                    return Outcome::Rejected(ApiError::session_not_found(session_id));
+                };
+                // Monotonic and bounded: a late or repeated mark (an old leader's, a retry)
+                // never moves the watermark back, and never past what exists.
+                s.archived_seq = s.archived_seq.max((*archived_seq).min(s.header.last_seq));
+                Outcome::Marked { archived_seq: s.archived_seq }
+            }
         }
     }
 
@@ -364,7 +380,31 @@ impl ShardState {
                 None => Some(Outcome::Rejected(ApiError::session_not_found(session_id))),
                 Some(s) => s.check_append(idempotency_key.as_deref(), event.fingerprint, *expected_seq, Mode::Precheck),
             },
+            Command::MarkArchived { .. } => None,
         }
+    }
+
+    /// The archive watermark of `session` (0 when nothing is archived or it is unknown).
+    pub fn archived_seq(&self, session: &str) -> u64 {
+        self.sessions.get(session).map_or(0, |s| s.archived_seq)
+    }
+
+    /// Sessions with committed events not yet archived, as `(id, archived_seq, last_seq)`,
+    /// in no particular order. O(sessions of the shard).
+    pub fn unarchived(&self) -> Vec<(String, u64, u64)> {
+        self.sessions
+            .values()
+            .filter(|s| s.archived_seq < s.header.last_seq)
+            .map(|s| (s.header.id.clone(), s.archived_seq, s.header.last_seq))
+            .collect()
+    }
+
+    /// `(events, sessions)` committed but not yet archived over the whole shard.
+    pub fn archive_lag(&self) -> (u64, u64) {
+        self.sessions.values().fold((0, 0), |(events, sessions), s| {
+            let lag = s.header.last_seq - s.archived_seq;
+            (events + lag, sessions + u64::from(lag > 0))
+        })
     }
 
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
@@ -465,7 +505,7 @@ mod tests {
     fn event_of(cmd: &Command) -> EventBody {
         match cmd {
             Command::Append { event, .. } => event.clone(),
-            Command::CreateSession { .. } => panic!("expected an append"),
+            _ => panic!("expected an append"),
         }
     }
 
@@ -692,6 +732,22 @@ mod tests {
         }
         let r = back.hot_events("s", 0, 10).expect("session");
         assert_eq!((r.cold.len(), r.hot.len()), (2, 1), "restored tail starts empty");
+    }
+
+    #[test]
+    fn the_archive_watermark_only_rises_and_never_passes_last_seq() {
+        let mut st = with_events(2, 5);
+        st.apply(10, &create_cmd("empty"));
+        let mark = |seq| Command::MarkArchived { session_id: "s".into(), archived_seq: seq };
+        assert_eq!((st.archive_lag(), st.unarchived()), ((5, 1), vec![("s".to_string(), 0, 5)]));
+        assert_eq!(st.apply(11, &mark(3)), Outcome::Marked { archived_seq: 3 });
+        // A late mark of an older leader never moves it back; one past the end is clamped.
+        assert_eq!(st.apply(12, &mark(2)), Outcome::Marked { archived_seq: 3 });
+        assert_eq!(st.apply(13, &mark(99)), Outcome::Marked { archived_seq: 5 });
+        assert_eq!((st.archived_seq("s"), st.archive_lag(), st.unarchived()), (5, (0, 0), vec![]));
+        let unknown = Command::MarkArchived { session_id: "nope".into(), archived_seq: 1 };
+        assert_eq!(rejected(st.apply(14, &unknown)).code.as_str(), "session_not_found");
+        assert_eq!(st.precheck(&mark(1)), None);
     }
 
     #[test]

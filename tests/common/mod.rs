@@ -154,6 +154,14 @@ impl Server {
         self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// Set (`Some`) or remove (`None`) a variable for the next launch.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
     /// The environment the server runs with (the data dir, then the test's variables).
     pub fn env(&self) -> Vec<(String, String)> {
         let mut env = vec![("STARCITE_RAFT_DATA_DIR".to_string(), self.data_dir.display().to_string())];
