@@ -112,6 +112,15 @@ class BadHistories(unittest.TestCase):
         h = [append(1, "ok", 1, 0, 1), read(0, [], 2, 3)]
         self.assertEqual(self.rules(h, everywhere([stored(1, 1)])), ["R8"])
 
+    def test_read_floor_is_the_largest_seq_acknowledged_strictly_before(self):
+        # seq 2 is acknowledged (t=1) before seq 1 (t=2): the floor after t=1 is 2, not 1;
+        # an acknowledgement at the read's own invoke instant does not count.
+        h = [append(1, "ok", 1, 0, 2), append(2, "ok", 2, 0, 1)]
+        final = everywhere([stored(1, 1), stored(2, 2)])
+        self.assertEqual(self.rules(h + [read(0, [], 1, 4)], final), [])
+        self.assertEqual(self.rules(h + [read(2, [], 1.5, 4)], final), [])
+        self.assertEqual(self.rules(h + [read(1, [], 2.5, 4)], final), ["R8"])
+
     def test_read_saw_a_phantom(self):
         h = [append(1, "ok", 1, 0, 1), read(1, [stored(2, 1)], 2, 3)]
         self.assertIn("R8", self.rules(h, everywhere([stored(1, 1)])))
