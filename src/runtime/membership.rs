@@ -71,8 +71,11 @@ fn needs_attention(core: &Core, shard: &Shard) -> bool {
     if metrics.state != ServerState::Leader {
         return false;
     }
+    // A joint config left by a crashed leader needs finishing even when its voters happen
+    // to be the wanted ones (`repair`).
+    let joint = membership.get_joint_config().len() > 1;
     let wanted: Option<BTreeSet<u64>> = core.replicas(shard.id).iter().map(|name| core.links.peer_id(name)).collect();
-    wanted.is_none_or(|w| w != voters)
+    joint || wanted.is_none_or(|w| w != voters)
 }
 
 async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
