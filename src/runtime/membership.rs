@@ -73,9 +73,14 @@ fn needs_attention(core: &Core, shard: &Shard) -> bool {
     }
     // A joint config left by a crashed leader needs finishing even when its voters happen
     // to be the wanted ones (`repair`).
-    let joint = membership.get_joint_config().len() > 1;
     let wanted: Option<BTreeSet<u64>> = core.replicas(shard.id).iter().map(|name| core.links.peer_id(name)).collect();
-    joint || wanted.is_none_or(|w| w != voters)
+    is_joint(membership) || wanted.is_none_or(|w| w != voters)
+}
+
+/// Whether the group is between the two steps of a membership change (openraft's joint
+/// config: the old and the new voter sets must both agree).
+fn is_joint(membership: &openraft::Membership<u64, BasicNode>) -> bool {
+    membership.get_joint_config().len() > 1
 }
 
 async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
@@ -127,7 +132,7 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
     // progress" instead left such a group joint for good — a wiped replica's new incarnation
     // was never added, and the group lost a voter's worth of fault tolerance (found by the
     // fault campaign; test: tests/cluster.rs `a_membership_change_cut_short_by_a_leader_crash_is_finished`).
-    let joint = membership.get_joint_config().len() > 1;
+    let joint = is_joint(&membership);
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let mut wanted = BTreeMap::new();
     for name in names {
@@ -169,15 +174,22 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
 /// exits (status 86, as a crash would: nothing is flushed) as soon as this leader's group
 /// enters the joint config of a change it started — the window between openraft's two
 /// membership steps that a leader crash leaves behind. Release builds ignore the variable.
+/// One watcher per shard and process (repair retries every round until it succeeds).
 fn crash_in_joint_config_if_asked(shard: &Shard) {
+    thread_local! {
+        static ARMED: RefCell<HashSet<u32>> = RefCell::default();
+    }
     if !cfg!(debug_assertions) || std::env::var("STARCITE_TEST_CRASH_IN_JOINT_CONFIG").as_deref() != Ok("1") {
+        return;
+    }
+    if !ARMED.with(|armed| armed.borrow_mut().insert(shard.id)) {
         return;
     }
     let mut metrics = shard.raft.metrics();
     let id = shard.id;
     glommio::spawn_local(async move {
         loop {
-            if metrics.borrow().membership_config.membership().get_joint_config().len() > 1 {
+            if is_joint(metrics.borrow().membership_config.membership()) {
                 eprintln!("starcite: STARCITE_TEST_CRASH_IN_JOINT_CONFIG: exiting in the joint config of shard {id}");
                 std::process::exit(86);
             }

@@ -389,24 +389,6 @@ impl ShardState {
         self.sessions.get(session).map_or(0, |s| s.archived_seq)
     }
 
-    /// Sessions with committed events not yet archived, as `(id, archived_seq, last_seq)`,
-    /// in no particular order. O(sessions of the shard).
-    pub fn unarchived(&self) -> Vec<(String, u64, u64)> {
-        self.sessions
-            .values()
-            .filter(|s| s.archived_seq < s.header.last_seq)
-            .map(|s| (s.header.id.clone(), s.archived_seq, s.header.last_seq))
-            .collect()
-    }
-
-    /// `(events, sessions)` committed but not yet archived over the whole shard.
-    pub fn archive_lag(&self) -> (u64, u64) {
-        self.sessions.values().fold((0, 0), |(events, sessions), s| {
-            let lag = s.header.last_seq - s.archived_seq;
-            (events + lag, sessions + u64::from(lag > 0))
-        })
-    }
-
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
         self.sessions.get(id).map(|s| &s.header)
     }
@@ -739,12 +721,12 @@ mod tests {
         let mut st = with_events(2, 5);
         st.apply(10, &create_cmd("empty"));
         let mark = |seq| Command::MarkArchived { session_id: "s".into(), archived_seq: seq };
-        assert_eq!((st.archive_lag(), st.unarchived()), ((5, 1), vec![("s".to_string(), 0, 5)]));
+        assert_eq!(st.archived_seq("s"), 0);
         assert_eq!(st.apply(11, &mark(3)), Outcome::Marked { archived_seq: 3 });
         // A late mark of an older leader never moves it back; one past the end is clamped.
         assert_eq!(st.apply(12, &mark(2)), Outcome::Marked { archived_seq: 3 });
         assert_eq!(st.apply(13, &mark(99)), Outcome::Marked { archived_seq: 5 });
-        assert_eq!((st.archived_seq("s"), st.archive_lag(), st.unarchived()), (5, (0, 0), vec![]));
+        assert_eq!((st.archived_seq("s"), st.archived_seq("empty")), (5, 0));
         let unknown = Command::MarkArchived { session_id: "nope".into(), archived_seq: 1 };
         assert_eq!(rejected(st.apply(14, &unknown)).code.as_str(), "session_not_found");
         assert_eq!(st.precheck(&mark(1)), None);
