@@ -32,6 +32,8 @@ PAUSE_S = 3.0  # > the election timeout's upper bound (1.5 s, src/limits.rs)
 FAULTS = ["kill", "pause", "partition-leader", "bridge", "one-way", "loss", "delay", "rolling-restart", "wipe", "damage-flip", "damage-truncate", "damage-remove"]
 NETWORK_FAULTS = {"partition-leader", "bridge", "one-way", "loss", "delay"}
 PROCESS_FAULTS = {"kill", "pause"}
+# Faults that destroy a replica's data: applied only when every group has its full voters.
+DESTRUCTIVE_FAULTS = {"wipe", "damage-flip", "damage-truncate", "damage-remove"}
 
 
 class Nemesis:
@@ -237,8 +239,13 @@ def main() -> int:
             if chosen[0] in PROCESS_FAULTS and rng.random() < 0.3 and NETWORK_FAULTS & set(faults):
                 chosen.append(rng.choice(sorted(NETWORK_FAULTS & set(faults))))
             duration = rng.uniform(2, 6)
-            start = time.monotonic()
             notes: list[str] = []
+            if chosen[0] in DESTRUCTIVE_FAULTS and not cluster.wait_fully_replicated(120):
+                # Keep the fault budget: never a second replica's data while a group is
+                # still re-adding the first (see Cluster.wait_fully_replicated).
+                log(f"{chosen[0]}: skipped, groups still under-replicated after 120 s")
+                continue
+            start = time.monotonic()
             if len(chosen) == 2:
                 extra_notes: list[str] = []
                 extra = threading.Thread(target=lambda: extra_notes.extend(nemesis.apply(chosen[1], duration)))

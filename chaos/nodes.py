@@ -144,6 +144,20 @@ class Node:
             return -1
         return sum(1 for line in body.decode().splitlines() if line.startswith("starcite_raft_is_leader") and line.endswith(" 1"))
 
+    def under_replicated(self) -> int:
+        """Groups this node leads that lack a full set of current voters
+        (starcite_raft_groups_under_replicated), or -1 if unreachable."""
+        try:
+            status, body = self.get("/metrics")
+        except OSError:
+            return -1
+        if status != 200:
+            return -1
+        for line in body.decode().splitlines():
+            if line.startswith("starcite_raft_groups_under_replicated "):
+                return int(float(line.split()[1]))
+        return -1
+
     # -- disk damage (the node must be down) ---------------------------------------------------
 
     def segments(self) -> list[Path]:
@@ -239,6 +253,21 @@ class Cluster:
             except OSError as e:
                 reasons.append(f"{n.name}: {e}")
         return reasons + [f"{n.name}: not running (exit {n.proc.returncode if n.proc else None})" for n in self.nodes if not n.running()]
+
+    def wait_fully_replicated(self, timeout: float) -> bool:
+        """Wait until every node runs and no group lacks a current voter; False on timeout.
+
+        Destructive faults (wipe, damage) wait for this: the fault model damages a minority
+        of each group's replicas, and a second replica lost while the first is still being
+        re-added would be a majority (docs/RELIABILITY.md, "Fault budget")."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # Ready first: a group without a leader has nobody to count it.
+            counts = [n.under_replicated() if n.running() and not n.paused and n.ready() else -1 for n in self.nodes]
+            if all(c == 0 for c in counts):
+                return True
+            time.sleep(0.5)
+        return False
 
     def leader(self) -> Node:
         """The node leading the most shards (ties: the lowest index)."""

@@ -210,9 +210,12 @@ impl Config {
             return Err(ConfigError("STARCITE_ARCHIVER_ENABLED is on but neither DATABASE_URL nor STARCITE_POSTGRES_URL is set: accepted values: a postgres:// URL".into()));
         }
         if let Some(url) = &database_url {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            // The URL is not echoed: it may hold a password.
+            let scheme = url.starts_with("postgres://") || url.starts_with("postgresql://");
+            let parsed = if scheme { crate::archive::parse_url(url).map(drop) } else { Err("not a postgres:// URL".to_string()) };
+            if let Err(reason) = parsed {
                 return Err(ConfigError(format!(
-                    "invalid DATABASE_URL/STARCITE_POSTGRES_URL={url:?}: expected a postgres:// or postgresql:// URL"
+                    "invalid DATABASE_URL/STARCITE_POSTGRES_URL: {reason}: expected a URL like postgres://user:password@host:5432/database"
                 )));
             }
         }
@@ -333,6 +336,16 @@ mod tests {
         assert!(e.contains("STARCITE_ARCHIVER_ENABLED"), "{e}");
         assert!(parse(&[("STARCITE_SHARDS", "0")]).is_err());
         assert!(parse(&[("STARCITE_SEGMENT_BYTES", "4194305")]).is_err());
+    }
+
+    #[test]
+    fn a_bad_database_url_is_one_clear_error_that_never_echoes_the_password() {
+        for url in ["mysql://u:s3cret@h/db", "postgres://u:s3cret@h:port/db", "postgres://u:s3cret@h/db?sslmode=bogus"] {
+            let e = parse(&[("STARCITE_ARCHIVER_ENABLED", "on"), ("DATABASE_URL", url)]).unwrap_err().0;
+            assert!(e.starts_with("invalid DATABASE_URL/STARCITE_POSTGRES_URL") && !e.contains("s3cret"), "{url}: {e}");
+        }
+        let c = parse(&[("STARCITE_ARCHIVER_ENABLED", "on"), ("STARCITE_POSTGRES_URL", "postgresql://u:p@127.0.0.1:5432/db")]).unwrap();
+        assert!(c.archiver_enabled && c.database_url.is_some());
     }
 
     #[test]

@@ -7,14 +7,17 @@
 //!   ──► shard Raft group (raft/: openraft on glommio) ──► propose
 //!   ──► log engine append (log/: group commit, one write + fdatasync per batch)
 //!   ──► commit ──► apply to the session state machine (session/)
-//!   ──► reply to the client + wake tails (runtime/watch.rs, server/tail/) ──► (archive: to come)
+//!   ──► reply to the client + wake tails (runtime/watch.rs, server/tail/)
+//!   ··► (with the archive on) the leader's flusher (runtime/archiver.rs) ──► the archive
+//!       thread (archive/: tokio-postgres) ──► Postgres ──► MarkArchived through Raft
 //! ```
 //!
 //! Layers (imports point down only; docs/ARCHITECTURE.md §0 has the rule of each): node →
-//! server → runtime → raft → session → log, with http, config, limits, metrics and logging
-//! at the ground.
+//! server → runtime → raft → session → log, with archive, http, config, limits, metrics
+//! and logging at the ground.
 //!
 //! Modules:
+//! - [`archive`]: the Postgres archive thread (schema, batched idempotent inserts);
 //! - [`cluster`]: the intra-cluster wire codecs (frames, the HMAC handshake);
 //! - [`config`]: environment variables, validated at startup;
 //! - [`limits`]: every bound and default, with units;
@@ -28,6 +31,7 @@
 //! - [`server`]: per-core listeners, connection handling, and the WebSocket/SSE tails;
 //! - [`metrics`]: per-core counters merged into a Prometheus exposition.
 
+pub mod archive;
 pub mod cluster;
 pub mod config;
 pub mod http;

@@ -235,3 +235,27 @@ pub const POSITION_SLOT_BITS: u32 = 16;
 
 const _: () = assert!(PROPOSAL_COMMANDS_MAX < (1 << POSITION_SLOT_BITS));
 const _: () = assert!(BODY_BYTES_MAX_LIMIT + PROPOSAL_BYTES_MAX + 256 * 1024 <= RECORD_PAYLOAD_BYTES_MAX);
+
+// ---- the Postgres archive (src/archive/, runtime/archiver.rs) -----------------------
+
+/// Rows one archive batch holds at most (one INSERT; a core has one batch in flight).
+pub const ARCHIVE_BATCH_ROWS: usize = 2_000;
+/// A batch stops growing once its events' JSON reaches this many bytes (one event alone
+/// may be larger, up to the body limit).
+pub const ARCHIVE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Batches queued for the archive thread (all cores together) before senders wait.
+pub const ARCHIVE_QUEUE_DEPTH: usize = 64;
+/// How often a core looks whether a full batch is waiting, between flush intervals
+/// (milliseconds).
+pub const ARCHIVE_POLL_MS: u64 = 50;
+/// First and largest wait before retrying after a failed flush (milliseconds; doubles
+/// per failure in a row).
+pub const ARCHIVE_RETRY_MIN_MS: u64 = 100;
+pub const ARCHIVE_RETRY_MAX_MS: u64 = 10_000;
+/// A batch not confirmed by Postgres within this long counts as failed and is sent again
+/// (rows it did insert are skipped then by ON CONFLICT DO NOTHING) (milliseconds).
+pub const ARCHIVE_WRITE_TIMEOUT_MS: u64 = 30_000;
+/// Connecting to Postgres, and waiting for a free pooled connection (milliseconds).
+pub const ARCHIVE_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+const _: () = assert!(ARCHIVE_RETRY_MIN_MS <= ARCHIVE_RETRY_MAX_MS);

@@ -49,6 +49,9 @@ pub enum StartupError {
         #[source]
         source: crate::runtime::OpenError,
     },
+    /// The archive thread could not be made (the URL was checked by config.rs already).
+    #[error("archive: {0}")]
+    Archive(String),
     /// An executor thread ended abnormally.
     #[error("core {core} stopped: {reason}")]
     CoreStopped { core: usize, reason: String },
@@ -275,9 +278,16 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     if config.pubsub_adapter == crate::config::PubsubAdapter::Redis {
         tracing::warn!("STARCITE_PUBSUB_ADAPTER=redis is set, but this build fans out locally only (no Redis connection is made)");
     }
-    if config.archiver_enabled {
-        tracing::warn!("STARCITE_ARCHIVER_ENABLED is set, but this build has no Postgres archive yet: events stay in the local log (nothing is lost or trimmed)");
-    }
+    let (archive, archive_worker) = match (&config.database_url, config.archiver_enabled) {
+        (Some(url), true) => {
+            let (archive, worker) = crate::archive::channel(url, config.db_pool_size).map_err(StartupError::Archive)?;
+            (Some(archive), Some(worker))
+        }
+        _ => (None, None),
+    };
+    // Each core reports the CPU it is pinned to, so the archive thread can take a free one.
+    let core_cpus = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let cpus_of_cores = core_cpus.clone();
     let mesh: MeshBuilder<CoreMsg, Full> = MeshBuilder::full(config.cores, MESH_CHANNEL_DEPTH);
     let (cores, io_memory) = (config.cores, config.io_memory_bytes);
     let listening = Arc::new(AtomicUsize::new(0));
@@ -291,7 +301,13 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
             ms => Some(Box::new(move || Box::new(StallAlarm(Duration::from_millis(ms))))),
         })
         .on_all_shards(move || async move {
-            if let Err(e) = core_main(core_config, plan, cluster_port, mesh, shutdown, cores_listening).await {
+            // SAFETY: sched_getcpu has no preconditions; an executor is pinned, so its
+            // answer stays true.
+            let cpu = unsafe { libc::sched_getcpu() };
+            if let Ok(cpu) = usize::try_from(cpu) {
+                cpus_of_cores.lock().unwrap_or_else(|e| e.into_inner()).push(cpu);
+            }
+            if let Err(e) = core_main(core_config, plan, cluster_port, mesh, shutdown, cores_listening, archive).await {
                 // A fatal startup error: the same one plain line as main's (logging.rs).
                 eprintln!("starcite: {e}");
                 std::process::exit(1);
@@ -319,6 +335,15 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     );
     drop(http);
     drop(cluster);
+    if let Some(worker) = archive_worker {
+        let used = core_cpus.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let free = allowed_cpus().and_then(|set| set.into_iter().map(|l| l.cpu).find(|cpu| !used.contains(cpu)));
+        match free {
+            Some(cpu) => tracing::info!(cpu, "archive thread pinned to a CPU of its own"),
+            None => tracing::info!("archive thread shares the executors' CPUs (no free CPU: STARCITE_CORES uses them all)"),
+        }
+        worker.spawn(free).map_err(|e| StartupError::Archive(format!("starting its thread: {e}")))?;
+    }
     for (core, r) in handles.join_all().into_iter().enumerate() {
         r.map_err(|e| StartupError::CoreStopped { core, reason: e.to_string() })?;
     }
@@ -372,6 +397,7 @@ async fn core_main(
     mesh: MeshBuilder<CoreMsg, Full>,
     shutdown: Shutdown,
     listening: Arc<AtomicUsize>,
+    archive: Option<crate::archive::Archive>,
 ) -> Result<(), StartupError> {
     use futures::FutureExt;
     let core = crate::runtime::join_mesh(config.clone(), &plan, mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
@@ -397,6 +423,9 @@ async fn core_main(
     futures::select! {
         opened = crate::runtime::open_shards(&core).fuse() => opened.map_err(|source| StartupError::Core { core: id, source })?,
         _ = core.draining.wait().fuse() => {}
+    }
+    if let (Some(archive), true) = (archive, core.started.get()) {
+        glommio::spawn_local(crate::runtime::archiver::run(core.clone(), archive)).detach();
     }
     core.draining.wait().await;
     // Leaders first hand their groups to followers, so writes move on at once.

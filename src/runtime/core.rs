@@ -157,6 +157,9 @@ pub struct Core {
     /// The shards' Raft groups are being stopped (the last step of a graceful shutdown):
     /// operations are refused before they propose anything.
     pub stopping: Cell<bool>,
+    /// Events committed on this core since its last archive flush (a hint: the archiver
+    /// flushes before the interval once a full batch's worth waits; runtime/archiver.rs).
+    pub archive_backlog: Cell<u64>,
     /// Set once a graceful shutdown began: listeners stop accepting, connections finish
     /// what they are in, tails end (runtime/shutdown.rs).
     pub draining: Latch,
@@ -204,6 +207,7 @@ impl Core {
             watch,
             started: Cell::new(false),
             stopping: Cell::new(false),
+            archive_backlog: Cell::new(0),
             draining: Latch::default(),
             leaving: Latch::default(),
         }
@@ -241,6 +245,7 @@ impl Core {
 
     /// Announce committed events `first_seq..=last_seq` of `session` to every core tailing it.
     pub fn announce(&self, session: &str, first_seq: u64, last_seq: u64) {
+        self.archive_backlog.set(self.archive_backlog.get() + (last_seq + 1 - first_seq));
         let cores = self.watch.watching_cores(session);
         if cores.is_empty() {
             return;
@@ -333,9 +338,19 @@ impl Core {
                 has_leader: metrics.current_leader.is_some(),
                 term: metrics.current_term,
             });
+            if self.members.len() > 1 && super::membership::under_replicated(self, shard) {
+                s.counters.raft_groups_under_replicated += 1;
+            }
             let machine = shard.machine.borrow();
             s.counters.sessions += machine.state.session_count() as u64;
             s.counters.hot_tail_events += machine.state.hot_event_count() as u64;
+        }
+        s.archive_flush_ms = m.archive_flush_ms.borrow().clone();
+        if self.config.archiver_enabled {
+            let (rows, sessions) = super::archiver::pending(self);
+            s.counters.archive_pending_rows = rows;
+            s.counters.archive_pending_sessions = sessions;
+            s.counters.archive_lag = rows;
         }
         s
     }

@@ -62,17 +62,27 @@ pub async fn maintain(core: Rc<Core>) {
 /// Whether `shard` may need bootstrapping (no membership yet) or repair (it leads and a
 /// voter is not a replica's current incarnation), from its metrics and the links alone.
 fn needs_attention(core: &Core, shard: &Shard) -> bool {
-    let metrics = shard.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    if voters.is_empty() {
+    let no_voters = shard.raft.metrics().borrow().membership_config.membership().voter_ids().next().is_none();
+    if no_voters {
         return core.replicas(shard.id).first() == Some(&core.config.node_name);
-    }
-    if metrics.state != ServerState::Leader {
-        return false;
     }
     // A joint config left by a crashed leader needs finishing even when its voters happen
     // to be the wanted ones (`repair`).
+    under_replicated(core, shard)
+}
+
+/// Whether `shard`, which this node leads, lacks a full set of healthy voters: a replica's
+/// current incarnation is not a voter (a wiped node not re-added yet), a replica's
+/// incarnation is unknown (not connected), or the group is joint. Exposed as
+/// `starcite_raft_groups_under_replicated`: while it is above zero, losing one more
+/// replica's data can cost a group its quorum (the operator's "do not wipe now").
+pub fn under_replicated(core: &Core, shard: &Shard) -> bool {
+    let metrics = shard.raft.metrics().borrow().clone();
+    if metrics.state != ServerState::Leader {
+        return false;
+    }
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let wanted: Option<BTreeSet<u64>> = core.replicas(shard.id).iter().map(|name| core.links.peer_id(name)).collect();
     is_joint(membership) || wanted.is_none_or(|w| w != voters)
 }

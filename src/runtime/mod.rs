@@ -7,10 +7,11 @@
 //! operation answers "starting". Shutdown: [`shutdown`] has the sequence; [`stop_shards`]
 //! is its last step.
 //!
-//! Rule of this layer: it imports raft, session, log, config, limits and metrics, never the
-//! HTTP front or the node.
+//! Rule of this layer: it imports raft, session, log, archive, config, limits and metrics,
+//! never the HTTP front or the node.
 
 pub mod api;
+pub mod archiver;
 pub mod core;
 pub mod membership;
 pub mod placement;

@@ -196,7 +196,7 @@ impl Shard {
 
     /// The leader has applied an entry of its own term, hence everything committed before
     /// it: its state machine may answer for the group (prechecks, reads).
-    fn is_settled_leader(&self) -> bool {
+    pub fn is_settled_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.state == ServerState::Leader && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)

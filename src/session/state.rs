@@ -389,6 +389,15 @@ impl ShardState {
         self.sessions.get(session).map_or(0, |s| s.archived_seq)
     }
 
+    /// Sessions with committed events not yet archived: `(session, archived_seq, last_seq)`
+    /// with `archived_seq < last_seq`, in no particular order. O(sessions of the shard).
+    pub fn unarchived(&self) -> impl Iterator<Item = (&str, u64, u64)> + '_ {
+        self.sessions
+            .iter()
+            .filter(|(_, s)| s.archived_seq < s.header.last_seq)
+            .map(|(id, s)| (id.as_str(), s.archived_seq, s.header.last_seq))
+    }
+
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
         self.sessions.get(id).map(|s| &s.header)
     }
@@ -722,11 +731,13 @@ mod tests {
         st.apply(10, &create_cmd("empty"));
         let mark = |seq| Command::MarkArchived { session_id: "s".into(), archived_seq: seq };
         assert_eq!(st.archived_seq("s"), 0);
+        assert_eq!(st.unarchived().collect::<Vec<_>>(), vec![("s", 0, 5)], "the empty session waits for nothing");
         assert_eq!(st.apply(11, &mark(3)), Outcome::Marked { archived_seq: 3 });
         // A late mark of an older leader never moves it back; one past the end is clamped.
         assert_eq!(st.apply(12, &mark(2)), Outcome::Marked { archived_seq: 3 });
         assert_eq!(st.apply(13, &mark(99)), Outcome::Marked { archived_seq: 5 });
         assert_eq!((st.archived_seq("s"), st.archived_seq("empty")), (5, 0));
+        assert_eq!(st.unarchived().count(), 0, "a session archived up to its last seq waits for nothing");
         let unknown = Command::MarkArchived { session_id: "nope".into(), archived_seq: 1 };
         assert_eq!(rejected(st.apply(14, &unknown)).code.as_str(), "session_not_found");
         assert_eq!(st.precheck(&mark(1)), None);

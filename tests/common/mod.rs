@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
+pub mod postgres;
+
 pub const READY_WAIT: Duration = Duration::from_secs(60);
 
 /// The server's startup line (README, "Startup line") carries the bound HTTP port.

@@ -1,0 +1,292 @@
+//! The Postgres archive (SPEC §5, issue #11) against a real Postgres started by each test
+//! (tests/common/postgres.rs): rows equal the API's events, Postgres down at startup and
+//! killed mid-flush, the node killed mid-flush, values Postgres refuses.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::postgres::Postgres;
+use common::*;
+use serde_json::value::RawValue;
+
+/// How long a test waits for the archive to catch up (the flush interval is 100 ms).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+fn archive_env(pg: &Postgres) -> Vec<(String, String)> {
+    [("STARCITE_ARCHIVER_ENABLED", "on".to_string()), ("DATABASE_URL", pg.url()), ("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS", "100".into())]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn start_archiving(pg: &Postgres, extra: &[(&str, &str)]) -> Server {
+    let mut env = archive_env(pg);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut s = Server::unstarted(&env);
+    s.launch();
+    s.wait_ready();
+    s
+}
+
+fn metric(s: &Server, series: &str) -> f64 {
+    let text = s.req("GET", "/metrics", "").text();
+    starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
+}
+
+/// Every event of a session exactly as the API renders it (the raw JSON text of each).
+fn raw_events(s: &Server, session: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        events: Vec<Box<RawValue>>,
+        next_cursor: u64,
+    }
+    let mut out = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let r = s.req("GET", &format!("/v1/sessions/{session}/events?cursor={cursor}&limit=1000"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page: Page = serde_json::from_str(&r.text()).unwrap();
+        if page.events.is_empty() {
+            return out;
+        }
+        cursor = page.next_cursor;
+        out.extend(page.events.iter().map(|e| e.get().to_string()));
+    }
+}
+
+/// The archived rows of a session in seq order: `seq` and `event_json`.
+fn archived(pg: &Postgres, session: &str) -> Vec<(u64, String)> {
+    pg.query("SELECT seq::text, event_json FROM events WHERE session_id = $1 ORDER BY events.seq", &[session])
+        .into_iter()
+        .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].clone().unwrap()))
+        .collect()
+}
+
+/// Wait until the node reports nothing waiting for the archive and every session's rows
+/// are in Postgres; then each session's rows are exactly its events, byte for byte.
+fn assert_archive_equals_the_api(s: &Server, pg: &Postgres, sessions: &[String]) {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let pending = metric(s, "starcite_archive_pending_rows");
+        let rows: usize = pg.query("SELECT count(*)::text FROM events", &[])[0][0].as_deref().unwrap().parse().unwrap();
+        let expected: usize = sessions.iter().map(|id| raw_events(s, id).len()).sum();
+        if pending == 0.0 && rows == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "archive did not catch up: {pending} pending, {rows} of {expected} rows\n{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for id in sessions {
+        let events = raw_events(s, id);
+        let rows = archived(pg, id);
+        assert_eq!(rows.len(), events.len(), "{id}: rows vs events");
+        for (i, ((seq, json), event)) in rows.iter().zip(&events).enumerate() {
+            assert_eq!(*seq, i as u64 + 1, "{id}: rows are seqs 1..N without gaps");
+            assert_eq!(json, event, "{id}#{seq}: the archived event is the API's, byte for byte");
+        }
+    }
+    assert_eq!(metric(s, "starcite_archive_lag"), 0.0);
+    assert_eq!(metric(s, "starcite_archive_pending_sessions"), 0.0);
+}
+
+#[test]
+fn committed_events_reach_postgres_exactly_as_the_api_returns_them() {
+    let pg = Postgres::start();
+    let s = start_archiving(&pg, &[]);
+    s.create("a1");
+    s.create("a2");
+    let mut appended = 0;
+    for i in 0..40 {
+        let body = json!({"type": "msg", "payload": {"i": i, "b": "x", "nested": {"z": 1, "a": [1, 2]}}, "actor": "agent:a"});
+        assert_eq!(s.append(if i % 2 == 0 { "a1" } else { "a2" }, body).status, 201);
+        appended += 1;
+    }
+    // Every optional field, and numbers jsonb would respell.
+    let full = r#"{"type":"tool.call","payload":{"z":1.50,"a":1e3,"m":-0.0},"actor":"user:u","source":"web","metadata":{"k":"v"},"refs":{"to_seq":1},"idempotency_key":"key-1"}"#;
+    assert_eq!(s.req("POST", "/v1/sessions/a1/append", full).status, 201);
+    appended += 1;
+    assert_archive_equals_the_api(&s, &pg, &["a1".into(), "a2".into()]);
+
+    // The SPEC's query returns the history, with the queryable columns as specified.
+    let rows = pg.query(
+        "SELECT seq::text, type, payload::text, actor, source, metadata::text, refs::text, idempotency_key, \
+                to_char(inserted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+         FROM (SELECT * FROM events WHERE session_id = $1 ORDER BY seq) e ORDER BY e.seq",
+        &["a1"],
+    );
+    let events = s.all_events("a1");
+    assert_eq!(rows.len(), events.len());
+    for (row, event) in rows.iter().zip(&events) {
+        let text = |i: usize| row[i].clone();
+        assert_eq!(text(0), Some(event["seq"].to_string()));
+        assert_eq!(text(1).as_deref(), event["type"].as_str());
+        assert_eq!(text(3).as_deref(), event["actor"].as_str());
+        assert_eq!(text(4).as_deref(), event["source"].as_str());
+        assert_eq!(text(7).as_deref(), event["idempotency_key"].as_str());
+        assert_eq!(text(8).as_deref(), event["inserted_at"].as_str(), "inserted_at to the microsecond");
+        let metadata: Value = serde_json::from_str(&text(5).unwrap()).unwrap();
+        assert_eq!(metadata, event["metadata"]);
+        let refs: Value = serde_json::from_str(&text(6).unwrap()).unwrap();
+        assert_eq!(refs, event["refs"]);
+    }
+    let last = rows.last().unwrap();
+    assert_eq!(last[2].as_deref(), Some(r#"{"a": 1000, "m": 0.0, "z": 1.50}"#), "jsonb's own spelling in the queryable column");
+    assert_eq!(metric(&s, "starcite_archive_inserted_total"), appended as f64);
+    assert!(metric(&s, "starcite_archive_bytes_inserted_total") > 0.0);
+    assert!(metric(&s, "starcite_archive_flush_duration_ms_count") > 0.0);
+}
+
+#[test]
+fn values_postgres_refuses_are_archived_losslessly_without_stalling_the_rest() {
+    let pg = Postgres::start();
+    let s = start_archiving(&pg, &[]);
+    s.create("odd");
+    let bodies = [
+        r#"{"type":"before","payload":{"n":1},"actor":"a"}"#,
+        // jsonb cannot hold \u0000; text cannot hold U+0000.
+        r#"{"type":"nul\u0000type","payload":{"s":"x\u0000y"},"actor":"a\u0000b","metadata":{"fine":true}}"#,
+        // Beyond numeric's range.
+        r#"{"type":"huge","payload":{"n":1e1000000},"actor":"a"}"#,
+        r#"{"type":"after","payload":{"n":2},"actor":"a"}"#,
+    ];
+    for body in bodies {
+        let r = s.req("POST", "/v1/sessions/odd/append", body);
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    assert_archive_equals_the_api(&s, &pg, &["odd".into()]);
+    let rows = pg.query("SELECT type, payload::text, actor, metadata::text, jsonb_typeof(payload) FROM events ORDER BY seq", &[]);
+    let col = |r: usize, c: usize| rows[r][c].clone().unwrap();
+    assert_eq!(col(0, 4), "object");
+    // NUL in a text column is spelled as its escape; a refused object is a jsonb string
+    // holding its exact text; the row's other columns stay as they are.
+    assert_eq!((col(1, 0).as_str(), col(1, 2).as_str()), (r#"nul\u0000type"#, r#"a\u0000b"#));
+    assert_eq!(col(1, 4), "string");
+    let payload: String = serde_json::from_str(&col(1, 1)).unwrap();
+    assert_eq!(payload, r#"{"s":"x\u0000y"}"#);
+    assert_eq!(col(1, 3), r#"{"fine": true}"#);
+    let payload: String = serde_json::from_str(&col(2, 1)).unwrap();
+    assert_eq!(payload, r#"{"n":1e1000000}"#);
+    assert_eq!((col(3, 0).as_str(), col(3, 4).as_str()), ("after", "object"));
+}
+
+#[test]
+fn postgres_down_at_startup_then_killed_mid_flush_loses_nothing_and_stores_nothing_twice() {
+    let mut pg = Postgres::initialized();
+    // Postgres is not running: the node starts anyway, appends are acknowledged, and the
+    // rows wait in the log (the metrics say how many).
+    let s = start_archiving(&pg, &[]);
+    let sessions: Vec<String> = (0..6).map(|i| format!("pg-{i}")).collect();
+    for id in &sessions {
+        s.create(id);
+        for i in 0..10 {
+            assert_eq!(s.append(id, event(i)).status, 201);
+        }
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    while metric(&s, "starcite_archive_pending_rows") != 60.0 {
+        assert!(Instant::now() < deadline, "pending rows never reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&s, "starcite_archive_pending_sessions"), 6.0);
+    assert!(s.stderr().contains("archive:"), "the unreachable database is logged:\n{}", s.stderr());
+    pg.launch();
+    // Writers append continuously while Postgres is killed (SIGKILL, every process) in
+    // the middle of the flushes, then started again.
+    let (writers, acked) = spawn_writers(s.port, &sessions, 3, 400, |t, n| json!({"type": "w", "payload": {"t": t, "n": n}, "actor": "w"}));
+    std::thread::sleep(Duration::from_millis(700));
+    pg.kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    pg.launch();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(acked.lock().unwrap().len(), 1200, "appends never waited on the archive");
+    assert_archive_equals_the_api(&s, &pg, &sessions);
+    // Rows are exactly-once: each was newly inserted once, whatever was sent again.
+    let rows: f64 = pg.query("SELECT count(*)::text FROM events", &[])[0][0].as_deref().unwrap().parse().unwrap();
+    assert_eq!(metric(&s, "starcite_archive_inserted_total"), rows);
+    assert!(metric(&s, "starcite_archive_attempted_total") >= rows);
+}
+
+#[test]
+fn a_node_killed_mid_flush_resumes_from_its_replicated_watermark() {
+    let pg = Postgres::start();
+    let mut s = start_archiving(&pg, &[]);
+    let sessions: Vec<String> = (0..4).map(|i| format!("k-{i}")).collect();
+    for id in &sessions {
+        s.create(id);
+    }
+    let (writers, acked) =
+        spawn_writers(s.port, &sessions, 2, 100_000, |t, n| json!({"type": "w", "payload": {"t": t, "n": n}, "actor": "w"}));
+    // Let a few flushes go by, then kill -9 the node while the writers keep it busy.
+    let deadline = Instant::now() + CATCH_UP;
+    while metric(&s, "starcite_archive_inserted_total") < 500.0 {
+        assert!(Instant::now() < deadline, "nothing archived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.kill9();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let archived_before: usize = sessions.iter().map(|id| archived(&pg, id).len()).sum();
+    assert!(archived_before > 0);
+    s.launch();
+    s.wait_ready();
+    assert_acked_present(&s, &acked);
+    assert_archive_equals_the_api(&s, &pg, &sessions);
+    // The restarted node sent only what its replicated watermark had not covered (rows
+    // confirmed but not yet marked before the kill are sent again and skipped).
+    let total: usize = sessions.iter().map(|id| raw_events(&s, id).len()).sum();
+    let attempted = metric(&s, "starcite_archive_attempted_total") as usize;
+    assert!(attempted < total, "resumed from the watermark: {attempted} rows sent again of {total}");
+}
+
+#[test]
+fn the_archive_thread_takes_a_free_cpu_or_says_it_shares() {
+    let pg = Postgres::start();
+    let s = start_archiving(&pg, &[("STARCITE_CORES", "1")]);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let log = s.stderr();
+    if cpus > 1 {
+        assert!(log.contains("archive thread pinned to a CPU of its own"), "{log}");
+    } else {
+        assert!(log.contains("archive thread shares"), "{log}");
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    while !s.stderr().contains("schema ready") {
+        assert!(Instant::now() < deadline, "{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut by_type: HashMap<String, String> = HashMap::new();
+    for r in pg.query("SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = 'events'", &[]) {
+        by_type.insert(r[0].clone().unwrap(), r[1].clone().unwrap());
+    }
+    for (column, kind) in [
+        ("session_id", "text"),
+        ("seq", "bigint"),
+        ("type", "text"),
+        ("payload", "jsonb"),
+        ("actor", "text"),
+        ("source", "text"),
+        ("metadata", "jsonb"),
+        ("refs", "jsonb"),
+        ("idempotency_key", "text"),
+        ("inserted_at", "timestamp with time zone"),
+        ("event_json", "text"),
+    ] {
+        assert_eq!(by_type.get(column).map(String::as_str), Some(kind), "column {column}");
+    }
+}
+
+#[test]
+fn a_bad_database_url_is_one_clear_line_and_a_non_zero_exit() {
+    let (status, stderr) =
+        run_starcite_expecting_refusal(&[("STARCITE_ARCHIVER_ENABLED", "true"), ("DATABASE_URL", "postgres://u:s3cret@host:notaport/db")]);
+    assert!(!status.success());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("invalid DATABASE_URL") && !lines[0].contains("s3cret"), "{stderr}");
+}
