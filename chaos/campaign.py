@@ -282,6 +282,8 @@ def main() -> int:
         for anomaly in nemesis.anomalies:
             verdict.add("N1", None, anomaly)
         verdict.stats["violations"] = len(verdict.violations)
+        if nemesis.anomalies:
+            verdict.stats["violations_by_rule_and_session"]["N1 None"] = len(nemesis.anomalies)
         for w in windows:
             w.update(window_stats(recorder.attempts, w["start"] + t0, w["end"] + t0))
         quiet = window_stats(recorder.attempts, t0, t0 + args.seconds)
@@ -322,7 +324,9 @@ def write_markdown(path: Path, report: dict, log_lines: list[str]) -> None:
         share = f"{w['share_acknowledged'] * 100:.0f}%" if w["share_acknowledged"] is not None else "-"
         lines.append(f"| {i} | {'+'.join(w['faults'])} | {w['start']:.1f} | {w['end']:.1f} | {w['appends']} | {share} | {w['p99_ms']} | {'; '.join(w['notes'])} |")
     if report["violations"]:
-        lines += ["", "## Violations", ""] + [f"- {v['rule']} {v['session']}: {v['message']}" for v in report["violations"]]
+        counts = report["stats"].get("violations_by_rule_and_session", {})
+        lines += ["", "## Violations", "", "By rule and session: " + ", ".join(f"{k} × {n}" for k, n in counts.items()), ""]
+        lines += [f"- {v['rule']} {v['session']}: {v['message']}" for v in report["violations"]]
     lines += ["", "## Log", "", "```"] + log_lines + ["```", ""]
     path.write_text("\n".join(lines))
 

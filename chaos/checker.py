@@ -36,6 +36,7 @@ Rules checked (issue #10 §3):
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -232,6 +233,11 @@ def check(history: list[dict], final: dict[str, dict[str, list[dict] | None]], m
         "reads": len(reads),
         "nodes_read": len(final),
         "violations": len(verdict.violations),
+        # Every violation counted by rule and session, also those not listed: where a
+        # failed run's trouble is (one shard's sessions, or everywhere).
+        "violations_by_rule_and_session": dict(
+            sorted(collections.Counter(f"{v.rule} {v.session}" for v in verdict.violations).items())
+        ),
     }
     if len(verdict.violations) > max_reports:
         extra = len(verdict.violations) - max_reports

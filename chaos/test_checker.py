@@ -67,6 +67,14 @@ class BadHistories(unittest.TestCase):
     def test_lost_ack(self):
         self.assertEqual(self.rules([append(1, "ok", 1), append(2, "ok", 2, 2, 3)], everywhere([stored(1, 1)])), ["R3"])
 
+    def test_violations_are_counted_by_rule_and_session_beyond_the_listed_ones(self):
+        h = [append(op, "ok", op, op, op + 0.5) for op in range(1, 6)]
+        h += [append(9, "ok", 1, 0, 1, session="t")]
+        final = {n: {"s": [stored(1, 1)], "t": None} for n in ("n1", "n2")}
+        v = check(h, final, max_reports=2)
+        self.assertEqual(len(v.violations), 3, "two listed, then one line for the rest")
+        self.assertEqual(v.stats["violations_by_rule_and_session"], {"R1 t": 2, "R3 s": 4, "R3 t": 1})
+
     def test_ack_at_another_seq(self):
         h = [append(1, "info"), append(2, "ok", 1, 2, 3)]
         self.assertIn("R3", self.rules(h, everywhere([stored(1, 1), stored(2, 2)])))
