@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::postgres::Postgres;
 use common::*;
-use serde_json::value::RawValue;
 
 /// How long a test waits for the archive to catch up (the flush interval is 100 ms).
 const CATCH_UP: Duration = Duration::from_secs(60);
@@ -35,43 +34,14 @@ fn metric(s: &Server, series: &str) -> f64 {
     starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
 }
 
-/// Every event of a session exactly as the API renders it (the raw JSON text of each).
-fn raw_events(s: &Server, session: &str) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Page {
-        events: Vec<Box<RawValue>>,
-        next_cursor: u64,
-    }
-    let mut out = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let r = s.req("GET", &format!("/v1/sessions/{session}/events?cursor={cursor}&limit=1000"), "");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let page: Page = serde_json::from_str(&r.text()).unwrap();
-        if page.events.is_empty() {
-            return out;
-        }
-        cursor = page.next_cursor;
-        out.extend(page.events.iter().map(|e| e.get().to_string()));
-    }
-}
-
-/// The archived rows of a session in seq order: `seq` and `event_json`.
-fn archived(pg: &Postgres, session: &str) -> Vec<(u64, String)> {
-    pg.query("SELECT seq::text, event_json FROM events WHERE session_id = $1 ORDER BY events.seq", &[session])
-        .into_iter()
-        .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].clone().unwrap()))
-        .collect()
-}
-
 /// Wait until the node reports nothing waiting for the archive and every session's rows
 /// are in Postgres; then each session's rows are exactly its events, byte for byte.
 fn assert_archive_equals_the_api(s: &Server, pg: &Postgres, sessions: &[String]) {
     let deadline = Instant::now() + CATCH_UP;
     loop {
         let pending = metric(s, "starcite_archive_pending_rows");
-        let rows: usize = pg.query("SELECT count(*)::text FROM events", &[])[0][0].as_deref().unwrap().parse().unwrap();
-        let expected: usize = sessions.iter().map(|id| raw_events(s, id).len()).sum();
+        let rows: usize = pg.row_count();
+        let expected: usize = sessions.iter().map(|id| s.raw_events(id).len()).sum();
         if pending == 0.0 && rows == expected {
             break;
         }
@@ -79,8 +49,8 @@ fn assert_archive_equals_the_api(s: &Server, pg: &Postgres, sessions: &[String])
         std::thread::sleep(Duration::from_millis(100));
     }
     for id in sessions {
-        let events = raw_events(s, id);
-        let rows = archived(pg, id);
+        let events = s.raw_events(id);
+        let rows = pg.archived(id);
         assert_eq!(rows.len(), events.len(), "{id}: rows vs events");
         for (i, ((seq, json), event)) in rows.iter().zip(&events).enumerate() {
             assert_eq!(*seq, i as u64 + 1, "{id}: rows are seqs 1..N without gaps");
@@ -205,7 +175,7 @@ fn postgres_down_at_startup_then_killed_mid_flush_loses_nothing_and_stores_nothi
     assert_eq!(acked.lock().unwrap().len(), 1200, "appends never waited on the archive");
     assert_archive_equals_the_api(&s, &pg, &sessions);
     // Rows are exactly-once: each was newly inserted once, whatever was sent again.
-    let rows: f64 = pg.query("SELECT count(*)::text FROM events", &[])[0][0].as_deref().unwrap().parse().unwrap();
+    let rows = pg.row_count() as f64;
     assert_eq!(metric(&s, "starcite_archive_inserted_total"), rows);
     assert!(metric(&s, "starcite_archive_attempted_total") >= rows);
 }
@@ -231,7 +201,7 @@ fn a_node_killed_mid_flush_resumes_from_its_replicated_watermark() {
         w.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    let archived_before: usize = sessions.iter().map(|id| archived(&pg, id).len()).sum();
+    let archived_before: usize = sessions.iter().map(|id| pg.archived(id).len()).sum();
     assert!(archived_before > 0);
     s.launch();
     s.wait_ready();
@@ -239,7 +209,7 @@ fn a_node_killed_mid_flush_resumes_from_its_replicated_watermark() {
     assert_archive_equals_the_api(&s, &pg, &sessions);
     // The restarted node sent only what its replicated watermark had not covered (rows
     // confirmed but not yet marked before the kill are sent again and skipped).
-    let total: usize = sessions.iter().map(|id| raw_events(&s, id).len()).sum();
+    let total: usize = sessions.iter().map(|id| s.raw_events(id).len()).sum();
     let attempted = metric(&s, "starcite_archive_attempted_total") as usize;
     assert!(attempted < total, "resumed from the watermark: {attempted} rows sent again of {total}");
 }

@@ -797,3 +797,76 @@ fn a_leader_whose_log_lost_its_tail_does_not_resume_leadership() {
         }
     }
 }
+
+/// SPEC §5 in a cluster (issue #11): only the shard's leader archives; kill -9 it in the
+/// middle of archiving under load, and the new leader resumes from the replicated
+/// watermark — the archive ends equal to the history, without gap or duplicate, and the
+/// new leader sends only what the watermark had not covered.
+#[test]
+fn the_archiving_leader_killed_mid_archive_is_followed_by_the_new_leader() {
+    let pg = common::postgres::Postgres::start();
+    let url = pg.url();
+    let archive = [("STARCITE_ARCHIVER_ENABLED", "on"), ("DATABASE_URL", url.as_str()), ("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS", "100")];
+    let mut c = Cluster::start_with(3, &archive);
+    let s = "archived-session";
+    c.nodes[0].create(s);
+    let leader = c.leader_of(s);
+    let writer_node = (leader + 1) % 3;
+    // One writer through a node that survives, retrying ambiguous 503s with its keys while
+    // leadership moves.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let writer = {
+        let (port, acked) = (c.nodes[writer_node].port, acked.clone());
+        std::thread::spawn(move || {
+            for n in 0..1_500 {
+                let body = json!({"type": "w", "payload": {"n": n}, "actor": "w", "idempotency_key": format!("w-{n}")}).to_string();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let r = loop {
+                    let r = request(port, "POST", &format!("/v1/sessions/{s}/append"), &[], body.as_bytes());
+                    if r.status != 503 || Instant::now() > deadline {
+                        break r;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                };
+                assert_eq!(r.status, 201, "{}", r.text());
+                acked.lock().unwrap().push(r.json()["seq"].as_u64().unwrap());
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.archived(s).len() < 300 {
+        assert!(Instant::now() < deadline, "the leader archived nothing:\n{}", c.nodes[leader].stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the leader wrote to Postgres so far.
+    for (k, node) in c.nodes.iter().enumerate() {
+        if k != leader {
+            assert_eq!(metric(node, "starcite_archive_attempted_total"), 0.0, "follower {k} sent rows");
+        }
+    }
+    c.nodes[leader].kill9();
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 1_500);
+    let survivor = &c.nodes[writer_node];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let events = survivor.raw_events(s);
+        let rows = pg.archived(s);
+        if rows.len() == events.len() {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "the new leader did not finish: {} of {} rows", rows.len(), events.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rows = pg.archived(s);
+    for (i, ((seq, json), event)) in rows.iter().zip(&events).enumerate() {
+        assert_eq!(*seq, i as u64 + 1, "rows are seqs 1..N");
+        assert_eq!(json, event, "row {seq} is the event, byte for byte");
+    }
+    assert!(acked.iter().all(|seq| *seq as usize <= events.len()));
+    let new_leader = c.leader_of(s);
+    assert_ne!(new_leader, leader);
+    let resent = metric(&c.nodes[new_leader], "starcite_archive_attempted_total") as usize;
+    assert!(resent < events.len(), "the new leader resumed from the watermark: it sent {resent} of {} rows", events.len());
+}

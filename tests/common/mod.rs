@@ -287,6 +287,29 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Every event of a session exactly as the API renders it (each event's raw JSON text).
+    pub fn raw_events(&self, session: &str) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            events: Vec<Box<serde_json::value::RawValue>>,
+            next_cursor: u64,
+        }
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let r = self.req("GET", &format!("/v1/sessions/{session}/events?cursor={cursor}&limit=1000"), "");
+            assert_eq!(r.status, 200, "{}", r.text());
+            let page: Page = serde_json::from_str(&r.text()).unwrap();
+            if page.events.is_empty() {
+                return out;
+            }
+            cursor = page.next_cursor;
+            out.extend(page.events.iter().map(|e| e.get().to_string()));
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();

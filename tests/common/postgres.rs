@@ -132,6 +132,21 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// The archived rows of a session in seq order: `seq` and `event_json`.
+    pub fn archived(&self, session: &str) -> Vec<(u64, String)> {
+        self.query("SELECT seq::text, event_json FROM events WHERE session_id = $1 ORDER BY events.seq", &[session])
+            .into_iter()
+            .map(|r| (r[0].as_deref().unwrap().parse().unwrap(), r[1].clone().unwrap()))
+            .collect()
+    }
+
+    /// Rows in the archive's `events` table.
+    pub fn row_count(&self) -> usize {
+        self.query("SELECT count(*)::text FROM events", &[])[0][0].as_deref().unwrap().parse().unwrap()
+    }
+}
+
 /// Processes whose parent is `parent` (from /proc).
 fn children_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
