@@ -260,3 +260,39 @@ fn a_bad_database_url_is_one_clear_line_and_a_non_zero_exit() {
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].contains("invalid DATABASE_URL") && !lines[0].contains("s3cret"), "{stderr}");
 }
+
+#[test]
+fn rows_another_writer_left_with_other_content_are_reported_and_never_marked_archived() {
+    let pg = Postgres::start();
+    let s = start_archiving(&pg, &[]);
+    let deadline = Instant::now() + CATCH_UP;
+    while !s.stderr().contains("schema ready") {
+        assert!(Instant::now() < deadline, "{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Another cluster's event at "shared"#1 (same session id, other content).
+    pg.query(
+        "INSERT INTO events (session_id, seq, type, payload, actor, inserted_at, event_json) \
+         VALUES ('shared', 1, 'other', '{}', 'x', now(), '{\"seq\":1,\"type\":\"other\"}')",
+        &[],
+    );
+    s.create("shared");
+    s.create("mine");
+    for i in 0..3 {
+        assert_eq!(s.append("shared", event(i)).status, 201);
+        assert_eq!(s.append("mine", event(i)).status, 201);
+    }
+    // "mine" is archived in full; "shared" keeps its 3 events pending (in the log), and the
+    // node says why.
+    let deadline = Instant::now() + CATCH_UP;
+    while pg.archived("mine").len() < 3 || !s.stderr().contains("another Starcite cluster") {
+        assert!(Instant::now() < deadline, "{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric(&s, "starcite_archive_pending_rows"), 3.0, "the conflicting session's watermark never moved");
+    assert_eq!(metric(&s, "starcite_archive_pending_sessions"), 1.0);
+    assert!(s.stderr().contains("shared#1"), "{}", s.stderr());
+    let mine = pg.archived("mine");
+    assert_eq!(mine.iter().map(|(_, json)| json.clone()).collect::<Vec<_>>(), s.raw_events("mine"));
+}

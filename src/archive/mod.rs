@@ -45,11 +45,16 @@ pub struct ArchiveRun {
 
 /// What Postgres newly stored for one batch (rows already there are confirmed too, but
 /// not counted here).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flushed {
     pub rows: u64,
     /// Bytes of the inserted rows' event JSON.
     pub bytes: u64,
+    /// Sessions of the batch whose rows Postgres already held *with other content*, each
+    /// with its first such seq (`schema::DIFFERING_ROWS`): something else writes to the
+    /// table. Their events are not archived — their watermarks must not move — while the
+    /// batch's other sessions are.
+    pub conflicts: Vec<(String, i64)>,
 }
 
 /// Why a batch was not confirmed. Every case leaves the watermark where it was: the rows
@@ -244,7 +249,16 @@ async fn write(pool: &Pool, schema: &OnceCell<()>, runs: Vec<ArchiveRun>) -> Res
         }
     }
     let client = migrated_client(pool, schema).await?;
-    insert_all(&client, rows).await
+    let mut stored = insert_all(&client, &mut rows).await?;
+    if stored.rows < rows.len() as u64 {
+        // Rows skipped as already there must be these very events (a re-send).
+        let sessions: Vec<&str> = rows.iter().map(|r| r.session_id.as_str()).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let texts: Vec<&str> = rows.iter().map(|r| r.event_json.as_str()).collect();
+        let differing = client.query(schema::DIFFERING_ROWS, &[&sessions, &seqs, &texts]).await?;
+        stored.conflicts = differing.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
+    }
+    Ok(stored)
 }
 
 /// Whether Postgres refused a value (SQLSTATE class 22, "data exception": `\u0000` in
@@ -256,7 +270,7 @@ fn is_refused_value(e: &tokio_postgres::Error) -> bool {
 /// Insert `rows`, splitting the batch around rows Postgres refuses until each stands
 /// alone, then storing those in their fallback form (archive/row.rs). Inserts are
 /// idempotent, so a range inserted twice is harmless.
-async fn insert_all(client: &deadpool_postgres::Object, mut rows: Vec<Row>) -> Result<Flushed, ArchiveError> {
+async fn insert_all(client: &deadpool_postgres::Object, rows: &mut [Row]) -> Result<Flushed, ArchiveError> {
     let mut total = Flushed::default();
     let mut ranges = vec![(0, rows.len())];
     while let Some((lo, hi)) = ranges.pop() {
@@ -323,5 +337,5 @@ pub async fn insert_batch(
         .query_one(statement, &[&sessions, &seqs, &types, &payloads, &actors, &sources, &metadata, &refs, &keys, &times, &texts])
         .await?;
     let (count, bytes): (i64, i64) = (answer.get(0), answer.get(1));
-    Ok(Flushed { rows: count.max(0) as u64, bytes: bytes.max(0) as u64 })
+    Ok(Flushed { rows: count.max(0) as u64, bytes: bytes.max(0) as u64, conflicts: Vec::new() })
 }

@@ -45,6 +45,16 @@ pub const INSERT_BATCH: &str = "WITH inserted AS (
     RETURNING octet_length(event_json) AS bytes
 ) SELECT count(*)::int8, coalesce(sum(bytes), 0)::int8 FROM inserted";
 
+/// Sessions of a batch whose rows Postgres already had *with other content* (`ON CONFLICT
+/// DO NOTHING` kept them): each session once, with its first such seq. Run only when a
+/// batch inserted fewer rows than it sent; a re-sent row is identical, so any answer means
+/// another writer (for example a second cluster with the same session ids) shares the table.
+pub const DIFFERING_ROWS: &str = "SELECT DISTINCT ON (e.session_id) e.session_id, e.seq FROM events e
+    JOIN UNNEST($1::text[], $2::int8[], $3::text[]) AS u(session_id, seq, event_json)
+      ON e.session_id = u.session_id AND e.seq = u.seq
+    WHERE e.event_json IS DISTINCT FROM u.event_json
+    ORDER BY e.session_id, e.seq";
+
 /// Whether Postgres accepts one text as jsonb (for the refused-value fallback).
 pub const PROBE_JSONB: &str = "SELECT $1::text::jsonb";
 

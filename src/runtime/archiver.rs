@@ -156,10 +156,19 @@ impl Batch {
         let stored = archive.write(self.runs).await?;
         counters.archive_inserted.add(stored.rows);
         counters.archive_bytes_inserted.add(stored.bytes);
+        if !stored.conflicts.is_empty() {
+            let at: Vec<String> = stored.conflicts.iter().map(|(session, seq)| format!("{session}#{seq}")).collect();
+            tracing::error!(
+                "archive: Postgres already holds other events at {}: is another Starcite cluster writing to this table? \
+                 These sessions are not archived (their events stay in the log) until the table is fixed",
+                at.join(", ")
+            );
+        }
         // Postgres has every row: advance the watermarks (the shards' proposal queues pack
-        // them into one Raft entry per shard).
+        // them into one Raft entry per shard), except for conflicting sessions.
         let timeout = Duration::from_millis(core.config.request_timeout_ms);
-        let marks = self.marks.into_iter().map(|(shard, session, seq)| async move {
+        let conflicting = |session: &str| stored.conflicts.iter().any(|(s, _)| s == session);
+        let marks = self.marks.into_iter().filter(|(_, session, _)| !conflicting(session)).map(|(shard, session, seq)| async move {
             let cmd = Command::MarkArchived { session_id: session, archived_seq: seq };
             Shard::write(&shard, cmd, timeout).await
         });
