@@ -25,7 +25,10 @@ use tokio_postgres::{Client, NoTls};
 
 const ROWS_PER_ROUND: usize = 100_000;
 const BATCH_ROWS: usize = starcite::limits::ARCHIVE_BATCH_ROWS;
-const ROUNDS: usize = 3;
+/// Rounds per path (`STARCITE_BENCH_ROUNDS`, default 5): the median is reported.
+fn rounds() -> usize {
+    std::env::var("STARCITE_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+}
 
 fn rows(round: usize, path: &str) -> Vec<Row> {
     (0..ROWS_PER_ROUND)
@@ -130,9 +133,10 @@ fn main() {
         for statement in schema::MIGRATION {
             client.batch_execute(statement).await.unwrap();
         }
-        println!("{ROWS_PER_ROUND} rows per round, batches of {BATCH_ROWS}, {ROUNDS} rounds each, alternating");
+        let rounds = rounds();
+        println!("{ROWS_PER_ROUND} rows per round, batches of {BATCH_ROWS}, {rounds} rounds each, alternating");
         let (mut unnest_rate, mut copy_rate) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             for path in ["unnest", "copy"] {
                 let rows = rows(round, path);
                 let bytes: usize = rows.iter().map(|r| r.event_json.len()).sum();

@@ -240,10 +240,11 @@ def main() -> int:
                 chosen.append(rng.choice(sorted(NETWORK_FAULTS & set(faults))))
             duration = rng.uniform(2, 6)
             notes: list[str] = []
-            if chosen[0] in DESTRUCTIVE_FAULTS and not cluster.wait_fully_replicated(120):
+            budget_wait = max(0.0, min(120.0, end - time.monotonic() - 8))
+            if chosen[0] in DESTRUCTIVE_FAULTS and not cluster.wait_fully_replicated(budget_wait):
                 # Keep the fault budget: never a second replica's data while a group is
                 # still re-adding the first (see Cluster.wait_fully_replicated).
-                log(f"{chosen[0]}: skipped, groups still under-replicated after 120 s")
+                log(f"{chosen[0]}: skipped, groups still under-replicated after {budget_wait:.0f} s")
                 continue
             start = time.monotonic()
             if len(chosen) == 2:
