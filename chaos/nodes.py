@@ -134,26 +134,25 @@ class Node:
             time.sleep(0.2)
         return "timeout"
 
-    def leaderships(self) -> int:
-        """How many shards this node leads (starcite_raft_is_leader), or -1 if unreachable."""
+    def metric_lines(self) -> list[str] | None:
+        """The node's /metrics exposition, line by line; None if unreachable."""
         try:
             status, body = self.get("/metrics")
         except OSError:
+            return None
+        return body.decode().splitlines() if status == 200 else None
+
+    def leaderships(self) -> int:
+        """How many shards this node leads (starcite_raft_is_leader), or -1 if unreachable."""
+        lines = self.metric_lines()
+        if lines is None:
             return -1
-        if status != 200:
-            return -1
-        return sum(1 for line in body.decode().splitlines() if line.startswith("starcite_raft_is_leader") and line.endswith(" 1"))
+        return sum(1 for line in lines if line.startswith("starcite_raft_is_leader") and line.endswith(" 1"))
 
     def under_replicated(self) -> int:
         """Groups this node leads that lack a full set of current voters
         (starcite_raft_groups_under_replicated), or -1 if unreachable."""
-        try:
-            status, body = self.get("/metrics")
-        except OSError:
-            return -1
-        if status != 200:
-            return -1
-        for line in body.decode().splitlines():
+        for line in self.metric_lines() or []:
             if line.startswith("starcite_raft_groups_under_replicated "):
                 return int(float(line.split()[1]))
         return -1

@@ -97,19 +97,6 @@ fn waiting(core: &Core) -> Waiting {
     out
 }
 
-/// `(rows, sessions)` waiting for the archive in the shards this core leads (metrics).
-pub fn pending(core: &Core) -> (u64, u64) {
-    let mut rows = 0;
-    let mut sessions = 0;
-    for shard in core.shards.borrow().values().filter(|s| s.is_settled_leader()) {
-        for (_, archived, last) in shard.machine.borrow().state.unarchived() {
-            rows += last - archived;
-            sessions += 1;
-        }
-    }
-    (rows, sessions)
-}
-
 /// One flush: every waiting session gets up to a batch's room of its events archived.
 /// Returns whether some session had more than fitted (the next cycle starts at once).
 async fn cycle(core: &Rc<Core>, archive: &Archive) -> Result<bool, FlushError> {

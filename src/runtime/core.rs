@@ -282,6 +282,12 @@ impl Core {
         &self.replica_sets[shard as usize]
     }
 
+    /// The voters `shard`'s group should have: its replicas' current incarnations (the
+    /// ids their handshakes proved), or `None` while one is unknown (not connected).
+    pub fn wanted_voters(&self, shard: u32) -> Option<std::collections::BTreeSet<u64>> {
+        self.replicas(shard).iter().map(|name| self.links.peer_id(name)).collect()
+    }
+
     /// Whether this node holds a replica of `shard` (placement over the members).
     pub fn hosts(&self, shard: u32) -> bool {
         self.replicas(shard).contains(&self.config.node_name)
@@ -338,7 +344,7 @@ impl Core {
                 has_leader: metrics.current_leader.is_some(),
                 term: metrics.current_term,
             });
-            if self.members.len() > 1 && super::membership::under_replicated(self, shard) {
+            if self.members.len() > 1 && shard.under_replicated(self.wanted_voters(shard.id)) {
                 s.counters.raft_groups_under_replicated += 1;
             }
             let machine = shard.machine.borrow();
@@ -347,10 +353,12 @@ impl Core {
         }
         s.archive_flush_ms = m.archive_flush_ms.borrow().clone();
         if self.config.archiver_enabled {
-            let (rows, sessions) = super::archiver::pending(self);
-            s.counters.archive_pending_rows = rows;
-            s.counters.archive_pending_sessions = sessions;
-            s.counters.archive_lag = rows;
+            for shard in self.shards.borrow().values() {
+                let (rows, sessions) = shard.archive_pending();
+                s.counters.archive_pending_rows += rows;
+                s.counters.archive_pending_sessions += sessions;
+                s.counters.archive_lag += rows;
+            }
         }
         s
     }

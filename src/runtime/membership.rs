@@ -68,29 +68,7 @@ fn needs_attention(core: &Core, shard: &Shard) -> bool {
     }
     // A joint config left by a crashed leader needs finishing even when its voters happen
     // to be the wanted ones (`repair`).
-    under_replicated(core, shard)
-}
-
-/// Whether `shard`, which this node leads, lacks a full set of healthy voters: a replica's
-/// current incarnation is not a voter (a wiped node not re-added yet), a replica's
-/// incarnation is unknown (not connected), or the group is joint. Exposed as
-/// `starcite_raft_groups_under_replicated`: while it is above zero, losing one more
-/// replica's data can cost a group its quorum (the operator's "do not wipe now").
-pub fn under_replicated(core: &Core, shard: &Shard) -> bool {
-    let metrics = shard.raft.metrics().borrow().clone();
-    if metrics.state != ServerState::Leader {
-        return false;
-    }
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let wanted: Option<BTreeSet<u64>> = core.replicas(shard.id).iter().map(|name| core.links.peer_id(name)).collect();
-    is_joint(membership) || wanted.is_none_or(|w| w != voters)
-}
-
-/// Whether the group is between the two steps of a membership change (openraft's joint
-/// config: the old and the new voter sets must both agree).
-fn is_joint(membership: &openraft::Membership<u64, BasicNode>) -> bool {
-    membership.get_joint_config().len() > 1
+    shard.under_replicated(core.wanted_voters(shard.id))
 }
 
 async fn check(core: &Core, shard: &Shard) -> Result<(), String> {
@@ -142,7 +120,7 @@ async fn repair(core: &Core, shard: &Shard, names: &[String]) -> Result<(), Stri
     // progress" instead left such a group joint for good — a wiped replica's new incarnation
     // was never added, and the group lost a voter's worth of fault tolerance (found by the
     // fault campaign; test: tests/cluster.rs `a_membership_change_cut_short_by_a_leader_crash_is_finished`).
-    let joint = is_joint(&membership);
+    let joint = super::shard::is_joint(&membership);
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let mut wanted = BTreeMap::new();
     for name in names {
@@ -199,7 +177,7 @@ fn crash_in_joint_config_if_asked(shard: &Shard) {
     let id = shard.id;
     glommio::spawn_local(async move {
         loop {
-            if is_joint(metrics.borrow().membership_config.membership()) {
+            if super::shard::is_joint(metrics.borrow().membership_config.membership()) {
                 eprintln!("starcite: STARCITE_TEST_CRASH_IN_JOINT_CONFIG: exiting in the joint config of shard {id}");
                 std::process::exit(86);
             }

@@ -2,7 +2,7 @@
 //! operations the owner core runs for it (write through Raft, read committed state).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +202,31 @@ impl Shard {
         m.state == ServerState::Leader && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
     }
 
+    /// Whether this group, when this replica leads it, lacks a full set of healthy voters:
+    /// `wanted` (its replicas' current incarnations, `None` when one is unknown: not
+    /// connected) differs from its voters, or the group is joint. Exposed as
+    /// `starcite_raft_groups_under_replicated`: while it is above zero, losing one more
+    /// replica's data can cost a group its quorum (the operator's "do not wipe now").
+    pub fn under_replicated(&self, wanted: Option<BTreeSet<u64>>) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return false;
+        }
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        is_joint(membership) || wanted.is_none_or(|w| w != voters)
+    }
+
+    /// `(rows, sessions)` waiting for the archive when this replica is the settled leader
+    /// (the one that archives); `(0, 0)` otherwise, so a cluster counts each row once.
+    pub fn archive_pending(&self) -> (u64, u64) {
+        if !self.is_settled_leader() {
+            return (0, 0);
+        }
+        let machine = self.machine.borrow();
+        machine.state.unarchived().fold((0, 0), |(rows, sessions), (_, archived, last)| (rows + (last - archived), sessions + 1))
+    }
+
     /// Propose `cmd` and wait until it is committed and applied (or the timeout passes).
     /// Only the leader proposes; any other replica answers [`Refused::NotLeader`].
     ///
@@ -268,6 +293,12 @@ impl Shard {
         }
         Ok(Page { events, last_seq: hot.last_seq })
     }
+}
+
+/// Whether a group is between the two steps of a membership change (openraft's joint
+/// config: the old and the new voter sets must both agree).
+pub fn is_joint(membership: &openraft::Membership<NodeId, BasicNode>) -> bool {
+    membership.get_joint_config().len() > 1
 }
 
 /// The client error of a reply that is not the success the caller expected.
