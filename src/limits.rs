@@ -255,6 +255,9 @@ pub const ARCHIVE_RETRY_MAX_MS: u64 = 10_000;
 /// A batch not confirmed by Postgres within this long counts as failed and is sent again
 /// (rows it did insert are skipped then by ON CONFLICT DO NOTHING) (milliseconds).
 pub const ARCHIVE_WRITE_TIMEOUT_MS: u64 = 30_000;
+/// A read of trimmed events not answered by Postgres within this long is
+/// `503 archive_unavailable` (milliseconds).
+pub const ARCHIVE_READ_TIMEOUT_MS: u64 = 5_000;
 /// Connecting to Postgres, and waiting for a free pooled connection (milliseconds).
 pub const ARCHIVE_CONNECT_TIMEOUT_MS: u64 = 5_000;
 

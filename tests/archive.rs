@@ -296,3 +296,71 @@ fn rows_another_writer_left_with_other_content_are_reported_and_never_marked_arc
     let mine = pg.archived("mine");
     assert_eq!(mine.iter().map(|(_, json)| json.clone()).collect::<Vec<_>>(), s.raw_events("mine"));
 }
+
+/// SPEC §5 trimming and cold reads: once archived, a session's hot tier keeps its last
+/// STARCITE_TAIL_KEEP events; the trimmed range replays from Postgres byte for byte over
+/// the events page, WebSocket and SSE, stitched to the local events without gap or
+/// duplicate; with Postgres down such a read is `503 archive_unavailable` while newer
+/// reads and appends work.
+#[test]
+fn trimmed_ranges_replay_identically_over_page_ws_and_sse() {
+    let mut pg = Postgres::start();
+    // First without flushing (interval of an hour): every event is local, the reference.
+    let mut env = archive_env(&pg);
+    env.retain(|(k, _)| k != "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS");
+    env.extend([("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS".into(), "3600000".into()), ("STARCITE_TAIL_KEEP".into(), "5".into())]);
+    let mut s = Server::unstarted(&env);
+    s.launch();
+    s.wait_ready();
+    s.create("t");
+    for i in 0..40 {
+        let body =
+            format!(r#"{{"type":"msg","payload":{{"i":{i},"x":1.50,"big":1e300,"s":"é\u0000"}},"actor":"a","idempotency_key":"k{i}"}}"#);
+        assert_eq!(s.req("POST", "/v1/sessions/t/append", &body).status, 201);
+    }
+    let reference = s.raw_events("t");
+    assert_eq!(reference.len(), 40);
+    assert_eq!(metric(&s, "starcite_archive_trimmed_total"), 0.0);
+    // Then flushing: archived, then trimmed down to the last 5.
+    s.kill9();
+    s.set_env("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS", Some("100"));
+    s.launch();
+    s.wait_ready();
+    let deadline = Instant::now() + CATCH_UP;
+    while metric(&s, "starcite_archive_trimmed_total") < 35.0 {
+        assert!(Instant::now() < deadline, "not trimmed: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&s, "starcite_archive_trimmed_total"), 35.0, "the last 5 stay");
+    assert_eq!(s.raw_events("t"), reference, "pages from seq 1: archive then local, byte for byte");
+    // Pages that start and end inside the trimmed range, and straddle its end.
+    let page = |cursor: u64, limit: u64| {
+        let r = s.req("GET", &format!("/v1/sessions/t/events?cursor={cursor}&limit={limit}"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: Value = r.json();
+        v["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(page(10, 5), (11..=15).collect::<Vec<_>>());
+    assert_eq!(page(32, 6), (33..=38).collect::<Vec<_>>());
+    let mut ws = ws_connect(s.port, "/v1/sessions/t/tail?cursor=0").unwrap();
+    assert_eq!(ws_frames(&mut ws, 40), reference, "WebSocket replay");
+    let mut sse = sse_open(s.port, "/v1/sessions/t/tail?cursor=0", &[]);
+    assert_eq!(sse_data(&mut sse, 40), reference, "SSE replay");
+    // Postgres down: the trimmed range answers 503 archive_unavailable; the rest works.
+    pg.kill9();
+    let r = s.req("GET", "/v1/sessions/t/events?cursor=0&limit=10", "");
+    r.assert_error(503, "archive_unavailable");
+    assert_eq!(page(35, 10), (36..=40).collect::<Vec<_>>());
+    assert_eq!(s.append("t", event(40)).status, 201);
+    pg.launch();
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let r = s.req("GET", "/v1/sessions/t/events?cursor=0&limit=1000", "");
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reads never recovered: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.raw_events("t")[..40], reference[..]);
+}

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, OnceCell};
 use tokio_postgres::NoTls;
 
 use crate::limits::{
-    ARCHIVE_CONNECT_TIMEOUT_MS, ARCHIVE_QUEUE_DEPTH, ARCHIVE_RETRY_MAX_MS, ARCHIVE_RETRY_MIN_MS, ARCHIVE_WRITE_TIMEOUT_MS,
+    ARCHIVE_CONNECT_TIMEOUT_MS, ARCHIVE_QUEUE_DEPTH, ARCHIVE_READ_TIMEOUT_MS, ARCHIVE_RETRY_MAX_MS, ARCHIVE_RETRY_MIN_MS,
+    ARCHIVE_WRITE_TIMEOUT_MS,
 };
 use row::{JsonColumn, Row};
 
@@ -71,6 +72,9 @@ pub enum ArchiveError {
     Malformed(Arc<row::MalformedEvent>),
     #[error("the archive thread stopped")]
     Stopped,
+    /// The archive lacks an event the watermark says it has (a table changed by hand).
+    #[error("the archive has no event {seq} of session {session}")]
+    Missing { session: String, seq: u64 },
 }
 
 impl From<tokio_postgres::Error> for ArchiveError {
@@ -94,6 +98,7 @@ impl From<deadpool_postgres::PoolError> for ArchiveError {
 
 enum Job {
     Write { runs: Vec<ArchiveRun>, reply: oneshot::Sender<Result<Flushed, ArchiveError>> },
+    Read { session: String, after: u64, count: u64, reply: oneshot::Sender<Result<Vec<String>, ArchiveError>> },
 }
 
 /// The cores' handle on the archive thread (cheap to clone, `Send`).
@@ -108,6 +113,16 @@ impl Archive {
     pub async fn write(&self, runs: Vec<ArchiveRun>) -> Result<Flushed, ArchiveError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(Job::Write { runs, reply }).await.map_err(|_| ArchiveError::Stopped)?;
+        answer.await.unwrap_or(Err(ArchiveError::Stopped))
+    }
+
+    /// Events `after+1 ..= after+count` of `session`, each its exact JSON text as
+    /// archived, in order. Errors: Postgres unreachable or slow (`ARCHIVE_READ_TIMEOUT_MS`),
+    /// or [`ArchiveError::Missing`] when the archive lacks one of them.
+    pub async fn read(&self, session: &str, after: u64, count: u64) -> Result<Vec<String>, ArchiveError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Read { session: session.to_string(), after, count, reply };
+        self.jobs.send(job).await.map_err(|_| ArchiveError::Stopped)?;
         answer.await.unwrap_or(Err(ArchiveError::Stopped))
     }
 }
@@ -189,6 +204,13 @@ impl ArchiveWorker {
                             .unwrap_or(Err(ArchiveError::Timeout(ARCHIVE_WRITE_TIMEOUT_MS)));
                         let _ = reply.send(result);
                     }
+                    Job::Read { session, after, count, reply } => {
+                        let limit = Duration::from_millis(ARCHIVE_READ_TIMEOUT_MS);
+                        let result = tokio::time::timeout(limit, read(&pool, &schema, &session, after, count))
+                            .await
+                            .unwrap_or(Err(ArchiveError::Timeout(ARCHIVE_READ_TIMEOUT_MS)));
+                        let _ = reply.send(result);
+                    }
                 }
             });
         }
@@ -259,6 +281,27 @@ async fn write(pool: &Pool, schema: &OnceCell<()>, runs: Vec<ArchiveRun>) -> Res
         stored.conflicts = differing.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect();
     }
     Ok(stored)
+}
+
+/// Events `after+1 ..= after+count` of `session` from the table, checked gap-free.
+async fn read(pool: &Pool, schema: &OnceCell<()>, session: &str, after: u64, count: u64) -> Result<Vec<String>, ArchiveError> {
+    let client = migrated_client(pool, schema).await?;
+    let statement = client.prepare_cached(schema::READ_EVENTS).await?;
+    let (from, limit) = (i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(count).unwrap_or(i64::MAX));
+    let rows = client.query(&statement, &[&session, &from, &limit]).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let want = after + 1 + i as u64;
+        let (seq, text): (i64, Option<String>) = (row.get(0), row.get(1));
+        match text {
+            Some(text) if seq as u64 == want => out.push(text),
+            _ => return Err(ArchiveError::Missing { session: session.to_string(), seq: want }),
+        }
+    }
+    if (out.len() as u64) < count {
+        return Err(ArchiveError::Missing { session: session.to_string(), seq: after + 1 + out.len() as u64 });
+    }
+    Ok(out)
 }
 
 /// Whether Postgres refused a value (SQLSTATE class 22, "data exception": `\u0000` in

@@ -100,7 +100,7 @@ scalar_metrics! {
         archive_inserted: COUNTER = "starcite_archive_inserted_total", "Rows Postgres newly stored (rows it already had are confirmed but not counted).";
         archive_bytes_attempted: COUNTER = "starcite_archive_bytes_attempted_total", "Bytes of event JSON sent to Postgres.";
         archive_bytes_inserted: COUNTER = "starcite_archive_bytes_inserted_total", "Bytes of event JSON Postgres newly stored.";
-        archive_trimmed: COUNTER = "starcite_archive_trimmed_total", "Rows trimmed from the hot tier after archive (no trimming in this build: 0).";
+        archive_trimmed: COUNTER = "starcite_archive_trimmed_total", "Events trimmed from this node's hot tier after the archive confirmed them, since it started (computed at scrape time).";
     }
 }
 

@@ -106,7 +106,7 @@ async fn cycle(core: &Rc<Core>, archive: &Archive) -> Result<bool, FlushError> {
         let want = last - archived;
         let room = ARCHIVE_BATCH_ROWS - batch.rows;
         let budget = ARCHIVE_BATCH_BYTES.saturating_sub(batch.bytes).max(1);
-        let page = shard.read(&session, archived, want.min(room as u64) as usize, budget).await.map_err(FlushError::Read)?;
+        let page = shard.read(&session, archived, want.min(room as u64) as usize, budget, None).await.map_err(FlushError::Read)?;
         let got = page.events.len() as u64;
         if got == 0 {
             continue;

@@ -13,6 +13,7 @@ use openraft::{AsyncRuntime, BasicNode, ServerState};
 use futures::channel::oneshot;
 
 use super::OpenError;
+use crate::archive::Archive;
 use crate::limits::{PROPOSAL_BYTES_MAX, PROPOSAL_COMMANDS_MAX};
 use crate::raft::events::read_cold_events;
 use crate::raft::runtime::GlommioRuntime;
@@ -273,17 +274,46 @@ impl Shard {
     }
 
     /// Committed events with seq > `after`, at most `limit`, within `max_bytes` of rendered
-    /// JSON ([`ByteBudget`]: always at least one event when there is one).
-    pub async fn read(&self, session: &str, after: u64, limit: usize, max_bytes: usize) -> Result<Page, ApiError> {
+    /// JSON ([`ByteBudget`]: always at least one event when there is one). Events trimmed
+    /// after archiving come from `archive` (their exact archived text); without one, or
+    /// with Postgres unreachable, such a read is `503 archive_unavailable`.
+    pub async fn read(
+        &self,
+        session: &str,
+        after: u64,
+        limit: usize,
+        max_bytes: usize,
+        archive: Option<&Archive>,
+    ) -> Result<Page, ApiError> {
         let hot = self.machine.borrow().state.hot_events(session, after, limit).ok_or_else(|| ApiError::session_not_found(session))?;
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
         let mut budget = ByteBudget::new(max_bytes);
+        if hot.archived > 0 {
+            let Some(archive) = archive else {
+                return Err(ApiError::archive_unavailable(format!(
+                    "events {}..={} of session {session} were trimmed after archiving and this node has no archive (STARCITE_ARCHIVER_ENABLED)",
+                    after + 1,
+                    after + hot.archived
+                )));
+            };
+            let texts = archive.read(session, after, hot.archived).await.map_err(|e| ApiError::archive_unavailable(e.to_string()))?;
+            for text in texts {
+                if !budget.admit(text.len()) {
+                    break;
+                }
+                events.push(Arc::from(text));
+            }
+            if (events.len() as u64) < hot.archived {
+                return Ok(Page { events, last_seq: hot.last_seq });
+            }
+        }
+        // Disk events only follow a complete run of archived ones (the page stays gap-free).
         let cold_count = hot.cold.len();
         if cold_count > 0 {
-            events = read_cold_events(&self.store, session, &hot.cold, &mut budget).await?;
+            events.extend(read_cold_events(&self.store, session, &hot.cold, &mut budget).await?);
         }
         // Hot events only follow a complete run of cold ones (the page stays gap-free).
-        if events.len() == cold_count {
+        if events.len() as u64 == hot.archived + cold_count as u64 {
             for json in hot.hot {
                 if !budget.admit(json.len()) {
                     break;

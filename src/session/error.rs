@@ -32,6 +32,8 @@ pub enum ErrorCode {
     RaftUnavailable,
     RaftTimeout,
     InternalError,
+    /// A read needs events that only the Postgres archive holds, and it cannot be reached.
+    ArchiveUnavailable,
 }
 
 impl ErrorCode {
@@ -51,7 +53,7 @@ impl ErrorCode {
             | InvalidWebsocketUpgrade => 400,
             SessionNotFound => 404,
             SessionExists | IdempotencyConflict | ExpectedSeqConflict => 409,
-            RaftUnavailable | RaftTimeout => 503,
+            RaftUnavailable | RaftTimeout | ArchiveUnavailable => 503,
             InternalError => 500,
         }
     }
@@ -77,6 +79,7 @@ impl ErrorCode {
             RaftUnavailable => "raft_unavailable",
             RaftTimeout => "raft_timeout",
             InternalError => "internal_error",
+            ArchiveUnavailable => "archive_unavailable",
         }
     }
 }
@@ -186,6 +189,13 @@ impl ApiError {
         Self::new(ErrorCode::RaftUnavailable, message)
     }
 
+    /// 503: the read reaches events trimmed from the hot tier after archiving (SPEC §5) and
+    /// the archive cannot serve them now (Postgres down, slow, or not configured).
+    /// Retrying later is safe; reads of newer events and appends are not affected.
+    pub fn archive_unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ArchiveUnavailable, message)
+    }
+
     /// 503: the write was not committed within `STARCITE_REQUEST_TIMEOUT_MS`.
     pub fn raft_timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::RaftTimeout, message)
@@ -247,6 +257,7 @@ mod tests {
             (ApiError::raft_unavailable("m"), 503, "raft_unavailable"),
             (ApiError::raft_timeout("m"), 503, "raft_timeout"),
             (ApiError::internal("m"), 500, "internal_error"),
+            (ApiError::archive_unavailable("m"), 503, "archive_unavailable"),
         ];
         for (err, status, code) in cases {
             assert_eq!((err.status(), err.code.as_str()), (status, code));

@@ -4,12 +4,13 @@
 //! Format (all integers little-endian; strings are u64 length + UTF-8 bytes;
 //! optional strings are a 0/1 tag byte then the string):
 //! ```text
-//! magic "STSHARD" + version byte 3
+//! magic "STSHARD" + version byte 4
 //! u64 last_applied
 //! u64 session count, then per session, ascending by id:
 //!   id, title?, metadata_json, u64 last_seq, i64 created, i64 updated,
 //!   u64 archived_seq (<= last_seq; version 3, the archive watermark),
-//!   u64 n == last_seq, n × u64 position (ascending),
+//!   u64 trimmed (<= archived_seq; version 4, events left only in the archive),
+//!   u64 n == last_seq - trimmed, n × u64 position (of events trimmed+1 ..= last_seq),
 //!   u64 k, k × (key, u64 seq, u128 fingerprint) (ascending seq)
 //! u64 xxh3_64 of everything above
 //! ```
@@ -33,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
 
-const MAGIC: &[u8; 8] = b"STSHARD\x03";
+const MAGIC: &[u8; 8] = b"STSHARD\x04";
 const CHECKSUM_BYTES: usize = 8;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -130,6 +131,7 @@ impl ShardState {
             out.extend_from_slice(&h.created_micros.to_le_bytes());
             out.extend_from_slice(&h.updated_micros.to_le_bytes());
             put_u64(&mut out, s.archived_seq);
+            put_u64(&mut out, s.trimmed);
             put_u64(&mut out, s.positions.len() as u64);
             for &i in &s.positions {
                 put_u64(&mut out, i);
@@ -174,7 +176,7 @@ impl ShardState {
         if !r.buf.is_empty() {
             return Err(SnapshotError("snapshot has trailing bytes".to_string()));
         }
-        Ok(ShardState { sessions, tail_keep, last_applied })
+        Ok(ShardState { sessions, tail_keep, last_applied, trimmed_total: 0 })
     }
 }
 
@@ -192,9 +194,13 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
     if archived_seq > header.last_seq {
         return Err(SnapshotError(format!("session {id}: archived_seq {archived_seq} is past last_seq {}", header.last_seq)));
     }
+    let trimmed = r.u64()?;
+    if trimmed > archived_seq {
+        return Err(SnapshotError(format!("session {id}: trimmed {trimmed} is past archived_seq {archived_seq}")));
+    }
     let n = r.count(8)?;
-    if n as u64 != header.last_seq {
-        return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {}", header.last_seq)));
+    if n as u64 != header.last_seq - trimmed {
+        return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {} with {trimmed} trimmed", header.last_seq)));
     }
     let mut positions = Vec::with_capacity(n);
     for _ in 0..n {
@@ -222,7 +228,7 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
         }
         key_order.push_back((seq, key));
     }
-    let mut s = Session { header, archived_seq, positions, tail: VecDeque::new(), keys, key_order };
+    let mut s = Session { header, archived_seq, trimmed, positions, tail: VecDeque::new(), keys, key_order };
     // A snapshot written with a wider window is trimmed to this build's window.
     s.evict_keys();
     Ok(s)
@@ -324,7 +330,7 @@ mod tests {
 
     #[test]
     fn structurally_inconsistent_sessions_are_rejected() {
-        let session = |id: &str, last_seq: u64, indices: &[u64], archived: u64| {
+        let trimmed_session = |id: &str, last_seq: u64, indices: &[u64], archived: u64, trimmed: u64| {
             let mut b = Vec::new();
             put_str(&mut b, id);
             put_opt_str(&mut b, None);
@@ -333,11 +339,13 @@ mod tests {
             b.extend_from_slice(&0i64.to_le_bytes());
             b.extend_from_slice(&0i64.to_le_bytes());
             put_u64(&mut b, archived);
+            put_u64(&mut b, trimmed);
             put_u64(&mut b, indices.len() as u64);
             indices.iter().for_each(|&i| put_u64(&mut b, i));
             put_u64(&mut b, 0);
             b
         };
+        let session = |id: &str, last_seq: u64, indices: &[u64], archived: u64| trimmed_session(id, last_seq, indices, archived, 0);
         let doc = |sessions: &[Vec<u8>]| {
             let mut b = Vec::new();
             put_u64(&mut b, 100);
@@ -346,11 +354,14 @@ mod tests {
             sealed(&b)
         };
         assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9], 2)]), 1).is_ok());
+        assert!(ShardState::from_snapshot_bytes(&doc(&[trimmed_session("ok", 3, &[9], 2, 2)]), 1).is_ok());
         let bad = [
             doc(&[session("ok", 3, &[3, 9], 0)]),                     // count != last_seq
             doc(&[session("ok", 1, &[101], 0)]),                      // past last_applied
             doc(&[session("x", 0, &[], 0), session("x", 0, &[], 0)]), // duplicate
             doc(&[session("ok", 2, &[3, 9], 3)]),                     // archived past last_seq
+            doc(&[trimmed_session("ok", 3, &[9], 1, 2)]),             // trimmed past archived
+            doc(&[trimmed_session("ok", 3, &[3, 9], 2, 2)]),          // count != last_seq - trimmed
         ];
         for (i, b) in bad.iter().enumerate() {
             assert!(ShardState::from_snapshot_bytes(b, 1).is_err(), "case {i}");

@@ -99,17 +99,20 @@ pub struct ColdEvent {
 }
 
 /// One page of a session's events with `seq > after`, at most `max` of them,
-/// contiguous. The hot tail is always a suffix of the log, so a page is a
-/// (possibly empty) run of cold events followed by a (possibly empty) run of hot
-/// ones: seqs `after+1 ..= after+cold.len()` are cold, then
-/// `first_hot_seq() ..= next_cursor()` are hot. Serve them in that order.
+/// contiguous. Events trimmed after archiving come first, then the log's, then the
+/// memory tail's (each tier is a suffix of the one before): seqs
+/// `after+1 ..= after+archived` are in the archive only, the next `cold.len()` on disk,
+/// then `first_hot_seq() ..= next_cursor()` in memory. Serve them in that order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HotRead {
     /// The cursor the page was read after.
     pub after: u64,
     /// The session's last seq when the page was taken; the page never passes it.
     pub last_seq: u64,
-    /// Events to read from disk, ascending and gap-free, starting at `after + 1`.
+    /// Events `after+1 ..= after+archived` were trimmed from this replica after the
+    /// archive confirmed them: read them from Postgres.
+    pub archived: u64,
+    /// Events to read from disk, ascending and gap-free, right after the archived ones.
     pub cold: Vec<ColdEvent>,
     /// Rendered events that directly follow `cold`, ascending and gap-free.
     pub hot: Vec<Arc<str>>,
@@ -118,16 +121,16 @@ pub struct HotRead {
 impl HotRead {
     /// Number of events in the page.
     pub fn len(&self) -> usize {
-        self.cold.len() + self.hot.len()
+        self.archived as usize + self.cold.len() + self.hot.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Seq of `hot[0]`, i.e. the first seq not read from disk.
+    /// Seq of `hot[0]`, i.e. the first seq read neither from the archive nor from disk.
     pub fn first_hot_seq(&self) -> u64 {
-        self.after.saturating_add(1).saturating_add(self.cold.len() as u64)
+        self.after.saturating_add(1).saturating_add(self.archived).saturating_add(self.cold.len() as u64)
     }
 
     /// Cursor for the next page: the seq of the page's last event, or `after`
@@ -223,6 +226,10 @@ pub(super) struct Session {
     /// Events `1..=archived_seq` are confirmed in Postgres (SPEC §5); `<= last_seq`, never
     /// decreases.
     pub(super) archived_seq: u64,
+    /// Events `1..=trimmed` left this replica's hot tier after the archive confirmed them
+    /// (`trimmed <= archived_seq`, never decreases): only Postgres serves them.
+    pub(super) trimmed: u64,
+    /// Log position of each event `trimmed+1 ..= last_seq`, in order.
     pub(super) positions: Vec<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
     /// Idempotency keys by their xxh3-128 hash: memory per remembered key is fixed,
@@ -233,7 +240,15 @@ pub(super) struct Session {
 
 impl Session {
     pub(super) fn new(header: SessionHeader) -> Self {
-        Session { header, archived_seq: 0, positions: Vec::new(), tail: VecDeque::new(), keys: HashMap::new(), key_order: VecDeque::new() }
+        Session {
+            header,
+            archived_seq: 0,
+            trimmed: 0,
+            positions: Vec::new(),
+            tail: VecDeque::new(),
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
+        }
     }
 
     /// The SPEC's order: idempotency first (so a retry with a now-stale
@@ -264,8 +279,9 @@ impl Session {
         let Some(seq) = self.header.last_seq.checked_add(1) else {
             return Outcome::Rejected(ApiError::internal("session seq space exhausted"));
         };
-        // Contiguity: one position per seq, so event `seq` lands at positions[seq - 1].
-        debug_assert_eq!(self.positions.len() as u64, self.header.last_seq);
+        // Contiguity: one position per local seq, so event `seq` lands at
+        // positions[seq - trimmed - 1].
+        debug_assert_eq!(self.positions.len() as u64 + self.trimmed, self.header.last_seq);
         if tail_keep > 0 {
             // Rendered once here so every read of a hot event is a cheap Arc clone.
             self.tail.push_back(Arc::from(render_event(seq, event, key, now_micros)));
@@ -300,6 +316,20 @@ impl Session {
         }
     }
 
+    /// Drop from the hot tier what the archive confirmed, keeping the last `tail_keep`
+    /// events (SPEC §5): the positions of events `trimmed+1 ..= min(archived_seq,
+    /// last_seq - tail_keep)`. Returns how many events were trimmed now.
+    fn trim(&mut self, tail_keep: usize) -> u64 {
+        let to = self.archived_seq.min(self.header.last_seq.saturating_sub(tail_keep as u64));
+        if to <= self.trimmed {
+            return 0;
+        }
+        let n = to - self.trimmed;
+        self.positions.drain(..n as usize);
+        self.trimmed = to;
+        n
+    }
+
     /// Seq of `tail[0]` (or `last_seq + 1` when the tail is empty).
     fn tail_first_seq(&self) -> u64 {
         // tail.len() <= last_seq by construction; saturating keeps this total anyway.
@@ -313,12 +343,15 @@ pub struct ShardState {
     pub(super) sessions: HashMap<String, Session>,
     pub(super) tail_keep: usize,
     pub(super) last_applied: u64,
+    /// Events trimmed from the hot tier since this state was built (a metrics counter;
+    /// not in snapshots).
+    pub(super) trimmed_total: u64,
 }
 
 impl ShardState {
     /// `tail_keep`: rendered events kept in memory per session (0 = none).
     pub fn new(tail_keep: usize) -> Self {
-        ShardState { sessions: HashMap::new(), tail_keep, last_applied: 0 }
+        ShardState { sessions: HashMap::new(), tail_keep, last_applied: 0, trimmed_total: 0 }
     }
 
     /// Apply one committed command found at event position `position` (strictly increasing).
@@ -350,7 +383,9 @@ impl ShardState {
                 if let Some(o) = s.check_append(key, event.fingerprint, *expected_seq, Mode::Apply) {
                     return o;
                 }
-                s.append(position, event, key, *now_micros, tail_keep)
+                let outcome = s.append(position, event, key, *now_micros, tail_keep);
+                self.trimmed_total += s.trim(tail_keep);
+                outcome
             }
             Command::MarkArchived { session_id, archived_seq } => {
                 let Some(s) = self.sessions.get_mut(session_id.as_str()) else {
@@ -359,7 +394,9 @@ impl ShardState {
                 // Monotonic and bounded: a late or repeated mark (an old leader's, a retry)
                 // never moves the watermark back, and never past what exists.
                 s.archived_seq = s.archived_seq.max((*archived_seq).min(s.header.last_seq));
-                Outcome::Marked { archived_seq: s.archived_seq }
+                let archived_seq = s.archived_seq;
+                self.trimmed_total += s.trim(self.tail_keep);
+                Outcome::Marked { archived_seq }
             }
         }
     }
@@ -406,7 +443,7 @@ impl ShardState {
     /// reads from disk). None if the session or seq is unknown.
     pub fn position_of(&self, session: &str, seq: u64) -> Option<u64> {
         let s = self.sessions.get(session)?;
-        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        let i = usize::try_from(seq.checked_sub(s.trimmed + 1)?).ok()?;
         s.positions.get(i).copied()
     }
 
@@ -418,29 +455,44 @@ impl ShardState {
     pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Option<HotRead> {
         let s = self.sessions.get(session)?;
         let last_seq = s.header.last_seq;
-        let mut read = HotRead { after, last_seq, cold: Vec::new(), hot: Vec::new() };
+        let mut read = HotRead { after, last_seq, archived: 0, cold: Vec::new(), hot: Vec::new() };
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let end = after.saturating_add(max).min(last_seq);
         if end <= after {
             return Some(read);
         }
         let first = after + 1; // after < end <= last_seq, so no overflow
-        let tail_first = s.tail_first_seq();
+        let archived_end = end.min(s.trimmed);
+        if first <= archived_end {
+            read.archived = archived_end - first + 1;
+        }
+        let local_first = first.max(s.trimmed + 1);
+        // tail[0] is event `tail_start`; the tail never reaches into the trimmed events
+        // (trim stops `tail_keep` short of last_seq), the max only keeps this total.
+        let tail_start = s.tail_first_seq();
+        let tail_first = tail_start.max(s.trimmed + 1);
         let cold_end = end.min(tail_first.saturating_sub(1));
-        if first <= cold_end {
-            // positions[seq - 1] belongs to event seq, so this slice is first..=cold_end.
-            let bounds = usize::try_from(first - 1).ok().zip(usize::try_from(cold_end).ok());
+        if local_first <= cold_end {
+            // positions[seq - trimmed - 1] belongs to event seq: this slice is
+            // local_first..=cold_end.
+            let bounds = usize::try_from(local_first - s.trimmed - 1).ok().zip(usize::try_from(cold_end - s.trimmed).ok());
             if let Some(slice) = bounds.and_then(|(lo, hi)| s.positions.get(lo..hi)) {
-                read.cold = (first..).zip(slice).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                read.cold = (local_first..).zip(slice).map(|(seq, &position)| ColdEvent { seq, position }).collect();
             }
         }
-        let hot_first = first.max(tail_first);
+        let hot_first = local_first.max(tail_first);
         if hot_first <= end {
-            let skip = usize::try_from(hot_first - tail_first).unwrap_or(usize::MAX);
+            let skip = usize::try_from(hot_first - tail_start).unwrap_or(usize::MAX);
             let take = usize::try_from(end - hot_first + 1).unwrap_or(usize::MAX);
             read.hot.extend(s.tail.iter().skip(skip).take(take).cloned());
         }
         Some(read)
+    }
+
+    /// Events trimmed from the hot tier after archiving since this state was built (a
+    /// metrics counter).
+    pub fn trimmed_total(&self) -> u64 {
+        self.trimmed_total
     }
 
     /// Rendered events currently held in memory over all sessions (a metrics gauge).
@@ -741,6 +793,39 @@ mod tests {
         let unknown = Command::MarkArchived { session_id: "nope".into(), archived_seq: 1 };
         assert_eq!(rejected(st.apply(14, &unknown)).code.as_str(), "session_not_found");
         assert_eq!(st.precheck(&mark(1)), None);
+    }
+
+    #[test]
+    fn archived_events_leave_the_hot_tier_except_the_last_tail_keep() {
+        // Events 1..=10 at positions 2..=11; two kept in memory.
+        let mut st = with_events(2, 10);
+        let mark = |seq| Command::MarkArchived { session_id: "s".into(), archived_seq: seq };
+        st.apply(20, &mark(4));
+        assert_eq!(st.trimmed_total(), 4, "trimmed up to the watermark");
+        let r = st.hot_events("s", 0, 100).unwrap();
+        assert_eq!((r.archived, r.cold.len(), r.hot.len()), (4, 4, 2));
+        assert_eq!((r.cold[0].seq, r.cold[0].position, r.first_hot_seq(), r.next_cursor()), (5, 6, 9, 10));
+        assert_eq!((st.position_of("s", 4), st.position_of("s", 5)), (None, Some(6)));
+        // A page starting inside the trimmed range, and one bounded by `max` inside it.
+        let r = st.hot_events("s", 2, 3).unwrap();
+        assert_eq!((r.archived, r.cold.len(), r.hot.len()), (2, 1, 0));
+        let r = st.hot_events("s", 0, 3).unwrap();
+        assert_eq!((r.archived, r.cold.len(), r.hot.len(), r.next_cursor()), (3, 0, 0, 3));
+        // The watermark past last_seq - tail_keep: the last two stay local.
+        st.apply(21, &mark(10));
+        assert_eq!(st.trimmed_total(), 8);
+        let r = st.hot_events("s", 6, 100).unwrap();
+        assert_eq!((r.archived, r.cold.len(), r.hot.len()), (2, 0, 2));
+        // Appends move the trim point along (the watermark already covers seq 9).
+        st.apply(22, &stamped("s", json!({"type": "t", "payload": {"i": 11}, "actor": "a"}), NOW));
+        assert_eq!(st.trimmed_total(), 9);
+        // Snapshots carry it; the restored tail starts empty, so the rest is on disk.
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 2).unwrap();
+        assert_eq!((back.position_of("s", 9), back.position_of("s", 10)), (None, st.position_of("s", 10)));
+        let r = back.hot_events("s", 0, 100).unwrap();
+        assert_eq!((r.archived, r.cold.len(), r.hot.len()), (9, 2, 0));
+        // Without a watermark nothing is trimmed, however long the session.
+        assert_eq!(with_events(2, 50).trimmed_total(), 0);
     }
 
     #[test]
