@@ -264,7 +264,8 @@ fn a_bad_database_url_is_one_clear_line_and_a_non_zero_exit() {
 #[test]
 fn rows_another_writer_left_with_other_content_are_reported_and_never_marked_archived() {
     let pg = Postgres::start();
-    let s = start_archiving(&pg, &[]);
+    // One core, so one flusher; a 500 ms interval (see the cycle count below).
+    let s = start_archiving(&pg, &[("STARCITE_CORES", "1"), ("STARCITE_ARCHIVE_FLUSH_INTERVAL_MS", "500")]);
     let deadline = Instant::now() + CATCH_UP;
     while !s.stderr().contains("schema ready") {
         assert!(Instant::now() < deadline, "{}", s.stderr());
@@ -293,8 +294,54 @@ fn rows_another_writer_left_with_other_content_are_reported_and_never_marked_arc
     assert_eq!(metric(&s, "starcite_archive_pending_rows"), 3.0, "the conflicting session's watermark never moved");
     assert_eq!(metric(&s, "starcite_archive_pending_sessions"), 1.0);
     assert!(s.stderr().contains("shared#1"), "{}", s.stderr());
+    // More than a batch waiting in the conflicting session: the flusher waits for its
+    // interval (500 ms here) between cycles instead of re-sending the batch at once,
+    // over and over (a regression: it used to treat the stuck watermark as "more",
+    // some 50 cycles a second on this machine).
+    let mut conn = s.conn();
+    for i in 0..2_100 {
+        let r = conn.request("POST", "/v1/sessions/shared/append", &[], event(i).to_string().as_bytes());
+        assert_eq!(r.status, 201);
+    }
+    let cycles = || metric(&s, "starcite_archive_flush_duration_ms_count");
+    let before = cycles();
+    std::thread::sleep(Duration::from_millis(2_000));
+    let ran = cycles() - before;
+    assert!(ran <= 8.0, "{ran} flush cycles in 2 s at a 500 ms interval: the flusher spins on the conflict");
     let mine = pg.archived("mine");
     assert_eq!(mine.iter().map(|(_, json)| json.clone()).collect::<Vec<_>>(), s.raw_events("mine"));
+}
+
+/// Archived events far larger than a page's byte budget: pages of the trimmed range stay
+/// within the budget (Postgres applies the cut) and continue without gap or duplicate.
+#[test]
+fn trimmed_pages_of_large_events_keep_the_byte_budget_and_continue_gap_free() {
+    let pg = Postgres::start();
+    let s = start_archiving(&pg, &[("STARCITE_TAIL_KEEP", "1")]);
+    s.create("big");
+    let filler = "x".repeat(700 * 1024);
+    for i in 0..30 {
+        let r = s.json("POST", "/v1/sessions/big/append", json!({"type": "blob", "payload": {"i": i, "fill": filler}, "actor": "a"}));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    while metric(&s, "starcite_archive_trimmed_total") < 29.0 {
+        assert!(Instant::now() < deadline, "not trimmed: {}", s.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut cursor = 0;
+    let mut pages = 0;
+    while cursor < 30 {
+        let r = s.req("GET", &format!("/v1/sessions/big/events?cursor={cursor}&limit=1000"), "");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body.len() <= 8 * 1024 * 1024 + 4096, "a page of {} bytes passes the 8 MiB budget", r.body.len());
+        let v = r.json();
+        let seqs: Vec<u64> = v["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, ((cursor + 1)..=(cursor + seqs.len() as u64)).collect::<Vec<_>>(), "gap-free from the cursor");
+        cursor = v["next_cursor"].as_u64().unwrap();
+        pages += 1;
+    }
+    assert!(pages >= 3, "30 × 700 KiB take several 8 MiB pages, not {pages}");
 }
 
 /// SPEC §5 trimming and cold reads: once archived, a session's hot tier keeps its last

@@ -37,10 +37,11 @@ use crate::limits::{
 };
 use row::{JsonColumn, Row};
 
-/// Committed events `first..` of one session, contiguous, as rendered JSON.
+/// Committed events `first_seq..` of one session, contiguous, as rendered JSON.
 #[derive(Debug, Clone)]
 pub struct ArchiveRun {
     pub session: String,
+    pub first_seq: u64,
     pub events: Vec<Arc<str>>,
 }
 
@@ -98,7 +99,7 @@ impl From<deadpool_postgres::PoolError> for ArchiveError {
 
 enum Job {
     Write { runs: Vec<ArchiveRun>, reply: oneshot::Sender<Result<Flushed, ArchiveError>> },
-    Read { session: String, after: u64, count: u64, reply: oneshot::Sender<Result<Vec<String>, ArchiveError>> },
+    Read { session: String, after: u64, count: u64, max_bytes: usize, reply: oneshot::Sender<Result<Vec<String>, ArchiveError>> },
 }
 
 /// The cores' handle on the archive thread (cheap to clone, `Send`).
@@ -116,12 +117,14 @@ impl Archive {
         answer.await.unwrap_or(Err(ArchiveError::Stopped))
     }
 
-    /// Events `after+1 ..= after+count` of `session`, each its exact JSON text as
-    /// archived, in order. Errors: Postgres unreachable or slow (`ARCHIVE_READ_TIMEOUT_MS`),
-    /// or [`ArchiveError::Missing`] when the archive lacks one of them.
-    pub async fn read(&self, session: &str, after: u64, count: u64) -> Result<Vec<String>, ArchiveError> {
+    /// Events from `after+1`, at most `count`, each its exact JSON text as archived, in
+    /// order, gap-free, stopping once their text passes `max_bytes` (the first is always
+    /// there: Postgres applies the cut, so a page of huge events never crosses the
+    /// wire whole). Errors: Postgres unreachable or slow (`ARCHIVE_READ_TIMEOUT_MS`), or
+    /// [`ArchiveError::Missing`] when the archive lacks the next event.
+    pub async fn read(&self, session: &str, after: u64, count: u64, max_bytes: usize) -> Result<Vec<String>, ArchiveError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Read { session: session.to_string(), after, count, reply };
+        let job = Job::Read { session: session.to_string(), after, count, max_bytes, reply };
         self.jobs.send(job).await.map_err(|_| ArchiveError::Stopped)?;
         answer.await.unwrap_or(Err(ArchiveError::Stopped))
     }
@@ -204,9 +207,9 @@ impl ArchiveWorker {
                             .unwrap_or(Err(ArchiveError::Timeout(ARCHIVE_WRITE_TIMEOUT_MS)));
                         let _ = reply.send(result);
                     }
-                    Job::Read { session, after, count, reply } => {
+                    Job::Read { session, after, count, max_bytes, reply } => {
                         let limit = Duration::from_millis(ARCHIVE_READ_TIMEOUT_MS);
-                        let result = tokio::time::timeout(limit, read(&pool, &schema, &session, after, count))
+                        let result = tokio::time::timeout(limit, read(&pool, &schema, &session, after, count, max_bytes))
                             .await
                             .unwrap_or(Err(ArchiveError::Timeout(ARCHIVE_READ_TIMEOUT_MS)));
                         let _ = reply.send(result);
@@ -267,7 +270,15 @@ async fn write(pool: &Pool, schema: &OnceCell<()>, runs: Vec<ArchiveRun>) -> Res
     let mut rows = Vec::with_capacity(runs.iter().map(|r| r.events.len()).sum());
     for run in &runs {
         for (index, event) in run.events.iter().enumerate() {
-            rows.push(Row::parse(&run.session, index, event).map_err(|e| ArchiveError::Malformed(Arc::new(e)))?);
+            let row = Row::parse(&run.session, index, event).map_err(|e| ArchiveError::Malformed(Arc::new(e)))?;
+            // The watermark will say "archived up to the run's end": the run must be
+            // exactly the seqs it claims, or that mark would cover rows never sent.
+            let want = run.first_seq + index as u64;
+            if row.seq as u64 != want {
+                let reason = format!("seq {} where {want} was expected", row.seq);
+                return Err(ArchiveError::Malformed(Arc::new(row::MalformedEvent { session: run.session.clone(), index, reason })));
+            }
+            rows.push(row);
         }
     }
     let client = migrated_client(pool, schema).await?;
@@ -283,12 +294,20 @@ async fn write(pool: &Pool, schema: &OnceCell<()>, runs: Vec<ArchiveRun>) -> Res
     Ok(stored)
 }
 
-/// Events `after+1 ..= after+count` of `session` from the table, checked gap-free.
-async fn read(pool: &Pool, schema: &OnceCell<()>, session: &str, after: u64, count: u64) -> Result<Vec<String>, ArchiveError> {
+/// Events of `session` from `after+1` (at most `count`, within `max_bytes`), checked gap-free.
+async fn read(
+    pool: &Pool,
+    schema: &OnceCell<()>,
+    session: &str,
+    after: u64,
+    count: u64,
+    max_bytes: usize,
+) -> Result<Vec<String>, ArchiveError> {
     let client = migrated_client(pool, schema).await?;
     let statement = client.prepare_cached(schema::READ_EVENTS).await?;
     let (from, limit) = (i64::try_from(after).unwrap_or(i64::MAX), i64::try_from(count).unwrap_or(i64::MAX));
-    let rows = client.query(&statement, &[&session, &from, &limit]).await?;
+    let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let rows = client.query(&statement, &[&session, &from, &limit, &budget]).await?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let want = after + 1 + i as u64;
@@ -298,8 +317,8 @@ async fn read(pool: &Pool, schema: &OnceCell<()>, session: &str, after: u64, cou
             _ => return Err(ArchiveError::Missing { session: session.to_string(), seq: want }),
         }
     }
-    if (out.len() as u64) < count {
-        return Err(ArchiveError::Missing { session: session.to_string(), seq: after + 1 + out.len() as u64 });
+    if out.is_empty() && count > 0 {
+        return Err(ArchiveError::Missing { session: session.to_string(), seq: after + 1 });
     }
     Ok(out)
 }

@@ -74,6 +74,24 @@ pub struct MalformedEvent {
     pub reason: String,
 }
 
+/// Whether JSON text holds the escape `\u0000` (jsonb refuses it). Escapes are read pairwise,
+/// so an escaped backslash followed by `u0000` is not one.
+fn has_nul_escape(json: &str) -> bool {
+    let b = json.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'\\' {
+            if b[i + 1] == b'u' && b.get(i + 2..i + 6) == Some(b"0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// NUL cannot be stored in a Postgres text value: spell it `\u0000` (see the module doc).
 fn text_column(s: String) -> String {
     if s.contains('\0') {
@@ -89,7 +107,7 @@ impl Row {
         let malformed = |reason: String| MalformedEvent { session: session_id.to_string(), index, reason };
         let r: Rendered<'_> = serde_json::from_str(event_json).map_err(|e| malformed(e.to_string()))?;
         let seq = i64::try_from(r.seq).map_err(|_| malformed(format!("seq {} exceeds bigint", r.seq)))?;
-        Ok(Row {
+        let mut row = Row {
             session_id: text_column(session_id.to_string()),
             seq,
             event_type: text_column(r.event_type),
@@ -101,7 +119,15 @@ impl Row {
             idempotency_key: r.idempotency_key.map(text_column),
             inserted_at: r.inserted_at,
             event_json: event_json.to_string(),
-        })
+        };
+        // Known refusals take the fallback at once: a batch of them would otherwise cost
+        // a bisection down to every row (other refusals, rarer, still go that way).
+        for column in JsonColumn::ALL {
+            if has_nul_escape(row.json(column)) {
+                row.store_as_text(column);
+            }
+        }
+        Ok(row)
     }
 
     pub fn json(&self, column: JsonColumn) -> &str {
@@ -175,12 +201,24 @@ mod tests {
 
     #[test]
     fn a_refused_object_is_stored_as_a_string_of_its_exact_text() {
-        let json = render_event(1, &body(r#"{"a":"x\u0000y","n":1e1000000}"#), None, 0);
+        // Postgres refuses this number (numeric's range); the archive finds out by trying.
+        let json = render_event(1, &body(r#"{"a":"x","n":1e1000000}"#), None, 0);
         let mut row = Row::parse("s", 0, &json).unwrap();
+        assert_eq!(row.payload, r#"{"a":"x","n":1e1000000}"#);
         row.store_as_text(JsonColumn::Payload);
         let back: String = serde_json::from_str(&row.payload).unwrap();
-        assert_eq!(back, r#"{"a":"x\u0000y","n":1e1000000}"#);
+        assert_eq!(back, r#"{"a":"x","n":1e1000000}"#);
         assert_eq!(row.metadata, r#"{"z":1,"a":2}"#, "other columns stay objects");
+    }
+
+    #[test]
+    fn a_nul_escape_takes_the_fallback_at_once_and_an_escaped_backslash_does_not() {
+        let json = render_event(1, &body(r#"{"a":"x\u0000y"}"#), None, 0);
+        let row = Row::parse("s", 0, &json).unwrap();
+        assert_eq!(serde_json::from_str::<String>(&row.payload).unwrap(), r#"{"a":"x\u0000y"}"#);
+        let json = render_event(1, &body(r#"{"a":"x\\u0000y"}"#), None, 0);
+        let row = Row::parse("s", 0, &json).unwrap();
+        assert_eq!(row.payload, r#"{"a":"x\\u0000y"}"#, "a backslash, then the text u0000: jsonb takes it");
     }
 
     #[test]

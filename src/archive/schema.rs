@@ -58,8 +58,13 @@ pub const DIFFERING_ROWS: &str = "SELECT DISTINCT ON (e.session_id) e.session_id
 /// Whether Postgres accepts one text as jsonb (for the refused-value fallback).
 pub const PROBE_JSONB: &str = "SELECT $1::text::jsonb";
 
-/// A session's archived events after a seq, in order: their exact JSON text.
-pub const READ_EVENTS: &str = "SELECT seq, event_json FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+/// A session's archived events after seq `$2`, in order, at most `$3`, their exact JSON
+/// text: the first always, then each while the text before it stays under `$4` bytes
+/// (the page's byte budget, applied before anything crosses the wire).
+pub const READ_EVENTS: &str = "SELECT seq, event_json FROM (
+    SELECT seq, event_json, sum(octet_length(event_json)) OVER (ORDER BY seq) - octet_length(event_json) AS before
+    FROM events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+) page WHERE before < $4 OR seq = $2 + 1 ORDER BY seq";
 
 #[cfg(test)]
 mod tests {

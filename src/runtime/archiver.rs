@@ -101,6 +101,7 @@ fn waiting(core: &Core) -> Waiting {
 /// Returns whether some session had more than fitted (the next cycle starts at once).
 async fn cycle(core: &Rc<Core>, archive: &Archive) -> Result<bool, FlushError> {
     let mut more = false;
+    let mut conflicted = false;
     let mut batch = Batch::default();
     for (shard, session, archived, last) in waiting(core) {
         let want = last - archived;
@@ -115,15 +116,17 @@ async fn cycle(core: &Rc<Core>, archive: &Archive) -> Result<bool, FlushError> {
         batch.rows += got as usize;
         batch.bytes += page.events.iter().map(|e| e.len()).sum::<usize>();
         batch.marks.push((shard, session.clone(), archived + got));
-        batch.runs.push(ArchiveRun { session, events: page.events });
+        batch.runs.push(ArchiveRun { session, first_seq: archived + 1, events: page.events });
         if batch.rows >= ARCHIVE_BATCH_ROWS || batch.bytes >= ARCHIVE_BATCH_BYTES {
-            std::mem::take(&mut batch).flush(core, archive).await?;
+            conflicted |= std::mem::take(&mut batch).flush(core, archive).await?;
         }
     }
     if !batch.runs.is_empty() {
-        batch.flush(core, archive).await?;
+        conflicted |= batch.flush(core, archive).await?;
     }
-    Ok(more)
+    // A conflicting session's watermark does not move, so it would look like "more" at
+    // once, forever: wait for the interval instead.
+    Ok(more && !conflicted)
 }
 
 #[derive(Default)]
@@ -136,7 +139,9 @@ struct Batch {
 }
 
 impl Batch {
-    async fn flush(self, core: &Rc<Core>, archive: &Archive) -> Result<(), FlushError> {
+    /// Send the batch, then propose the watermarks Postgres allows. Returns whether some
+    /// session conflicted (rows of another writer in the table).
+    async fn flush(self, core: &Rc<Core>, archive: &Archive) -> Result<bool, FlushError> {
         let counters = &core.metrics.counters;
         counters.archive_attempted.add(self.rows as u64);
         counters.archive_bytes_attempted.add(self.bytes as u64);
@@ -166,6 +171,6 @@ impl Batch {
                 tracing::debug!("archive: watermark not advanced: {e:?}");
             }
         }
-        Ok(())
+        Ok(!stored.conflicts.is_empty())
     }
 }

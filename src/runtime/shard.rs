@@ -296,7 +296,8 @@ impl Shard {
                     after + hot.archived
                 )));
             };
-            let texts = archive.read(session, after, hot.archived).await.map_err(|e| ApiError::archive_unavailable(e.to_string()))?;
+            let texts =
+                archive.read(session, after, hot.archived, max_bytes).await.map_err(|e| ApiError::archive_unavailable(e.to_string()))?;
             for text in texts {
                 if !budget.admit(text.len()) {
                     break;

@@ -202,14 +202,14 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
     if n as u64 != header.last_seq - trimmed {
         return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {} with {trimmed} trimmed", header.last_seq)));
     }
-    let mut positions = Vec::with_capacity(n);
+    let mut positions = VecDeque::with_capacity(n);
     for _ in 0..n {
         let i = r.u64()?;
         // last_applied is the max index ever applied, so nothing can exceed it.
         if i > last_applied {
             return Err(SnapshotError(format!("session {id}: position {i} is past last_applied")));
         }
-        positions.push(i);
+        positions.push_back(i);
     }
     let k = r.count(16 + 8 + 16)?;
     let mut keys = HashMap::with_capacity(k);

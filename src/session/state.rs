@@ -4,7 +4,9 @@
 //!
 //! Invariants (per session):
 //! - `last_seq` equals the number of appended events; seqs are 1, 2, 3, … with
-//!   no gaps, and `positions[seq - 1]` is the position of event `seq`.
+//!   no gaps, and `positions[seq - trimmed - 1]` is the position of event `seq`;
+//!   `trimmed <= archived_seq <= last_seq` (events `1..=trimmed` are served by the
+//!   Postgres archive only, SPEC §5).
 //! - `tail` holds the rendered events `last_seq - tail.len() + 1 ..= last_seq`
 //!   (at most `tail_keep` of them), as `Arc<str>` so readers on other threads
 //!   can take them without copying.
@@ -12,13 +14,15 @@
 //!   ascending seq order and only keys with `seq > last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN`
 //!   are kept, which bounds memory per session.
 //! - Applying the same command sequence (same positions) yields the same state,
-//!   the same outcomes and byte-identical snapshots on every replica: apply
-//!   reads only the command and the state, and snapshots sort sessions by id.
+//!   the same outcomes and byte-identical snapshots on every replica with the same
+//!   `tail_keep` (trimming keeps that many events local): apply reads only the
+//!   command and the state, and snapshots sort sessions by id.
 //!
 //! The caller must apply each committed entry exactly once, in log order.
 //! Memory: tails and idempotency keys are bounded per session; `positions`
-//! costs 8 bytes per event for the session's lifetime, because it is what lets
-//! readers find events that have left the tail. Snapshot encoding lives in
+//! costs 8 bytes per event not yet trimmed (with the archive on: the unarchived
+//! events plus `tail_keep`; without it: the session's whole history), because it
+//! is what lets readers find events that have left the tail. Snapshot encoding lives in
 //! `snapshot.rs` (a sibling module with access to these private fields).
 
 use std::collections::{HashMap, VecDeque};
@@ -230,7 +234,7 @@ pub(super) struct Session {
     /// (`trimmed <= archived_seq`, never decreases): only Postgres serves them.
     pub(super) trimmed: u64,
     /// Log position of each event `trimmed+1 ..= last_seq`, in order.
-    pub(super) positions: Vec<u64>,
+    pub(super) positions: VecDeque<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
     /// Idempotency keys by their xxh3-128 hash: memory per remembered key is fixed,
     /// however long the client's keys are.
@@ -244,7 +248,7 @@ impl Session {
             header,
             archived_seq: 0,
             trimmed: 0,
-            positions: Vec::new(),
+            positions: VecDeque::new(),
             tail: VecDeque::new(),
             keys: HashMap::new(),
             key_order: VecDeque::new(),
@@ -289,7 +293,7 @@ impl Session {
                 self.tail.pop_front();
             }
         }
-        self.positions.push(position);
+        self.positions.push_back(position);
         self.header.last_seq = seq;
         self.header.updated_micros = now_micros;
         if let Some(k) = key {
@@ -476,8 +480,17 @@ impl ShardState {
             // positions[seq - trimmed - 1] belongs to event seq: this slice is
             // local_first..=cold_end.
             let bounds = usize::try_from(local_first - s.trimmed - 1).ok().zip(usize::try_from(cold_end - s.trimmed).ok());
-            if let Some(slice) = bounds.and_then(|(lo, hi)| s.positions.get(lo..hi)) {
-                read.cold = (local_first..).zip(slice).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+            match bounds.filter(|(lo, hi)| lo <= hi && *hi <= s.positions.len()) {
+                Some((lo, hi)) => {
+                    read.cold =
+                        (local_first..).zip(s.positions.range(lo..hi)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                }
+                None => {
+                    // One position per local seq is an invariant; were it broken, end the
+                    // page here rather than let the hot events follow with a gap.
+                    debug_assert!(false, "positions of {session} do not cover seqs {local_first}..={cold_end}");
+                    return Some(read);
+                }
             }
         }
         let hot_first = local_first.max(tail_first);
