@@ -401,7 +401,9 @@ async fn core_main(
 ) -> Result<(), StartupError> {
     use futures::FutureExt;
     let core = crate::runtime::join_mesh(config.clone(), &plan, mesh).await.map_err(|source| StartupError::Core { core: 0, source })?;
-    *core.archive.borrow_mut() = archive.clone();
+    if let Some(archive) = &archive {
+        let _ = core.archive.set(archive.clone());
+    }
     let id = core.id;
     // Every line logged on this core names the node and the core (logging.rs).
     let _core_span = tracing::info_span!("core", node = %config.node_name, core = id).entered();

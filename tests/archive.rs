@@ -29,11 +29,6 @@ fn start_archiving(pg: &Postgres, extra: &[(&str, &str)]) -> Server {
     s
 }
 
-fn metric(s: &Server, series: &str) -> f64 {
-    let text = s.req("GET", "/metrics", "").text();
-    starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
-}
-
 /// Wait until the node reports nothing waiting for the archive and every session's rows
 /// are in Postgres; then each session's rows are exactly its events, byte for byte.
 fn assert_archive_equals_the_api(s: &Server, pg: &Postgres, sessions: &[String]) {

@@ -120,11 +120,6 @@ fn session_where(cluster: &Cluster, prefix: &str, want: impl Fn(&[usize]) -> boo
     (0..10_000).map(|i| format!("{prefix}-{i}")).find(|s| want(&cluster.replica_nodes(s))).expect("some id lands on such a shard")
 }
 
-fn metric(node: &Server, series: &str) -> f64 {
-    let text = node.req("GET", "/metrics", "").text();
-    starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
-}
-
 /// Pages of a session, as raw response bodies, through one node (linearizable reads).
 fn page_text(node: &Server, session: &str) -> String {
     let r = node.req("GET", &format!("/v1/sessions/{session}/events?cursor=0&limit=1000"), "");

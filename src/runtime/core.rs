@@ -158,8 +158,9 @@ pub struct Core {
     /// operations are refused before they propose anything.
     pub stopping: Cell<bool>,
     /// The archive thread's handle when `STARCITE_ARCHIVER_ENABLED` (set once at startup,
-    /// before the shards open): reads of trimmed events go through it.
-    pub archive: RefCell<Option<crate::archive::Archive>>,
+    /// before the shards open): reads of trimmed events go through it. A `OnceCell`, so a
+    /// read borrows it without a clone or a `RefCell` guard.
+    pub archive: std::cell::OnceCell<crate::archive::Archive>,
     /// Events committed on this core since its last archive flush (a hint: the archiver
     /// flushes before the interval once a full batch's worth waits; runtime/archiver.rs).
     pub archive_backlog: Cell<u64>,
@@ -210,7 +211,7 @@ impl Core {
             watch,
             started: Cell::new(false),
             stopping: Cell::new(false),
-            archive: RefCell::new(None),
+            archive: std::cell::OnceCell::new(),
             archive_backlog: Cell::new(0),
             draining: Latch::default(),
             leaving: Latch::default(),
@@ -442,18 +443,18 @@ impl Core {
 
     async fn read(&self, session: &str, after: u64, limit: usize, max_bytes: usize, consistency: Consistency) -> Result<Page, Refused> {
         let shard = self.shard(session)?;
-        let archive = self.archive.borrow().clone();
+        let archive = self.archive.get();
         let wait_ms = match consistency {
             Consistency::Linearizable => {
                 shard.linearize(self.timeout()).await?;
-                return Ok(shard.read(session, after, limit, max_bytes, archive.as_ref()).await?);
+                return Ok(shard.read(session, after, limit, max_bytes, archive).await?);
             }
             Consistency::Committed { wait_ms } => wait_ms,
         };
         // A session this replica has not applied yet reads as empty (its creation was
         // checked through the leader before any tail started).
         let empty = || Page { events: Vec::new(), last_seq: after };
-        let page = match shard.read(session, after, limit, max_bytes, archive.as_ref()).await {
+        let page = match shard.read(session, after, limit, max_bytes, archive).await {
             Err(e) if e.code == crate::session::ErrorCode::SessionNotFound => empty(),
             other => other?,
         };
@@ -467,7 +468,7 @@ impl Core {
         let _ = GlommioRuntime::timeout(Duration::from_millis(wait_ms as u64), signal.wait_beyond(after)).await;
         self.watch.set_remote(session, self.id, false);
         self.watch.remove_local(session, &signal);
-        match shard.read(session, after, limit, max_bytes, archive.as_ref()).await {
+        match shard.read(session, after, limit, max_bytes, archive).await {
             Err(e) if e.code == crate::session::ErrorCode::SessionNotFound => Ok(empty()),
             other => Ok(other?),
         }

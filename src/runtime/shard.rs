@@ -209,7 +209,8 @@ impl Shard {
     /// `starcite_raft_groups_under_replicated`: while it is above zero, losing one more
     /// replica's data can cost a group its quorum (the operator's "do not wipe now").
     pub fn under_replicated(&self, wanted: Option<BTreeSet<u64>>) -> bool {
-        let metrics = self.raft.metrics().borrow().clone();
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow();
         if metrics.state != ServerState::Leader {
             return false;
         }

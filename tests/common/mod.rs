@@ -287,6 +287,12 @@ impl Server {
     }
 }
 
+/// One series' value in a node's `/metrics` (0 when absent).
+pub fn metric(node: &Server, series: &str) -> f64 {
+    let text = node.req("GET", "/metrics", "").text();
+    starcite::metrics::parse_exposition(&text).get(series).copied().unwrap_or(0.0)
+}
+
 impl Server {
     /// Every event of a session exactly as the API renders it (each event's raw JSON text).
     pub fn raw_events(&self, session: &str) -> Vec<String> {
