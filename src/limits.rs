@@ -262,3 +262,14 @@ pub const ARCHIVE_READ_TIMEOUT_MS: u64 = 5_000;
 pub const ARCHIVE_CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 const _: () = assert!(ARCHIVE_RETRY_MIN_MS <= ARCHIVE_RETRY_MAX_MS);
+
+// ---- log compaction with the archive on (runtime/compactor.rs) -----------------------
+
+/// How often a core's compactor looks for segments to free (milliseconds).
+pub const COMPACT_INTERVAL_MS: u64 = 1_000;
+/// A shard holding more events than this only in its log (unarchived, out of the tail)
+/// gets no new snapshot: the snapshot would carry them all into memory. They pin the log
+/// until the archive catches up (events).
+pub const COMPACT_LOG_ONLY_EVENTS_MAX: u64 = 50_000;
+/// How long the compactor waits for a snapshot it asked openraft for (milliseconds).
+pub const COMPACT_SNAPSHOT_WAIT_MS: u64 = 30_000;

@@ -429,6 +429,8 @@ async fn core_main(
     }
     if let (Some(archive), true) = (archive, core.started.get()) {
         glommio::spawn_local(crate::runtime::archiver::run(core.clone(), archive)).detach();
+        // Trimming after the archive is what lets the log shrink (runtime/compactor.rs).
+        glommio::spawn_local(crate::runtime::compactor::run(core.clone())).detach();
     }
     core.draining.wait().await;
     // Leaders first hand their groups to followers, so writes move on at once.

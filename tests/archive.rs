@@ -406,3 +406,83 @@ fn trimmed_ranges_replay_identically_over_page_ws_and_sse() {
     }
     assert_eq!(s.raw_events("t")[..40], reference[..]);
 }
+
+/// Bytes and count of the segment files under `dir` (every core's log).
+fn segment_files(dir: &std::path::Path) -> (u64, usize) {
+    let mut total = (0, 0);
+    for core in std::fs::read_dir(dir).unwrap().flatten() {
+        let Ok(files) = std::fs::read_dir(core.path()) else { continue };
+        for f in files.flatten() {
+            if f.file_name().to_string_lossy().ends_with(".seg") {
+                total.0 += f.metadata().unwrap().len();
+                total.1 += 1;
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn the_log_shrinks_once_archived_and_every_event_replays_from_seq_1_after_a_kill_9() {
+    let mut pg = Postgres::start();
+    // One core, the smallest segments (4 MiB), a tail of 20: ~40 MB of events across 8
+    // sessions fill about ten segments; once archived, the log keeps only what is not.
+    let mut s = start_archiving(&pg, &[("STARCITE_CORES", "1"), ("STARCITE_SEGMENT_BYTES", "4194304"), ("STARCITE_TAIL_KEEP", "20")]);
+    let sessions: Vec<String> = (0..8).map(|i| format!("shrink-{i}")).collect();
+    for id in &sessions {
+        s.create(id);
+    }
+    let (writers, acked) = spawn_writers(
+        s.port,
+        &sessions,
+        4,
+        1_200,
+        |t, n| json!({"type": "w", "payload": {"t": t, "n": n, "pad": "x".repeat(8_000)}, "actor": "w"}),
+    );
+    let mut peak = (0, 0);
+    for w in writers {
+        while !w.is_finished() {
+            let now = segment_files(&s.data_dir);
+            peak = peak.max(now);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), 4 * 1_200);
+    let appended_bytes = acked.len() as u64 * 8_000;
+    assert_archive_equals_the_api(&s, &pg, &sessions);
+    // The compactor snapshots and purges the shards, then deletes the segments all of them
+    // have purged: what stays is the segment being written and its spare.
+    let deadline = Instant::now() + CATCH_UP;
+    let (bytes, count) = loop {
+        let now = segment_files(&s.data_dir);
+        if now.1 <= 2 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the log did not shrink: {now:?} (peak {peak:?})\n{}", s.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("segments: peak {peak:?}, after archiving {:?}; {appended_bytes} payload bytes appended", (bytes, count));
+    assert!(bytes * 4 < appended_bytes, "{bytes} bytes of segments left for {appended_bytes} appended");
+    assert!(metric(&s, "starcite_log_segments_deleted_total") >= 5.0);
+    assert!(metric(&s, "starcite_raft_snapshots_built_total") >= 1.0);
+    assert_eq!(metric(&s, "starcite_log_segments"), count as f64);
+    let reference: HashMap<String, Vec<String>> = sessions.iter().map(|id| (id.clone(), s.raw_events(id))).collect();
+    assert_acked_present(&s, &acked);
+    // kill -9: the node restarts from its snapshots and what is left of the log (the
+    // purged head, the checkpointed votes), and serves every event from seq 1 again.
+    s.kill9();
+    s.launch();
+    s.wait_ready();
+    for id in &sessions {
+        assert_eq!(&s.raw_events(id), &reference[id], "{id} after the restart");
+    }
+    assert_eq!(s.append(&sessions[0], event(1)).status, 201);
+    // The tails came back with the snapshots: with Postgres gone they still serve.
+    pg.kill9();
+    let last = reference[&sessions[1]].len();
+    let r = s.req("GET", &format!("/v1/sessions/{}/events?cursor={}&limit=100", sessions[1], last - 20), "");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 20);
+}

@@ -24,9 +24,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, ()> for Builder {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let dir = self.base.join(format!("store-{n}"));
         let (engine, mut shards) = open_core_log(&dir.join("log"), 4 * 1024 * 1024).await.expect("open log");
-        let log = shards.remove(&SHARD).unwrap_or_default();
-        let sm = StateMachine::open(SHARD, 16, dir.join("snapshots"), log.clone()).expect("open sm");
-        Ok(((), LogStore::new(SHARD, engine, log), sm))
+        let store = LogStore::new(SHARD, engine, shards.remove(&SHARD).unwrap_or_default());
+        let sm = StateMachine::open(SHARD, 16, dir.join("snapshots"), store.clone()).expect("open sm");
+        Ok(((), store, sm))
     }
 }
 

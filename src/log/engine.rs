@@ -210,6 +210,7 @@ impl LogEngine {
             vouch: RefCell::new(None),
             stats: LogStats::default(),
         });
+        engine.stats.counters.segments.set(engine.files.borrow().len() as u64);
         glommio::spawn_local(writer_loop(engine.clone())).detach();
         Ok(engine)
     }
@@ -342,6 +343,7 @@ impl LogEngine {
         let file = prep.await.map_err(|e| LogError::io("prepare", self.path_of(segment), 0, io::Error::other(e.to_string())))?;
         self.files.borrow_mut().insert(segment, file.clone());
         self.sizes.borrow_mut().insert(segment, self.segment_bytes);
+        self.stats.counters.segments.set(self.files.borrow().len() as u64);
         Ok(file)
     }
 
@@ -360,6 +362,35 @@ impl LogEngine {
         if let Some(w) = self.writer_waker.take() {
             w.wake();
         }
+    }
+
+    /// `(oldest, writing)`: the oldest segment file, and the segment the durable end is in.
+    /// Segments before `writing` are sealed: nothing more is written to them.
+    pub fn segment_span(&self) -> (u32, u32) {
+        let oldest = self.files.borrow().keys().next().copied().unwrap_or(1);
+        (oldest, self.state.borrow().durable_segment)
+    }
+
+    /// Delete every segment before `keep_from` (never the one being written or later),
+    /// oldest first, each unlink made durable (directory fsync) before the next, so a crash
+    /// leaves a suffix of the log, never a hole. The caller guarantees that nothing in them
+    /// is needed any more: every shard purged past them and restated its vote, purge point
+    /// and committed mark after them (raft/log_store.rs `ShardLog::checkpoint`). Reads
+    /// already in flight keep their open file. Returns how many segments were deleted.
+    pub fn delete_segments_before(&self, keep_from: u32) -> Result<u64, LogError> {
+        let keep_from = keep_from.min(self.state.borrow().durable_segment);
+        let victims: Vec<u32> = self.files.borrow().keys().copied().filter(|s| *s < keep_from).collect();
+        for segment in &victims {
+            let path = self.path_of(*segment);
+            self.files.borrow_mut().remove(segment);
+            self.sizes.borrow_mut().remove(segment);
+            std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, 0, e))?;
+            segment::sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, 0, e))?;
+            self.stats.counters.segments_deleted.inc();
+            tracing::debug!(segment, "deleted a log segment every shard had purged");
+        }
+        self.stats.counters.segments.set(self.files.borrow().len() as u64);
+        Ok(victims.len() as u64)
     }
 
     /// The durable end of the log: (segment, offset just past the last synced record).

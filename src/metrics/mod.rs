@@ -34,6 +34,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.get()
     }
+
+    /// For levels computed elsewhere (segment files).
+    pub fn set(&self, n: u64) {
+        self.0.set(n);
+    }
 }
 
 /// Declares a set of scalar metrics once. From one table (field, Prometheus type, name,
@@ -188,6 +193,10 @@ scalar_metrics! {
         bytes_written: COUNTER = "starcite_log_bytes_written_total", "Bytes written to segment files (whole blocks).";
         batches: COUNTER = "starcite_log_batches_total", "Group commits (one write and one fdatasync per touched segment).";
         fsyncs: COUNTER = "starcite_log_fsyncs_total", "fdatasync calls.";
+        segments: GAUGE = "starcite_log_segments", "Segment files of the log, spares created ahead of the writer included.";
+        segments_deleted: COUNTER = "starcite_log_segments_deleted_total", "Segments deleted because every shard had purged past them (archive on).";
+        snapshots_built: COUNTER = "starcite_raft_snapshots_built_total", "Snapshots the compactor had built to purge a shard's log.";
+        purges: COUNTER = "starcite_raft_log_purges_total", "Log purges the compactor asked for (each up to a snapshot and below every event only the log holds).";
     }
 }
 

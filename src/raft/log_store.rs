@@ -12,9 +12,15 @@
 //! - indices are contiguous from the first kept index to the last (asserted); there is no
 //!   hole after truncate or purge.
 //!
-//! Purge discards only the in-memory index: the bytes stay in their segment. Whether an
-//! event stays readable is decided above this layer (Starcite never purges unarchived
-//! events; with the archive disabled the Raft log is never purged).
+//! Purge discards the in-memory index; the bytes stay in their segment until every shard
+//! of the core has purged past it, then the compactor deletes the segment
+//! (runtime/compactor.rs) after writing a checkpoint of each shard's vote, purge point
+//! and committed mark ([`ShardLog::checkpoint`]), so no deleted segment held the only
+//! record of them. Recovery then starts from a later segment: a shard's first entry may
+//! follow a gap that a later purge record covers (checked by [`ShardLog::check_recovered`]).
+//! Whether an event stays readable is decided above this layer (the compactor never
+//! purges below an event the replica can serve only from its log; with the archive
+//! disabled the Raft log is never purged).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -50,6 +56,9 @@ pub struct ShardLog {
     leaders: Vec<(u64, CommittedLeaderId<NodeId>)>,
     last_purged: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+    /// The vote of the last vote record written (set when it is submitted, before it is
+    /// durable): a checkpoint must never write an older vote after a newer one.
+    vote_written: Option<Vote<NodeId>>,
     committed: Option<LogId<NodeId>>,
     /// Recently appended entries: served without I/O until applied (and while not durable).
     cache: BTreeMap<u64, Entry<TypeConfig>>,
@@ -128,12 +137,18 @@ impl ShardLog {
         self.leader_at(index).map(|l| LogId::new(l, index))
     }
 
-    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc) -> Result<(), RecordError> {
+    /// Keep entry `index` at `loc`. `recovering`: the log's head segments may have been
+    /// deleted, so the first entry kept may follow a gap (see `check_recovered`); a live
+    /// append never may.
+    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc, recovering: bool) -> Result<(), RecordError> {
         if self.last_purged.is_some_and(|p| index <= p.index) {
             // Already covered by the purge (and the snapshot behind it): nothing to keep.
             return Ok(());
         }
-        if self.locs.is_empty() && self.last_purged.is_none() && self.first_index == 0 {
+        if self.locs.is_empty() && (self.first_index == 0 || (recovering && index > self.next_index())) {
+            // The first entry kept: either the log's very first, or one after entries whose
+            // segments were deleted (a purge record later in the log covers them; checked
+            // by `check_recovered`).
             self.first_index = index;
         }
         if index != self.next_index() {
@@ -214,12 +229,52 @@ impl ShardLog {
     fn purge(&mut self, upto: LogId<NodeId>) {
         let drop_n = (upto.index + 1).saturating_sub(self.first_index).min(self.locs.len() as u64) as usize;
         self.locs.drain(..drop_n);
-        self.first_index = upto.index + 1;
+        // Recovery of a log whose head segments were deleted can see kept entries before
+        // an older purge record: those entries stay.
+        self.first_index = if self.locs.is_empty() { upto.index + 1 } else { self.first_index.max(upto.index + 1) };
         // Keep the leader covering the new first index.
         let keep_from = self.leaders.partition_point(|(first, _)| *first <= upto.index).saturating_sub(1);
         self.leaders.drain(..keep_from);
         self.cache.retain(|i, _| *i > upto.index);
         self.last_purged = Some(upto);
+    }
+
+    /// After recovery: the kept entries start right after the purge point (a gap there
+    /// means a deleted segment held entries nothing purged: the log is damaged).
+    pub fn check_recovered(&self) -> Result<(), String> {
+        match self.last_purged {
+            Some(p) if !self.locs.is_empty() && self.first_index != p.index + 1 => {
+                Err(format!("entries {}..{} are missing (purged up to {})", p.index + 1, self.first_index, p.index))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Segment of the first kept entry: every segment before it holds nothing this shard
+    /// still needs, once [`Self::checkpoint`] has been written after them.
+    pub fn first_segment(&self) -> Option<u32> {
+        self.locs.front().map(|l| l.segment)
+    }
+
+    /// Index of the last purged entry (0 when nothing was purged).
+    pub fn purged_index(&self) -> u64 {
+        self.last_purged.map_or(0, |p| p.index)
+    }
+
+    /// The records that restate this shard's vote, purge point and committed mark: written
+    /// (and made durable) before older segments are deleted, so recovery finds them.
+    pub fn checkpoint(&self, shard: u32) -> Vec<LogRecord> {
+        let mut out = Vec::new();
+        if let Some(v) = self.vote_written.or(self.vote) {
+            out.push(LogRecord::Vote { shard, term: v.leader_id.term, node: v.leader_id.node_id, committed: v.committed });
+        }
+        if let Some(p) = self.last_purged {
+            out.push(LogRecord::Purge { shard, term: p.leader_id.term, node: p.leader_id.node_id, index: p.index });
+        }
+        if let Some(c) = self.committed {
+            out.push(LogRecord::Committed { shard, term: c.leader_id.term, node: c.leader_id.node_id, index: c.index });
+        }
+        out
     }
 
     /// Forget cached entries up to `index` (they are applied; reads go to disk).
@@ -249,7 +304,7 @@ impl ShardLog {
     pub fn recover(&mut self, loc: Loc, rec: &ArchivedLogRecord) -> Result<(), RecordError> {
         match rec {
             ArchivedLogRecord::Entry { term, node, index, .. } => {
-                self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc)?
+                self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc, true)?
             }
             ArchivedLogRecord::Vote { term, node, committed, .. } => {
                 let v = if *committed {
@@ -418,6 +473,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let rec = LogRecord::Vote { shard: self.shard, term: vote.leader_id.term, node: vote.leader_id.node_id, committed: vote.committed };
         let vouched = self.log.borrow().vouched(Some(*vote));
+        self.log.borrow_mut().vote_written = Some(*vote);
         self.write_durable(rec, vouched, ErrorSubject::Vote).await?;
         self.log.borrow_mut().vote = Some(*vote);
         Ok(())
@@ -455,7 +511,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut log = self.log.borrow_mut();
         for (entry, loc) in entries.into_iter().zip(locs) {
-            log.push(entry.log_id.index, entry.log_id.leader_id, loc)
+            log.push(entry.log_id.index, entry.log_id.leader_id, loc, false)
                 .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
             if log.loc_of(entry.log_id.index) == Some(loc) {
                 log.cache.insert(entry.log_id.index, entry);
@@ -494,4 +550,64 @@ pub async fn open_core_log(
     })
     .await?;
     Ok((engine, shards))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(i: u64) -> Loc {
+        Loc { segment: 1 + (i / 10) as u32, offset: 4096 + i as u32, payload_len: 1 }
+    }
+
+    fn id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// Recovery of a log whose head segments were deleted: an old purge record, then kept
+    /// entries after a gap (their predecessors were in the deleted segments), then the
+    /// checkpoint's purge record that covers the gap.
+    #[test]
+    fn a_log_with_deleted_head_segments_recovers_from_the_checkpoint() {
+        let mut log = ShardLog::default();
+        log.purge(id(40));
+        for i in 45..=60 {
+            log.push(i, CommittedLeaderId::new(1, 1), loc(i), true).unwrap();
+        }
+        assert!(log.check_recovered().is_err(), "entries 41..44 are missing until a purge covers them");
+        log.purge(id(50));
+        assert_eq!(log.check_recovered(), Ok(()));
+        assert_eq!((log.first_index, log.first_segment(), log.last_log_id()), (51, Some(6), Some(id(60))));
+        assert_eq!(log.loc_of(51), Some(loc(51)));
+        // A checkpoint purge record older than the first kept entry leaves the entries.
+        let mut log = ShardLog::default();
+        for i in 45..=60 {
+            log.push(i, CommittedLeaderId::new(1, 1), loc(i), true).unwrap();
+        }
+        log.purge(id(44));
+        assert_eq!((log.check_recovered(), log.first_index, log.locs.len()), (Ok(()), 45, 16));
+        // A hole that no purge covers is damage, found at startup.
+        log.purge(id(30));
+        assert_eq!(log.first_index, 45);
+        let mut holed = ShardLog::default();
+        holed.purge(id(10));
+        holed.push(20, CommittedLeaderId::new(1, 1), loc(20), true).unwrap();
+        let mut live = ShardLog::default();
+        live.purge(id(10));
+        assert!(live.push(20, CommittedLeaderId::new(1, 1), loc(20), false).is_err(), "a live append never skips");
+        assert!(holed.check_recovered().unwrap_err().contains("11..20"));
+    }
+
+    /// The checkpoint restates the newest vote even while its record is not durable yet.
+    #[test]
+    fn the_checkpoint_restates_the_vote_written_last() {
+        let mut log = ShardLog { vote: Some(Vote::new(3, 1)), ..ShardLog::default() };
+        log.vote_written = Some(Vote::new(4, 2));
+        log.purge(id(7));
+        log.committed = Some(id(7));
+        let records = log.checkpoint(9);
+        assert!(matches!(records[0], LogRecord::Vote { shard: 9, term: 4, node: 2, committed: false }));
+        assert!(matches!(records[1], LogRecord::Purge { shard: 9, index: 7, .. }));
+        assert!(matches!(records[2], LogRecord::Committed { shard: 9, index: 7, .. }));
+    }
 }

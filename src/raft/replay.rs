@@ -93,6 +93,13 @@ pub async fn open_core(
         Ok(())
     })
     .await?;
+    for (shard, log) in &shards {
+        log.borrow().check_recovered().map_err(|reason| LogError::Corrupt {
+            path: dir.to_path_buf(),
+            offset: 0,
+            reason: format!("shard {shard}: {reason}"),
+        })?;
+    }
     Ok((engine, shards, replayed))
 }
 

@@ -3,9 +3,12 @@
 //!
 //! Applied state is not written on its own: the Raft log is the source of truth and
 //! openraft re-applies committed entries at startup. Snapshots (session headers,
-//! idempotency memory, seq → log index, membership; never event bodies) are written to
-//! `<core dir>/snapshots/<shard>.snap` atomically when built or installed, and loaded at
-//! start, so a purged log prefix is always covered by a durable snapshot.
+//! idempotency memory, seq → log index, membership, and every event not yet trimmed,
+//! rendered: session/snapshot.rs) are written to `<core dir>/snapshots/<shard>.snap`
+//! atomically when built or installed, and loaded at start, so a purged log prefix is
+//! always covered by a durable snapshot, and a replica that installs one needs no entry
+//! below it to serve any event (ARCHITECTURE §15b). The snapshot is not kept in memory:
+//! openraft's requests for it read the file.
 
 use std::cell::RefCell;
 use std::io::{self, Cursor};
@@ -19,10 +22,11 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::log_store::{storage_error, NodeId, ShardLog};
+use super::events::read_cold_events;
+use super::log_store::{storage_error, LogStore, NodeId};
 use super::position;
 use super::TypeConfig;
-use crate::session::{ApiError, Command, Outcome, ShardState, SnapshotError};
+use crate::session::{ApiError, ByteBudget, Command, Outcome, ShardState, SnapshotError};
 
 /// What applying one entry answers to the client that proposed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,14 +111,13 @@ pub struct ShardMachine {
     pub state: ShardState,
     pub last_applied: Option<LogId<NodeId>>,
     pub membership: StoredMembership<NodeId, BasicNode>,
-    snapshot: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
     pub listener: Option<ApplyListener>,
 }
 
 #[derive(Clone)]
 pub struct StateMachine {
     pub inner: Rc<RefCell<ShardMachine>>,
-    log: Rc<RefCell<ShardLog>>,
+    store: LogStore,
     snapshot_path: PathBuf,
 }
 
@@ -145,14 +148,13 @@ fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotMeta<NodeId, BasicNode>, &[u
 
 impl StateMachine {
     /// A state machine for `shard`, starting from its snapshot file when there is one.
-    pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, log: Rc<RefCell<ShardLog>>) -> Result<Self, SnapshotFileError> {
+    pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, store: LogStore) -> Result<Self, SnapshotFileError> {
         let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
         let mut machine = ShardMachine {
             shard,
             state: ShardState::new(tail_keep),
             last_applied: None,
             membership: StoredMembership::default(),
-            snapshot: None,
             listener: None,
         };
         match std::fs::read(&snapshot_path) {
@@ -161,13 +163,12 @@ impl StateMachine {
                 let (meta, state) = decode_snapshot(&bytes).map_err(bad)?;
                 machine.state = ShardState::from_snapshot_bytes(state, tail_keep).map_err(bad)?;
                 machine.last_applied = meta.last_log_id;
-                machine.membership = meta.last_membership.clone();
-                machine.snapshot = Some((meta, bytes));
+                machine.membership = meta.last_membership;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(SnapshotFileError { path: snapshot_path, reason: e.to_string() }),
         }
-        Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path })
+        Ok(StateMachine { inner: Rc::new(RefCell::new(machine)), store, snapshot_path })
     }
 
     /// A state machine whose state was rebuilt elsewhere (the startup scan of the log,
@@ -178,11 +179,11 @@ impl StateMachine {
         last_applied: Option<LogId<NodeId>>,
         membership: StoredMembership<NodeId, BasicNode>,
         snapshot_dir: PathBuf,
-        log: Rc<RefCell<ShardLog>>,
+        store: LogStore,
     ) -> Self {
         let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
-        let machine = ShardMachine { shard, state, last_applied, membership, snapshot: None, listener: None };
-        StateMachine { inner: Rc::new(RefCell::new(machine)), log, snapshot_path }
+        let machine = ShardMachine { shard, state, last_applied, membership, listener: None };
+        StateMachine { inner: Rc::new(RefCell::new(machine)), store, snapshot_path }
     }
 
     fn persist_snapshot(&self, bytes: &[u8]) -> io::Result<()> {
@@ -201,19 +202,31 @@ impl StateMachine {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    /// The state as of `last_applied` (a copy taken at once: applies go on meanwhile),
+    /// with the events it holds only in the log read back and rendered into it.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let (meta, bytes) = {
+        let (meta, state) = {
             let m = self.inner.borrow();
             let meta = SnapshotMeta {
                 last_log_id: m.last_applied,
                 last_membership: m.membership.clone(),
                 snapshot_id: format!("{}-{}", m.shard, m.last_applied.map(|l| l.index + 1).unwrap_or(0)),
             };
-            let bytes = encode_snapshot(&meta, &m.state.snapshot_bytes());
-            (meta, bytes)
+            (meta, m.state.clone())
         };
-        self.persist_snapshot(&bytes).map_err(|e| storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e))?;
-        self.inner.borrow_mut().snapshot = Some((meta.clone(), bytes.clone()));
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let mut log_only = std::collections::HashMap::new();
+        for (session, cold) in state.log_only_events() {
+            // These entries are above any purge (the compactor purges below the lowest
+            // log-only position, runtime/compactor.rs), and never truncated (applied).
+            let events = read_cold_events(&self.store, &session, &cold, &mut ByteBudget::new(usize::MAX))
+                .await
+                .map_err(|e| storage_error(subject(), ErrorVerb::Read, e.message))?;
+            log_only.insert(session, events);
+        }
+        let state_bytes = state.snapshot_bytes_with(&log_only).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        let bytes = encode_snapshot(&meta, &state_bytes);
+        self.persist_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
     }
 }
@@ -250,7 +263,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             (m.listener.clone(), m.shard, m.last_applied)
         };
         if let Some(last) = last {
-            self.log.borrow_mut().evict_cache_upto(last.index);
+            self.store.log.borrow_mut().evict_cache_upto(last.index);
         }
         if let Some(listener) = listener {
             if !appended.is_empty() {
@@ -285,12 +298,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         m.state = state;
         m.last_applied = meta.last_log_id;
         m.membership = meta.last_membership.clone();
-        m.snapshot = Some((meta.clone(), bytes));
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let m = self.inner.borrow();
-        Ok(m.snapshot.as_ref().map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
+        let bytes = match std::fs::read(&self.snapshot_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e)),
+        };
+        let (meta, _) = decode_snapshot(&bytes).map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod archiver;
+pub mod compactor;
 pub mod core;
 pub mod membership;
 pub mod placement;
@@ -59,8 +60,11 @@ pub fn raft_config() -> Result<Arc<openraft::Config>, Box<openraft::ConfigError>
         election_timeout_min: RAFT_ELECTION_TIMEOUT_MIN_MS,
         election_timeout_max: RAFT_ELECTION_TIMEOUT_MAX_MS,
         max_payload_entries: RAFT_PAYLOAD_ENTRIES_MAX,
-        // Events live in the Raft log; it is never compacted away under them.
+        // Snapshots and purges are Starcite's decision (runtime/compactor.rs): only with the
+        // archive on, and never below an event this replica can serve only from its log.
+        // openraft's own purge after a snapshot would ignore that bound: off.
         snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
         ..Default::default()
     };
     cfg.validate().map(Arc::new).map_err(Box::new)
@@ -146,12 +150,11 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let alone = core.members.len() <= 1;
     let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id && core.hosts(*s)).collect();
     for shard in local {
-        let log = logs.remove(&shard).unwrap_or_default();
+        let store = LogStore::new(shard, engine.clone(), logs.remove(&shard).unwrap_or_default());
         let sm = match replayed.remove(&shard) {
-            Some(r) => StateMachine::rebuilt(shard, r.state, r.last_applied, r.membership, snapshots.clone(), log.clone()),
-            None => StateMachine::open(shard, config.tail_keep, snapshots.clone(), log.clone())?,
+            Some(r) => StateMachine::rebuilt(shard, r.state, r.last_applied, r.membership, snapshots.clone(), store.clone()),
+            None => StateMachine::open(shard, config.tail_keep, snapshots.clone(), store.clone())?,
         };
-        let store = LogStore::new(shard, engine.clone(), log);
         let network = crate::cluster::network::Network { links: core.links.clone(), shard };
         let opened = shard::Shard::open(shard, node_id, raft_config.clone(), network, store, sm, alone).await?;
         opened.machine.borrow_mut().listener = Some(Rc::new(|_shard, appended, _bytes| {

@@ -309,13 +309,19 @@ impl Shard {
                 return Ok(Page { events, last_seq: hot.last_seq });
             }
         }
-        // Disk events only follow a complete run of archived ones (the page stays gap-free).
+        // Each tier only follows a complete run of the one before (the page stays gap-free):
+        // carried (from a snapshot), then disk, then the tail.
+        for json in &hot.carried {
+            if !budget.admit(json.len()) {
+                return Ok(Page { events, last_seq: hot.last_seq });
+            }
+            events.push(json.clone());
+        }
         let cold_count = hot.cold.len();
         if cold_count > 0 {
             events.extend(read_cold_events(&self.store, session, &hot.cold, &mut budget).await?);
         }
-        // Hot events only follow a complete run of cold ones (the page stays gap-free).
-        if events.len() as u64 == hot.archived + cold_count as u64 {
+        if events.len() as u64 == hot.archived + (hot.carried.len() + cold_count) as u64 {
             for json in hot.hot {
                 if !budget.admit(json.len()) {
                     break;

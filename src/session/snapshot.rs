@@ -1,10 +1,12 @@
-//! Snapshot encoding of a `ShardState`: everything except the hot tails
-//! (headers, idempotency memory, seq → position, last applied position).
+//! Snapshot encoding of a `ShardState`: headers, idempotency memory, seq → position,
+//! the last applied position, and every event not yet trimmed, rendered — so a replica
+//! that installs the snapshot, or restarts from it, needs no log entry below it for any
+//! event it serves (the log under it can be purged: ARCHITECTURE §15b).
 //!
 //! Format (all integers little-endian; strings are u64 length + UTF-8 bytes;
 //! optional strings are a 0/1 tag byte then the string):
 //! ```text
-//! magic "STSHARD" + version byte 4
+//! magic "STSHARD" + version byte 5
 //! u64 last_applied
 //! u64 session count, then per session, ascending by id:
 //!   id, title?, metadata_json, u64 last_seq, i64 created, i64 updated,
@@ -12,6 +14,8 @@
 //!   u64 trimmed (<= archived_seq; version 4, events left only in the archive),
 //!   u64 n == last_seq - trimmed, n × u64 position (of events trimmed+1 ..= last_seq),
 //!   u64 k, k × (key, u64 seq, u128 fingerprint) (ascending seq)
+//!   u64 c == last_seq - trimmed, c × rendered event JSON (events trimmed+1 ..= last_seq;
+//!   version 5; restored as the session's carried events and its tail)
 //! u64 xxh3_64 of everything above
 //! ```
 //! Invariants: encoding is deterministic (same state → same bytes on every
@@ -32,9 +36,11 @@ pub struct SnapshotError(pub String);
 
 use std::collections::{HashMap, VecDeque};
 
+use std::sync::Arc;
+
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
 
-const MAGIC: &[u8; 8] = b"STSHARD\x04";
+const MAGIC: &[u8; 8] = b"STSHARD\x05";
 const CHECKSUM_BYTES: usize = 8;
 
 fn put_u64(out: &mut Vec<u8>, v: u64) {
@@ -44,6 +50,29 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_u64(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
+}
+
+/// Every untrimmed event of `s`, rendered: from memory (carried, tail) or `log_only`.
+fn put_events(out: &mut Vec<u8>, s: &Session, log_only: &[Arc<str>]) -> Result<(), SnapshotError> {
+    let (trimmed, last_seq) = (s.trimmed, s.header.last_seq);
+    let (carried_end, tail_start) = (s.carried_end(), s.tail_first_seq());
+    let expected = tail_start.saturating_sub(carried_end + 1);
+    if log_only.len() as u64 != expected {
+        let id = &s.header.id;
+        return Err(SnapshotError(format!("session {id}: {} log-only events given, {expected} needed", log_only.len())));
+    }
+    put_u64(out, last_seq - trimmed);
+    for seq in trimmed + 1..=last_seq {
+        let text = if seq <= carried_end {
+            &s.carried[(seq - trimmed - 1) as usize]
+        } else if seq >= tail_start {
+            &s.tail[(seq - tail_start) as usize]
+        } else {
+            &log_only[(seq - carried_end - 1) as usize]
+        };
+        put_str(out, text);
+    }
+    Ok(())
 }
 
 fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -113,9 +142,11 @@ impl<'a> Reader<'a> {
 }
 
 impl ShardState {
-    /// Everything except the hot tail (headers, idempotency state, seq → log
-    /// index). Deterministic: sessions are written in ascending id order.
-    pub fn snapshot_bytes(&self) -> Vec<u8> {
+    /// The snapshot of this state. `log_only` holds, per session, the rendered events
+    /// [`ShardState::log_only_events`] listed (read from the log by the caller), in order;
+    /// every other untrimmed event is in memory. Deterministic: sessions are written in
+    /// ascending id order. Errors when `log_only` does not match the state.
+    pub fn snapshot_bytes_with(&self, log_only: &HashMap<String, Vec<Arc<str>>>) -> Result<Vec<u8>, SnapshotError> {
         let mut out = Vec::with_capacity(64 + self.sessions.len() * 128);
         out.extend_from_slice(MAGIC);
         put_u64(&mut out, self.last_applied);
@@ -143,14 +174,27 @@ impl ShardState {
                 put_u64(&mut out, *seq);
                 out.extend_from_slice(&fingerprint.to_le_bytes());
             }
+            put_events(&mut out, s, log_only.get(&h.id).map_or(&[][..], |v| v.as_slice()))?;
         }
         let sum = xxhash_rust::xxh3::xxh3_64(&out);
         put_u64(&mut out, sum);
-        out
+        Ok(out)
     }
 
-    /// Rebuilds a state from `snapshot_bytes` output; hot tails start empty, so
-    /// reads are served from disk until new appends refill them.
+    /// The snapshot with placeholder text for log-only events (tests build states
+    /// without a log).
+    #[cfg(test)]
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        let log_only = self
+            .log_only_events()
+            .into_iter()
+            .map(|(id, cold)| (id, cold.iter().map(|c| Arc::from(format!("log-only {}", c.seq))).collect()))
+            .collect();
+        self.snapshot_bytes_with(&log_only).expect("placeholders match the state")
+    }
+
+    /// Rebuilds a state from `snapshot_bytes_with` output: every untrimmed event comes
+    /// back as a carried event, the last `tail_keep` of them also as the tail.
     pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize) -> Result<Self, SnapshotError> {
         if b.len() < MAGIC.len() + CHECKSUM_BYTES || !b.starts_with(MAGIC) {
             return Err(SnapshotError("not a shard snapshot (bad magic or version)".to_string()));
@@ -167,7 +211,7 @@ impl ShardState {
         let n_sessions = r.count(8)?;
         let mut sessions = HashMap::with_capacity(n_sessions);
         for _ in 0..n_sessions {
-            let s = read_session(&mut r, last_applied)?;
+            let s = read_session(&mut r, last_applied, tail_keep)?;
             let id = s.header.id.clone();
             if sessions.insert(id.clone(), s).is_some() {
                 return Err(SnapshotError(format!("snapshot has session {id} twice")));
@@ -180,7 +224,7 @@ impl ShardState {
     }
 }
 
-fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, SnapshotError> {
+fn read_session(r: &mut Reader<'_>, last_applied: u64, tail_keep: usize) -> Result<Session, SnapshotError> {
     let header = SessionHeader {
         id: r.string()?,
         title: r.opt_string()?,
@@ -228,7 +272,16 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64) -> Result<Session, Snapsh
         }
         key_order.push_back((seq, key));
     }
-    let mut s = Session { header, archived_seq, trimmed, positions, tail: VecDeque::new(), keys, key_order };
+    let c = r.count(8)?;
+    if c as u64 != header.last_seq - trimmed {
+        return Err(SnapshotError(format!("session {id}: {c} carried events for last_seq {} with {trimmed} trimmed", header.last_seq)));
+    }
+    let mut carried = VecDeque::with_capacity(c);
+    for _ in 0..c {
+        carried.push_back(Arc::<str>::from(r.string()?));
+    }
+    let tail = carried.iter().skip(c.saturating_sub(tail_keep)).cloned().collect();
+    let mut s = Session { header, archived_seq, trimmed, positions, tail, carried, keys, key_order };
     // A snapshot written with a wider window is trimmed to this build's window.
     s.evict_keys();
     Ok(s)
@@ -279,8 +332,41 @@ mod tests {
             }
             assert_eq!(back.sessions[id].key_order, st.sessions[id].key_order);
             assert_eq!(back.sessions[id].keys, st.sessions[id].keys);
-            assert!(back.sessions[id].tail.is_empty());
         }
+    }
+
+    #[test]
+    fn every_untrimmed_event_comes_back_in_memory_and_the_last_tail_keep_as_the_tail() {
+        // A tail of 1: of session "b"'s 3 events, 1 and 2 are only in the log (given as
+        // placeholders by snapshot_bytes), 3 is in memory.
+        let mut st = ShardState::new(1);
+        st.apply(1, &Command::CreateSession { id: "b".into(), title: None, metadata_json: "{}".into(), now_micros: 3 });
+        for i in 0..3 {
+            append(&mut st, 10 + i, "b", &format!("k{i}"), "{}");
+        }
+        assert_eq!(st.lowest_log_only_position(), Some(10));
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 1).expect("decode");
+        assert_eq!(back.log_only_event_count(), 0, "nothing is left to read from the log");
+        assert_eq!(back.lowest_log_only_position(), None);
+        let page = back.hot_events("b", 0, 10).unwrap();
+        assert_eq!(page.carried.len(), 3);
+        assert_eq!(&*page.carried[0], "log-only 1");
+        assert!(page.cold.is_empty() && page.hot.is_empty());
+        assert_eq!(back.sessions["b"].tail.len(), 1);
+        assert!(Arc::ptr_eq(&back.sessions["b"].tail[0], &back.sessions["b"].carried[2]), "the tail shares the carried text");
+        // Appends after the restore: the carried events stay until trimmed, new ones
+        // leave the tail for the log.
+        let mut after = back.clone();
+        append(&mut after, 30, "b", "k9", "{}");
+        append(&mut after, 31, "b", "k10", "{}");
+        let page = after.hot_events("b", 0, 10).unwrap();
+        assert_eq!((page.carried.len(), page.cold.len(), page.hot.len()), (3, 1, 1));
+        assert_eq!(page.cold[0].seq, 4);
+        assert_eq!(after.lowest_log_only_position(), Some(30));
+        after.apply(32, &Command::MarkArchived { session_id: "b".into(), archived_seq: 5 });
+        let page = after.hot_events("b", 0, 10).unwrap();
+        assert_eq!((page.archived, page.carried.len(), page.cold.len(), page.hot.len()), (4, 0, 0, 1));
+        assert!(after.sessions["b"].carried.is_empty(), "trimming drops carried events");
     }
 
     #[test]
@@ -343,6 +429,8 @@ mod tests {
             put_u64(&mut b, indices.len() as u64);
             indices.iter().for_each(|&i| put_u64(&mut b, i));
             put_u64(&mut b, 0);
+            put_u64(&mut b, indices.len() as u64);
+            indices.iter().for_each(|i| put_str(&mut b, &format!("e{i}")));
             b
         };
         let session = |id: &str, last_seq: u64, indices: &[u64], archived: u64| trimmed_session(id, last_seq, indices, archived, 0);

@@ -10,6 +10,9 @@
 //! - `tail` holds the rendered events `last_seq - tail.len() + 1 ..= last_seq`
 //!   (at most `tail_keep` of them), as `Arc<str>` so readers on other threads
 //!   can take them without copying.
+//! - `carried` holds the rendered events `trimmed + 1 ..= trimmed + carried.len()` that
+//!   came with a snapshot (their log entries may be purged on this replica, ARCHITECTURE
+//!   §15b); they leave only by trimming, never by appends.
 //! - `keys` and `key_order` hold the same idempotency keys (as 128-bit hashes); `key_order` is in
 //!   ascending seq order and only keys with `seq > last_seq - IDEMPOTENCY_KEYS_REMEMBERED_MIN`
 //!   are kept, which bounds memory per session.
@@ -103,10 +106,11 @@ pub struct ColdEvent {
 }
 
 /// One page of a session's events with `seq > after`, at most `max` of them,
-/// contiguous. Events trimmed after archiving come first, then the log's, then the
-/// memory tail's (each tier is a suffix of the one before): seqs
-/// `after+1 ..= after+archived` are in the archive only, the next `cold.len()` on disk,
-/// then `first_hot_seq() ..= next_cursor()` in memory. Serve them in that order.
+/// contiguous. Events trimmed after archiving come first, then those a snapshot carried
+/// into memory, then the log's, then the memory tail's (each tier is a suffix of the one
+/// before): seqs `after+1 ..= after+archived` are in the archive only, the next
+/// `carried.len()` in memory, the next `cold.len()` on disk, then
+/// `first_hot_seq() ..= next_cursor()` in memory. Serve them in that order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HotRead {
     /// The cursor the page was read after.
@@ -116,7 +120,9 @@ pub struct HotRead {
     /// Events `after+1 ..= after+archived` were trimmed from this replica after the
     /// archive confirmed them: read them from Postgres.
     pub archived: u64,
-    /// Events to read from disk, ascending and gap-free, right after the archived ones.
+    /// Rendered events right after the archived ones, restored from a snapshot.
+    pub carried: Vec<Arc<str>>,
+    /// Events to read from disk, ascending and gap-free, right after the carried ones.
     pub cold: Vec<ColdEvent>,
     /// Rendered events that directly follow `cold`, ascending and gap-free.
     pub hot: Vec<Arc<str>>,
@@ -125,16 +131,17 @@ pub struct HotRead {
 impl HotRead {
     /// Number of events in the page.
     pub fn len(&self) -> usize {
-        self.archived as usize + self.cold.len() + self.hot.len()
+        self.archived as usize + self.carried.len() + self.cold.len() + self.hot.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Seq of `hot[0]`, i.e. the first seq read neither from the archive nor from disk.
+    /// Seq of `hot[0]`, i.e. the first seq of the tail's part of the page.
     pub fn first_hot_seq(&self) -> u64 {
-        self.after.saturating_add(1).saturating_add(self.archived).saturating_add(self.cold.len() as u64)
+        let before = self.archived.saturating_add(self.carried.len() as u64).saturating_add(self.cold.len() as u64);
+        self.after.saturating_add(1).saturating_add(before)
     }
 
     /// Cursor for the next page: the seq of the page's last event, or `after`
@@ -236,6 +243,10 @@ pub(super) struct Session {
     /// Log position of each event `trimmed+1 ..= last_seq`, in order.
     pub(super) positions: VecDeque<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
+    /// Rendered events `trimmed+1 ..= trimmed+carried.len()` restored from a snapshot (the
+    /// snapshot carries every untrimmed event, so the log below it can be purged); shares
+    /// its `Arc`s with `tail` where they overlap. Empty unless restored.
+    pub(super) carried: VecDeque<Arc<str>>,
     /// Idempotency keys by their xxh3-128 hash: memory per remembered key is fixed,
     /// however long the client's keys are.
     pub(super) keys: HashMap<u128, RememberedKey>,
@@ -250,6 +261,7 @@ impl Session {
             trimmed: 0,
             positions: VecDeque::new(),
             tail: VecDeque::new(),
+            carried: VecDeque::new(),
             keys: HashMap::new(),
             key_order: VecDeque::new(),
         }
@@ -330,12 +342,27 @@ impl Session {
         }
         let n = to - self.trimmed;
         self.positions.drain(..n as usize);
+        let carried = (n as usize).min(self.carried.len());
+        self.carried.drain(..carried);
         self.trimmed = to;
         n
     }
 
+    /// The seqs served from the log only: after the trimmed and carried events and
+    /// before the tail (`first > last` when there are none).
+    fn log_only_range(&self) -> (u64, u64) {
+        let first = self.carried_end() + 1;
+        let last = self.tail_first_seq().max(first) - 1;
+        (first, last)
+    }
+
+    /// Seq of the last event of `carried` (`trimmed` when it is empty).
+    pub(super) fn carried_end(&self) -> u64 {
+        self.trimmed + self.carried.len() as u64
+    }
+
     /// Seq of `tail[0]` (or `last_seq + 1` when the tail is empty).
-    fn tail_first_seq(&self) -> u64 {
+    pub(super) fn tail_first_seq(&self) -> u64 {
         // tail.len() <= last_seq by construction; saturating keeps this total anyway.
         self.header.last_seq.saturating_sub(self.tail.len() as u64).saturating_add(1)
     }
@@ -439,6 +466,46 @@ impl ShardState {
             .map(|(id, s)| (id.as_str(), s.archived_seq, s.header.last_seq))
     }
 
+    /// Per session, the events this replica holds only in its log (neither trimmed nor in
+    /// memory): what a snapshot must read from the log to carry every untrimmed event.
+    /// Sessions without such events are left out. O(sessions + those events).
+    pub fn log_only_events(&self) -> Vec<(String, Vec<ColdEvent>)> {
+        let mut out = Vec::new();
+        for (id, s) in &self.sessions {
+            let (first, last) = s.log_only_range();
+            if first <= last {
+                let lo = (first - s.trimmed - 1) as usize;
+                let cold = (first..=last).zip(s.positions.range(lo..)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                out.push((id.clone(), cold));
+            }
+        }
+        out
+    }
+
+    /// How many events this replica holds only in its log (see [`Self::log_only_events`]).
+    pub fn log_only_event_count(&self) -> u64 {
+        self.sessions
+            .values()
+            .map(|s| {
+                let (first, last) = s.log_only_range();
+                (last + 1).saturating_sub(first)
+            })
+            .sum()
+    }
+
+    /// The lowest position whose log entry still holds an event this replica can serve
+    /// only from its log; None when every untrimmed event is in memory. The log may be
+    /// purged below it once a snapshot covers the purge (the snapshot carries the rest).
+    pub fn lowest_log_only_position(&self) -> Option<u64> {
+        self.sessions
+            .values()
+            .filter_map(|s| {
+                let (first, last) = s.log_only_range();
+                (first <= last).then(|| s.positions.get((first - s.trimmed - 1) as usize).copied()).flatten()
+            })
+            .min()
+    }
+
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
         self.sessions.get(id).map(|s| &s.header)
     }
@@ -459,7 +526,7 @@ impl ShardState {
     pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Option<HotRead> {
         let s = self.sessions.get(session)?;
         let last_seq = s.header.last_seq;
-        let mut read = HotRead { after, last_seq, archived: 0, cold: Vec::new(), hot: Vec::new() };
+        let mut read = HotRead { after, last_seq, ..HotRead::default() };
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let end = after.saturating_add(max).min(last_seq);
         if end <= after {
@@ -471,32 +538,38 @@ impl ShardState {
             read.archived = archived_end - first + 1;
         }
         let local_first = first.max(s.trimmed + 1);
+        let carried_end = end.min(s.carried_end());
+        if local_first <= carried_end {
+            // carried[seq - trimmed - 1] is event seq.
+            let skip = usize::try_from(local_first - s.trimmed - 1).unwrap_or(usize::MAX);
+            let take = usize::try_from(carried_end - local_first + 1).unwrap_or(usize::MAX);
+            read.carried.extend(s.carried.iter().skip(skip).take(take).cloned());
+        }
+        let cold_first = local_first.max(s.carried_end() + 1);
         // tail[0] is event `tail_start`; the tail never reaches into the trimmed events
         // (trim stops `tail_keep` short of last_seq), the max only keeps this total.
         let tail_start = s.tail_first_seq();
-        let tail_first = tail_start.max(s.trimmed + 1);
-        let cold_end = end.min(tail_first.saturating_sub(1));
-        if local_first <= cold_end {
+        let tail_first = tail_start.max(cold_first);
+        let cold_end = end.min(tail_first - 1);
+        if cold_first <= cold_end {
             // positions[seq - trimmed - 1] belongs to event seq: this slice is
-            // local_first..=cold_end.
-            let bounds = usize::try_from(local_first - s.trimmed - 1).ok().zip(usize::try_from(cold_end - s.trimmed).ok());
+            // cold_first..=cold_end.
+            let bounds = usize::try_from(cold_first - s.trimmed - 1).ok().zip(usize::try_from(cold_end - s.trimmed).ok());
             match bounds.filter(|(lo, hi)| lo <= hi && *hi <= s.positions.len()) {
                 Some((lo, hi)) => {
-                    read.cold =
-                        (local_first..).zip(s.positions.range(lo..hi)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                    read.cold = (cold_first..).zip(s.positions.range(lo..hi)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
                 }
                 None => {
                     // One position per local seq is an invariant; were it broken, end the
                     // page here rather than let the hot events follow with a gap.
-                    debug_assert!(false, "positions of {session} do not cover seqs {local_first}..={cold_end}");
+                    debug_assert!(false, "positions of {session} do not cover seqs {cold_first}..={cold_end}");
                     return Some(read);
                 }
             }
         }
-        let hot_first = local_first.max(tail_first);
-        if hot_first <= end {
-            let skip = usize::try_from(hot_first - tail_start).unwrap_or(usize::MAX);
-            let take = usize::try_from(end - hot_first + 1).unwrap_or(usize::MAX);
+        if tail_first <= end {
+            let skip = usize::try_from(tail_first - tail_start).unwrap_or(usize::MAX);
+            let take = usize::try_from(end - tail_first + 1).unwrap_or(usize::MAX);
             read.hot.extend(s.tail.iter().skip(skip).take(take).cloned());
         }
         Some(read)
@@ -787,7 +860,7 @@ mod tests {
             assert_eq!(state.apply(6, &fresh), appended(3, 3, false));
         }
         let r = back.hot_events("s", 0, 10).expect("session");
-        assert_eq!((r.cold.len(), r.hot.len()), (2, 1), "restored tail starts empty");
+        assert_eq!((r.carried.len(), r.cold.len(), r.hot.len()), (2, 0, 1), "restored events come back in memory");
     }
 
     #[test]
@@ -832,11 +905,11 @@ mod tests {
         // Appends move the trim point along (the watermark already covers seq 9).
         st.apply(22, &stamped("s", json!({"type": "t", "payload": {"i": 11}, "actor": "a"}), NOW));
         assert_eq!(st.trimmed_total(), 9);
-        // Snapshots carry it; the restored tail starts empty, so the rest is on disk.
+        // Snapshots carry it, and the untrimmed events themselves.
         let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 2).unwrap();
         assert_eq!((back.position_of("s", 9), back.position_of("s", 10)), (None, st.position_of("s", 10)));
         let r = back.hot_events("s", 0, 100).unwrap();
-        assert_eq!((r.archived, r.cold.len(), r.hot.len()), (9, 2, 0));
+        assert_eq!((r.archived, r.carried.len(), r.cold.len(), r.hot.len()), (9, 2, 0, 0));
         // Without a watermark nothing is trimmed, however long the session.
         assert_eq!(with_events(2, 50).trimmed_total(), 0);
     }
