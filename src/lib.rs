@@ -20,6 +20,7 @@
 //! - [`archive`]: the Postgres archive thread (schema, batched idempotent inserts);
 //! - [`cluster`]: the intra-cluster wire codecs (frames, the HMAC handshake);
 //! - [`config`]: environment variables, validated at startup;
+//! - [`healthcheck`]: `starcite healthcheck`, the container probe (a tiny HTTP client);
 //! - [`limits`]: every bound and default, with units;
 //! - [`logging`]: the tracing subscriber (human or JSON lines, node and core on each);
 //! - [`node`]: the composition root — data dir, ports, executors, signals, shutdown;
@@ -34,6 +35,7 @@
 pub mod archive;
 pub mod cluster;
 pub mod config;
+pub mod healthcheck;
 pub mod http;
 pub mod limits;
 pub mod listen;

@@ -273,3 +273,6 @@ pub const COMPACT_INTERVAL_MS: u64 = 1_000;
 pub const COMPACT_LOG_ONLY_EVENTS_MAX: u64 = 50_000;
 /// How long the compactor waits for a snapshot it asked openraft for (milliseconds).
 pub const COMPACT_SNAPSHOT_WAIT_MS: u64 = 30_000;
+
+/// `starcite healthcheck` gives the node this long to connect and answer (milliseconds).
+pub const HEALTHCHECK_TIMEOUT_MS: u64 = 2_000;

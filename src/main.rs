@@ -8,6 +8,16 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        // The container HEALTHCHECK: no curl needed in the image.
+        Some("healthcheck") => std::process::exit(starcite::healthcheck::run(&args[1..])),
+        Some(other) => {
+            eprintln!("starcite: unknown argument {other:?}; the server is configured by environment variables (README), `starcite healthcheck [ready|live]` probes a running node");
+            std::process::exit(2);
+        }
+    }
     let config = match starcite::config::Config::from_env() {
         Ok(c) => c,
         Err(e) => {

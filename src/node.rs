@@ -55,6 +55,69 @@ pub enum StartupError {
     /// An executor thread ended abnormally.
     #[error("core {core} stopped: {reason}")]
     CoreStopped { core: usize, reason: String },
+    /// io_uring is blocked or cannot get its memory (`probe_io_uring`).
+    #[error("{0}")]
+    IoUring(String),
+}
+
+/// `struct io_uring_params` (linux/io_uring.h): 120 bytes, zeroed for a default ring.
+const IO_URING_PARAMS_BYTES: usize = 120;
+/// `struct io_uring_probe` with room for 256 ops: 16 bytes of header, 8 per op.
+const IO_URING_PROBE_BYTES: usize = 16 + 256 * 8;
+/// `IORING_REGISTER_PROBE` (linux/io_uring.h).
+const IORING_REGISTER_PROBE: libc::c_uint = 8;
+
+/// Probe the three io_uring syscalls glommio needs (setup, register, enter) on a tiny
+/// ring, before any executor starts: a container whose seccomp profile blocks them, or a
+/// memlock limit too small for the rings (kernels before 5.12 charge them to it), gets one
+/// line naming the option to add — instead of a panic inside a core thread (glommio's).
+fn probe_io_uring() -> Result<(), StartupError> {
+    let mut params = [0u8; IO_URING_PARAMS_BYTES];
+    // SAFETY: io_uring_setup(2) with a valid, zeroed params struct of the kernel's size.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4 as libc::c_uint, params.as_mut_ptr()) };
+    let result = if fd < 0 {
+        Err(("io_uring_setup", std::io::Error::last_os_error()))
+    } else {
+        let fd = fd as libc::c_int;
+        let mut probe = [0u8; IO_URING_PROBE_BYTES];
+        // SAFETY: io_uring_register(2) on the ring just made, with a buffer of the probe's size.
+        let registered =
+            unsafe { libc::syscall(libc::SYS_io_uring_register, fd, IORING_REGISTER_PROBE, probe.as_mut_ptr(), 256 as libc::c_uint) };
+        let registered = if registered < 0 { Err(("io_uring_register", std::io::Error::last_os_error())) } else { Ok(()) };
+        // SAFETY: io_uring_enter(2) submitting and waiting for nothing.
+        let entered = registered.and_then(|_| {
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    fd,
+                    0 as libc::c_uint,
+                    0 as libc::c_uint,
+                    0 as libc::c_uint,
+                    std::ptr::null::<u8>(),
+                    0usize,
+                )
+            };
+            if r < 0 {
+                Err(("io_uring_enter", std::io::Error::last_os_error()))
+            } else {
+                Ok(())
+            }
+        });
+        // SAFETY: closing the ring's own descriptor.
+        unsafe { libc::close(fd) };
+        entered
+    };
+    let Err((call, err)) = result else { return Ok(()) };
+    let hint = match err.raw_os_error() {
+        Some(libc::ENOMEM) => {
+            "io_uring cannot lock its rings in memory: raise the memlock limit (Docker: --ulimit memlock=-1:-1; systemd: LimitMEMLOCK=infinity; a shell: ulimit -l unlimited)"
+        }
+        Some(libc::EPERM | libc::EACCES | libc::ENOSYS) => {
+            "io_uring is blocked: under Docker add --security-opt seccomp=deploy/docker/seccomp.json (Docker's default seccomp profile blocks io_uring since Engine 25; do not use seccomp=unconfined for this); elsewhere check sysctl kernel.io_uring_disabled and the kernel (5.8 or later)"
+        }
+        _ => "io_uring is unavailable (a kernel of 5.8 or later with io_uring enabled is required)",
+    };
+    Err(StartupError::IoUring(format!("{hint} ({call}: {err})")))
 }
 
 const MANIFEST: &str = "STARCITE_MANIFEST";
@@ -271,6 +334,7 @@ pub fn run(mut config: Config, listeners: Listeners, shutdown: Shutdown) -> Resu
     let (node_name, node_id) = prepare_data_dir(&config).map_err(StartupError::DataDir)?;
     config.node_name = node_name;
     raise_limits();
+    probe_io_uring()?;
     config.port = http.port;
     let config = Arc::new(config);
     let plan = cluster_plan(&config, node_id);
