@@ -33,6 +33,8 @@ pub enum Route {
     HealthLive,
     HealthReady,
     Metrics,
+    /// `GET /v1/openapi.json`: the API's OpenAPI 3.1 description (docs/openapi.yaml).
+    OpenApi,
 }
 
 impl Route {
@@ -47,6 +49,7 @@ impl Route {
             Route::HealthLive => "health_live",
             Route::HealthReady => "health_ready",
             Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
         }
     }
 
@@ -105,6 +108,7 @@ enum Shape<'a> {
     HealthLive,
     HealthReady,
     Metrics,
+    OpenApi,
 }
 
 impl Shape<'_> {
@@ -125,6 +129,7 @@ impl Shape<'_> {
             Shape::HealthLive => "health_live",
             Shape::HealthReady => "health_ready",
             Shape::Metrics => "metrics",
+            Shape::OpenApi => "openapi",
         }
     }
 }
@@ -138,6 +143,7 @@ fn shape(path: &str) -> Option<Shape<'_>> {
     let id = |s: &str| (!s.is_empty()).then_some(());
     Some(match parts {
         [Some("v1"), Some("sessions"), None, ..] => Shape::CreateSession,
+        [Some("v1"), Some("openapi.json"), None, ..] => Shape::OpenApi,
         [Some("v1"), Some("sessions"), Some(id_raw), None, _] => {
             id(id_raw)?;
             Shape::GetSession(id_raw)
@@ -175,12 +181,13 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
         Shape::HealthLive => Route::HealthLive,
         Shape::HealthReady => Route::HealthReady,
         Shape::Metrics => Route::Metrics,
+        Shape::OpenApi => Route::OpenApi,
     })
 }
 
 /// Metrics label from the path shape alone, so that 405s and bad ids are
 /// still attributed to their route; unknown paths are `"not_found"`.
-/// Never echoes input, so cardinality is fixed at nine values.
+/// Never echoes input, so cardinality is fixed at ten values.
 pub fn route_label(path: &str) -> &'static str {
     shape(path).map_or("not_found", Shape::label)
 }
@@ -216,6 +223,7 @@ mod tests {
             (Method::Get, "/health/live", Route::HealthLive, "health_live"),
             (Method::Get, "/health/ready", Route::HealthReady, "health_ready"),
             (Method::Get, "/metrics", Route::Metrics, "metrics"),
+            (Method::Get, "/v1/openapi.json", Route::OpenApi, "openapi"),
         ];
         for (method, path, expected, label) in cases {
             let got = route(&method, path);

@@ -83,6 +83,8 @@ pub async fn respond(req: Request, route: Route) -> Response {
             write_response(&mut bytes, req.version_minor, 200, &[], Some(prometheus::TEXT_FORMAT), text.as_bytes(), req.keep_alive);
             return Response { bytes, status: 200, route: label };
         }
+        // docs/openapi.json is generated with docs/openapi.yaml (scripts/openapi.py).
+        Route::OpenApi => Ok((200, OPENAPI_JSON.as_bytes().to_vec())),
         Route::Tail(_) => Err(ApiError::internal("tail requests are served by the tail module")),
     };
     match result {
@@ -90,6 +92,9 @@ pub async fn respond(req: Request, route: Route) -> Response {
         Err(e) => api_error(&req, &e, label),
     }
 }
+
+/// The API's OpenAPI 3.1 description, served at `GET /v1/openapi.json`.
+const OPENAPI_JSON: &str = include_str!("../../docs/openapi.json");
 
 async fn events_page(req: &Request, id: &str) -> Result<(u16, Vec<u8>), ApiError> {
     let cursor = session::parse_cursor(req.query_param("cursor"))?;

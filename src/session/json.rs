@@ -64,6 +64,50 @@ impl Json {
             _ => None,
         }
     }
+
+    /// The value when this is a number whose exact decimal value is a non-negative integer
+    /// that fits u64, however it is spelled: `7`, `7.0`, `0.7e1`, `70e-1`, `-0` (SPEC §2:
+    /// numbers compare by exact decimal value, and JSON Schema calls `7.0` an integer).
+    /// Never rounds: `7.5`, `1e-1` and `-1` are not; huge exponents are refused without
+    /// expanding them.
+    pub fn as_integral_u64(&self) -> Option<u64> {
+        let Json::Number(t) = self else { return None };
+        let (negative, t) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, &t[..]),
+        };
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(i) => (&t[..i], t[i + 1..].parse::<i64>().ok()?),
+            None => (t, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        // The value is digits × 10^(exponent − frac.len()); drop leading zeros first.
+        let digits: String = format!("{int}{frac}");
+        let digits = digits.trim_start_matches('0');
+        if digits.is_empty() {
+            return Some(0); // 0, -0, 0.000e5: zero
+        }
+        if negative {
+            return None;
+        }
+        let shift = exponent.checked_sub(frac.len() as i64)?;
+        let (kept, dropped) = if shift >= 0 {
+            if digits.len() as i64 + shift > 20 {
+                return None; // more than u64's 20 digits
+            }
+            (format!("{digits}{}", "0".repeat(shift as usize)), String::new())
+        } else {
+            let cut = digits.len() as i64 + shift;
+            if cut <= 0 {
+                return None; // below 1 and not zero
+            }
+            (digits[..cut as usize].to_string(), digits[cut as usize..].to_string())
+        };
+        if !dropped.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        kept.parse().ok()
+    }
 }
 
 /// Parses one JSON text (surrounding whitespace allowed) into a [`Json`].
@@ -1103,6 +1147,24 @@ mod properties {
         #[test]
         fn canonical_changes_with_any_value_change(v in json_value()) {
             prop_assert_ne!(canonical(&changed(&v)), canonical(&v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod integral_tests {
+    use super::Json;
+
+    #[test]
+    fn integral_values_are_recognised_in_any_spelling_and_never_rounded() {
+        let v = |t: &str| Json::Number(t.into()).as_integral_u64();
+        for (t, want) in [("7", 7), ("7.0", 7), ("0.7e1", 7), ("70e-1", 7), ("7E0", 7), ("-0", 0), ("0.000e5", 0), ("1e19", 10u64.pow(19))]
+        {
+            assert_eq!(v(t), Some(want), "{t}");
+        }
+        assert_eq!(v("18446744073709551615.000"), Some(u64::MAX));
+        for t in ["7.5", "1e-1", "-1", "-7.0", "1e20", "18446744073709551616", "1e1000000", "1e-1000000", "0.5e0"] {
+            assert_eq!(v(t), None, "{t}");
         }
     }
 }

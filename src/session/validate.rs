@@ -115,8 +115,10 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
 }
 
 /// A JSON integer >= 0 written as plain digits that fit u64 (`1.0` and `1e0` are not).
+/// A number whose exact value is a non-negative integer (`3`, `3.0`, `3e0`: SPEC §2's
+/// number equality; JSON Schema's `integer`).
 fn is_non_negative_integer(v: &Json) -> bool {
-    v.as_u64().is_some()
+    v.as_integral_u64().is_some()
 }
 
 fn get<'a>(m: &'a Object, key: &str) -> Option<&'a Json> {
@@ -190,7 +192,7 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
     };
     let expected_seq = match take(&mut m, "expected_seq") {
         None => None,
-        Some(n @ Json::Number(_)) if n.as_u64().is_some() => n.as_u64(),
+        Some(n @ Json::Number(_)) if n.as_integral_u64().is_some() => n.as_integral_u64(),
         Some(Json::String(s)) if parse_digits(&s).is_some() => parse_digits(&s),
         Some(_) => return Err(ApiError::invalid_event("expected_seq must be a non-negative integer or a string of decimal digits")),
     };
@@ -413,20 +415,17 @@ mod tests {
 
     #[test]
     fn refs_well_known_keys_are_type_checked() {
-        for (k, v) in [("to_seq", json!(0)), ("step", json!(9)), ("to_seq", Value::Null)] {
+        for (k, v) in
+            [("to_seq", json!(0)), ("step", json!(9)), ("to_seq", Value::Null), ("to_seq", json!(1.0)), ("step", json!(1628153.0))]
+        {
             assert_eq!(append_code("refs", json!({ k: v })), "ok", "{k}={v}");
         }
         for (k, v) in [("request_id", json!("r")), ("sequence_id", Value::Null)] {
             assert_eq!(append_code("refs", json!({ k: v })), "ok", "{k}={v}");
         }
-        for (k, v) in [
-            ("to_seq", json!(-1)),
-            ("to_seq", json!(1.5)),
-            ("to_seq", json!(1.0)),
-            ("step", json!("1")),
-            ("request_id", json!(1)),
-            ("sequence_id", json!({})),
-        ] {
+        for (k, v) in
+            [("to_seq", json!(-1)), ("to_seq", json!(1.5)), ("step", json!("1")), ("request_id", json!(1)), ("sequence_id", json!({}))]
+        {
             assert_eq!(append_code("refs", json!({ k: v })), "invalid_refs", "{k}={v}");
         }
         assert_eq!(append_code("refs", json!({"anything": {"x": -1.5}})), "ok");
@@ -439,6 +438,7 @@ mod tests {
         assert_eq!(seq(json!(u64::MAX)), Ok(Some(u64::MAX)));
         assert_eq!(seq(json!("42")), Ok(Some(42)));
         assert_eq!(seq(json!("007")), Ok(Some(7)));
+        assert_eq!(seq(json!(7.0)), Ok(Some(7)), "an integer by value (SPEC §2, JSON Schema)");
         for bad in [json!(-1), json!(1.5), json!(""), json!("+1"), json!(" 1"), json!("1e3"), json!("18446744073709551616"), json!(true)] {
             assert_eq!(seq(bad.clone()).map_err(|e| e.code.as_str()), Err("invalid_event"), "{bad}");
         }
