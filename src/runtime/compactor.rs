@@ -6,18 +6,22 @@
 //! 1. If the shard's first kept entry is in the core's oldest segment, and that segment
 //!    is sealed, the shard is what keeps the segment alive: it gets a snapshot (if its
 //!    current one is too old), then a purge up to
-//!    `min(snapshot index, entry of its lowest log-only event − 1)`. A log-only event is
-//!    an untrimmed event this replica holds neither in memory (tail, or carried by a
-//!    snapshot) nor anywhere but in its log: unarchived events that left the tail. The
-//!    snapshot carries every untrimmed event (session/snapshot.rs), so a replica that
-//!    installs it, or restarts from it, needs no entry at or below its index.
+//!    `min(snapshot index, entry of its lowest uncarried event − 1)`. The snapshot
+//!    carries every untrimmed event (session/snapshot.rs), and its builder keeps them in
+//!    memory as *carried* events, as a restart from it would (`ShardState::adopt_carried`):
+//!    the tail alone would not do, it evicts events on later appends whether the archive
+//!    has them or not (found by CI: an evicted, unarchived event whose entry was purged).
+//!    So a replica that built, installed or restarted from the snapshot needs no entry
+//!    at or below its index, and the purge stops below any event appended after it.
 //! 2. Once every shard's first kept entry is past some segments, each shard's vote, purge
 //!    point and committed mark are written again (one durable batch) and those segments
 //!    are deleted, oldest first (log/engine.rs `delete_segments_before`).
 //!
 //! A snapshot is skipped while a shard holds more than `COMPACT_LOG_ONLY_EVENTS_MAX`
-//! log-only events (the archive is behind): it would read them all and carry them in
-//! memory. Those events pin the log instead — rows wait on disk, never only in RAM.
+//! events only in its log (unarchived events that left the tail: the archive is behind):
+//! it would read them all and carry them in memory. Those events pin the log instead —
+//! rows wait on disk, never only in RAM. What a snapshot carries leaves memory as the
+//! archive confirms it (trimming).
 //! openraft delays a leader's purge while a replication stream still reads the entries;
 //! a follower that needs purged entries gets the snapshot.
 
@@ -57,8 +61,8 @@ pub async fn run(core: Rc<Core>) {
 /// (None when the state machine has applied nothing).
 fn purge_bound(shard: &Shard, snapshot: u64) -> u64 {
     let machine = shard.machine.borrow();
-    let below_log_only = machine.state.lowest_log_only_position().map_or(u64::MAX, |p| split_position(p).0 - 1);
-    snapshot.min(below_log_only)
+    let below_uncarried = machine.state.lowest_uncarried_position().map_or(u64::MAX, |p| split_position(p).0 - 1);
+    snapshot.min(below_uncarried)
 }
 
 /// Snapshot (when needed) and purge one shard as far as its log-only events allow.
@@ -71,8 +75,8 @@ async fn compact(core: &Core, engine: &LogEngine, shard: &Rc<Shard>) {
         (m.last_applied.map_or(0, |l| l.index), m.state.log_only_event_count())
     };
     let purged = shard.store.log.borrow().purged_index();
-    if purge_bound(shard, applied) <= purged {
-        return; // nothing to gain: an unarchived event pins the log here
+    if applied <= purged {
+        return; // nothing applied since the last purge
     }
     let snapshot_index = || shard.raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
     if purge_bound(shard, snapshot_index()) <= purged {

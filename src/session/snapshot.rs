@@ -52,29 +52,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Every untrimmed event of `s`, rendered: from memory (carried, tail) or `log_only`.
-fn put_events(out: &mut Vec<u8>, s: &Session, log_only: &[Arc<str>]) -> Result<(), SnapshotError> {
-    let (trimmed, last_seq) = (s.trimmed, s.header.last_seq);
-    let (carried_end, tail_start) = (s.carried_end(), s.tail_first_seq());
-    let expected = tail_start.saturating_sub(carried_end + 1);
-    if log_only.len() as u64 != expected {
-        let id = &s.header.id;
-        return Err(SnapshotError(format!("session {id}: {} log-only events given, {expected} needed", log_only.len())));
-    }
-    put_u64(out, last_seq - trimmed);
-    for seq in trimmed + 1..=last_seq {
-        let text = if seq <= carried_end {
-            &s.carried[(seq - trimmed - 1) as usize]
-        } else if seq >= tail_start {
-            &s.tail[(seq - tail_start) as usize]
-        } else {
-            &log_only[(seq - carried_end - 1) as usize]
-        };
-        put_str(out, text);
-    }
-    Ok(())
-}
-
 fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         None => out.push(0),
@@ -174,7 +151,14 @@ impl ShardState {
                 put_u64(&mut out, *seq);
                 out.extend_from_slice(&fingerprint.to_le_bytes());
             }
-            put_events(&mut out, s, log_only.get(&h.id).map_or(&[][..], |v| v.as_slice()))?;
+            let given = log_only.get(&h.id).map_or(&[][..], |v| v.as_slice());
+            let (_, texts) = self
+                .untrimmed_texts(&h.id, given)
+                .ok_or_else(|| SnapshotError(format!("session {}: {} log-only events given, not the ones needed", h.id, given.len())))?;
+            put_u64(&mut out, texts.len() as u64);
+            for text in &texts {
+                put_str(&mut out, text);
+            }
         }
         let sum = xxhash_rust::xxh3::xxh3_64(&out);
         put_u64(&mut out, sum);
@@ -344,10 +328,10 @@ mod tests {
         for i in 0..3 {
             append(&mut st, 10 + i, "b", &format!("k{i}"), "{}");
         }
-        assert_eq!(st.lowest_log_only_position(), Some(10));
+        assert_eq!(st.lowest_uncarried_position(), Some(10));
         let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 1).expect("decode");
         assert_eq!(back.log_only_event_count(), 0, "nothing is left to read from the log");
-        assert_eq!(back.lowest_log_only_position(), None);
+        assert_eq!(back.lowest_uncarried_position(), None);
         let page = back.hot_events("b", 0, 10).unwrap();
         assert_eq!(page.carried.len(), 3);
         assert_eq!(&*page.carried[0], "log-only 1");
@@ -362,11 +346,36 @@ mod tests {
         let page = after.hot_events("b", 0, 10).unwrap();
         assert_eq!((page.carried.len(), page.cold.len(), page.hot.len()), (3, 1, 1));
         assert_eq!(page.cold[0].seq, 4);
-        assert_eq!(after.lowest_log_only_position(), Some(30));
+        assert_eq!(after.lowest_uncarried_position(), Some(30));
         after.apply(32, &Command::MarkArchived { session_id: "b".into(), archived_seq: 5 });
         let page = after.hot_events("b", 0, 10).unwrap();
         assert_eq!((page.archived, page.carried.len(), page.cold.len(), page.hot.len()), (4, 0, 0, 1));
         assert!(after.sessions["b"].carried.is_empty(), "trimming drops carried events");
+    }
+
+    /// The builder of a snapshot keeps what it carries: its tail would otherwise evict
+    /// unarchived events whose log entries the purge then removes (found by CI: a read of
+    /// an evicted tail event after a purge answered 500 "no longer in the log").
+    #[test]
+    fn a_built_snapshot_is_adopted_so_evicted_tail_events_stay_readable() {
+        let mut st = ShardState::new(2);
+        st.apply(1, &Command::CreateSession { id: "b".into(), title: None, metadata_json: "{}".into(), now_micros: 3 });
+        for i in 0..2 {
+            append(&mut st, 10 + i, "b", &format!("k{i}"), "{}");
+        }
+        assert_eq!(st.lowest_uncarried_position(), Some(10), "tail events count: the tail evicts them later");
+        let (first, texts) = st.untrimmed_texts("b", &[]).unwrap();
+        st.adopt_carried("b", first, &texts);
+        assert_eq!(st.lowest_uncarried_position(), None, "the log below the snapshot may go");
+        for i in 2..5 {
+            append(&mut st, 20 + i, "b", &format!("k{i}"), "{}");
+        }
+        let page = st.hot_events("b", 0, 10).unwrap();
+        assert_eq!((page.carried.len(), page.cold.len(), page.hot.len()), (2, 1, 2), "seqs 1-2 carried, 3 in the log, 4-5 in the tail");
+        assert_eq!(st.lowest_uncarried_position(), Some(22));
+        // Adopting an older, shorter snapshot never shortens what is carried.
+        st.adopt_carried("b", 1, &texts[..1]);
+        assert_eq!(st.hot_events("b", 0, 10).unwrap().carried.len(), 2);
     }
 
     #[test]

@@ -493,17 +493,56 @@ impl ShardState {
             .sum()
     }
 
-    /// The lowest position whose log entry still holds an event this replica can serve
-    /// only from its log; None when every untrimmed event is in memory. The log may be
-    /// purged below it once a snapshot covers the purge (the snapshot carries the rest).
-    pub fn lowest_log_only_position(&self) -> Option<u64> {
-        self.sessions
-            .values()
-            .filter_map(|s| {
-                let (first, last) = s.log_only_range();
-                (first <= last).then(|| s.positions.get((first - s.trimmed - 1) as usize).copied()).flatten()
+    /// The lowest position whose log entry holds an untrimmed event that is not carried
+    /// (the tail does not count: its events leave it on later appends, archived or not);
+    /// None when every untrimmed event is carried. The log may be purged below it once a
+    /// snapshot covers the purge — after a snapshot is built its events are adopted as
+    /// carried ([`Self::adopt_carried`]), so this is then above the snapshot's index.
+    pub fn lowest_uncarried_position(&self) -> Option<u64> {
+        self.sessions.values().filter_map(|s| s.positions.get(s.carried.len()).copied()).min()
+    }
+
+    /// Every untrimmed event of `session`, rendered, in seq order from `trimmed + 1`: from
+    /// memory (carried, tail) or `log_only` (what [`Self::log_only_events`] listed for it,
+    /// read from the log). None when the session is unknown or `log_only` does not fit.
+    pub fn untrimmed_texts(&self, session: &str, log_only: &[Arc<str>]) -> Option<(u64, Vec<Arc<str>>)> {
+        let s = self.sessions.get(session)?;
+        let (first, last) = s.log_only_range();
+        if log_only.len() as u64 != (last + 1).saturating_sub(first) {
+            return None;
+        }
+        let (carried_end, tail_start) = (s.carried_end(), s.tail_first_seq());
+        let texts = (s.trimmed + 1..=s.header.last_seq)
+            .map(|seq| {
+                if seq <= carried_end {
+                    s.carried[(seq - s.trimmed - 1) as usize].clone()
+                } else if seq >= tail_start {
+                    s.tail[(seq - tail_start) as usize].clone()
+                } else {
+                    log_only[(seq - carried_end - 1) as usize].clone()
+                }
             })
-            .min()
+            .collect();
+        Some((s.trimmed + 1, texts))
+    }
+
+    /// Keep `texts` (events `first_seq ..`, rendered; a snapshot's) in memory as carried
+    /// events of `session`, from its current `trimmed + 1` on: after a snapshot is built,
+    /// the log below it can be purged although this replica's tail will later evict them.
+    /// Never shortens what is carried; ignores texts that do not reach `trimmed + 1`.
+    pub fn adopt_carried(&mut self, session: &str, first_seq: u64, texts: &[Arc<str>]) {
+        let Some(s) = self.sessions.get_mut(session) else { return };
+        let Some(skip) = (s.trimmed + 1).checked_sub(first_seq) else { return };
+        let Some(keep) = texts.get(skip as usize..) else { return };
+        let keep = &keep[..keep.len().min((s.header.last_seq - s.trimmed) as usize)];
+        if keep.len() > s.carried.len() {
+            s.carried = keep.iter().cloned().collect();
+        }
+    }
+
+    /// Every session id, in no particular order.
+    pub fn session_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.sessions.keys().map(String::as_str)
     }
 
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
