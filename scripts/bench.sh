@@ -4,6 +4,9 @@
 #   bash scripts/bench.sh            # the suite (aims to finish in < 10 min, see BENCH_BUDGET_SECS)
 #   bash scripts/bench.sh profile    # callgrind (+ perf cpu-clock when it works) of the append hot path
 #   bash scripts/bench.sh micro      # cargo bench --bench log_append / --bench record_codec
+#   bash scripts/bench.sh SCENARIO   # one Starcite scenario (all cores) with the suite's settings:
+#                                    # append, append-1session, append-openloop, mix, retry-storm,
+#                                    # tail, replay
 #
 # What the suite runs (each run's `starcite-bench --json` file, its raw output and a
 # summary.md land in the results folder):
@@ -30,7 +33,9 @@
 #   BENCH_QUIET_WAIT_SECS  before each phase, wait at most this long for an idle machine (default 20)
 #   BENCH_TAILERS       tailers for the tail run (default: min(10000, what `ulimit -n` allows))
 #   BENCH_KEEP_DATA=1   keep the data dirs (default: removed at the end; they hold GBs)
-#   BENCH_SKIP_BUILD=1  do not run cargo build (use the binaries already in the target dir)
+#   BENCH_SKIP_BUILD=1  do not run cargo build (use the binaries already in the target dir;
+#                       without it, cargo builds exactly what README's commands build, so
+#                       nothing is rebuilt when they already ran)
 #   BENCH_PEAK_SECS, BENCH_SHORT_SECS, BENCH_REPLAY_EVENTS  run lengths (10, 5, 1000000); for smoke tests
 #
 # Needs: Linux with io_uring, the Rust toolchain, root (apt-get installs what is missing:
@@ -38,9 +43,10 @@
 # loopback addresses are used. Everything this script starts is stopped by it (trap).
 set -euo pipefail
 
+SCENARIOS="append append-1session append-openloop mix retry-storm tail replay"
 MODE=${1:-all}
-case "$MODE" in all | profile | micro) ;; *)
-    echo "usage: bash scripts/bench.sh [all|profile|micro]" >&2
+case " all profile micro $SCENARIOS " in *" $MODE "*) ;; *)
+    echo "usage: bash scripts/bench.sh [all|profile|micro|<scenario>]; scenarios: $SCENARIOS" >&2
     exit 2
     ;;
 esac
@@ -65,8 +71,22 @@ LOAD=(-c 8 -d 16) # connections x pipeline of every peak run (nginx, Redis, Star
 PAYLOAD=256
 SECONDS=0
 
-mkdir -p "$OUT" "$DATA"
-case "$DATA" in /tmp/* | /dev/shm/*) echo "BENCH_DATA must be on a real disk (O_DIRECT), not $DATA" >&2; exit 2 ;; esac
+# The log engine writes with O_DIRECT: test the filesystem under the data dir (not its
+# path: /tmp may well be ext4), before any result folder is made.
+data_parent=$(dirname "$DATA")
+made_parent=0
+[ -d "$data_parent" ] || made_parent=1
+mkdir -p "$DATA"
+if ! dd if=/dev/zero of="$DATA/.odirect-probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
+    fstype=$(stat -f -c %T "$DATA" 2>/dev/null || echo unknown)
+    rm -f "$DATA/.odirect-probe"
+    rmdir "$DATA" 2>/dev/null || true
+    [ "$made_parent" = 1 ] && rmdir "$data_parent" 2>/dev/null || true
+    echo "BENCH_DATA=$data_parent: the filesystem there ($fstype) refuses O_DIRECT writes, which the log engine needs; set BENCH_DATA to a directory on a real disk (ext4, xfs)" >&2
+    exit 2
+fi
+rm -f "$DATA/.odirect-probe"
+mkdir -p "$OUT"
 
 log() { printf '[%4ds] %s\n' "$SECONDS" "$*" | tee -a "$OUT/suite.log" >&2; }
 die() { log "FATAL: $*"; exit 1; }
@@ -203,9 +223,12 @@ build() {
         log "build skipped (BENCH_SKIP_BUILD=1)"
     else
         command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain first"
-        log "cargo build --release --workspace --locked (CARGO_TARGET_DIR=$TARGET)"
+        # The README's builds, package by package: `cargo build --release` (the server, as
+        # `cargo run --release` builds it) and the bench (bench/README.md). A --workspace
+        # build unifies features across both and rebuilds dependencies they already built.
+        log "cargo build --release --locked; cargo build --release --locked -p starcite-bench (CARGO_TARGET_DIR=$TARGET)"
         local t0=$SECONDS
-        (cd "$REPO" && cargo build --release --workspace --locked) >"$OUT/build.txt" 2>&1 ||
+        (cd "$REPO" && cargo build --release --locked && cargo build --release --locked -p starcite-bench) >"$OUT/build.txt" 2>&1 ||
             { tail -30 "$OUT/build.txt" >&2; die "build failed (see $OUT/build.txt)"; }
         echo "build_secs $((SECONDS - t0))" >>"$OUT/build.txt"
     fi
@@ -283,22 +306,36 @@ EOF
     grep -E '^(throughput|verified|server cpu|bench cpu)' "$OUT/$name.txt" | sed 's/^/    /' >&2 || true
 }
 
+# sc_scenario LABEL NAME: one scenario of the suite against the running server. The open
+# loop runs at half the peak that `append` measured in this session (or at
+# BENCH_OPENLOOP_RATE when `append` did not run).
+sc_scenario() {
+    local L=$1 name=$2 peak rate
+    case "$name" in
+    append) sc_run "$L-append" append "${LOAD[@]}" --sessions 64 --payload-bytes $PAYLOAD --warmup-secs 1 --duration-secs $PEAK_SECS --verify ;;
+    append-1session) sc_run "$L-append-1session" append "${LOAD[@]}" --sessions 1 --session-prefix bench-single --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify ;;
+    append-openloop)
+        peak=$(json_get "$OUT/$L-append.json" 'd["throughput_ops_per_sec"]' 2>/dev/null || true)
+        rate=$(awk -v p="${peak:-0}" -v r="${BENCH_OPENLOOP_RATE:-0}" 'BEGIN { if (r == 0) r = int(p / 2); if (r < 100) r = 100; print r }')
+        sc_run "$L-append-openloop" append "${LOAD[@]}" --sessions 64 --session-prefix bench-open --payload-bytes $PAYLOAD --rate "$rate" --duration-secs $PEAK_SECS --verify ;;
+    mix) sc_run "$L-mix" mix "${LOAD[@]}" --sessions 64 --read-ratio 0.5 --read-limit 100 --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify ;;
+    retry-storm) sc_run "$L-retry-storm" retry-storm "${LOAD[@]}" --sessions 64 --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify ;;
+    tail) sc_run "$L-tail" tail --tailers "$TAILERS" --sessions $((TAILERS / 10 > 0 ? TAILERS / 10 : 1)) --append-rate 1000 --batch-size 1 \
+        --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --open-timeout-secs 60 ;;
+    replay) sc_run "$L-replay" replay --events "$REPLAY_EVENTS" --connections 8 --pipeline 32 --payload-bytes $PAYLOAD --modes ws1000,page1000 --timeout-secs 60 ;;
+    *) die "unknown scenario $name" ;;
+    esac
+}
+
 # One Starcite configuration: every scenario on a fresh data dir, then recovery of that dir.
 starcite_suite() { # label cores(""=all)
     local L=$1 cores=$2 dir=$DATA/starcite-$1
     rm -rf "$dir"
     start_starcite "$L" "$dir" "$cores"
-    sc_run "$L-append" append "${LOAD[@]}" --sessions 64 --payload-bytes $PAYLOAD --warmup-secs 1 --duration-secs $PEAK_SECS --verify
-    local peak rate
-    peak=$(json_get "$OUT/$L-append.json" 'd["throughput_ops_per_sec"]')
-    sc_run "$L-append-1session" append "${LOAD[@]}" --sessions 1 --session-prefix bench-single --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify
-    rate=$(awk -v p="${peak:-0}" 'BEGIN { r = int(p / 2); if (r < 100) r = 100; print r }')
-    sc_run "$L-append-openloop" append "${LOAD[@]}" --sessions 64 --session-prefix bench-open --payload-bytes $PAYLOAD --rate "$rate" --duration-secs $PEAK_SECS --verify
-    sc_run "$L-mix" mix "${LOAD[@]}" --sessions 64 --read-ratio 0.5 --read-limit 100 --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify
-    sc_run "$L-retry-storm" retry-storm "${LOAD[@]}" --sessions 64 --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --verify
-    sc_run "$L-tail" tail --tailers "$TAILERS" --sessions $((TAILERS / 10 > 0 ? TAILERS / 10 : 1)) --append-rate 1000 --batch-size 1 \
-        --payload-bytes $PAYLOAD --duration-secs $SHORT_SECS --open-timeout-secs 60
-    sc_run "$L-replay" replay --events "$REPLAY_EVENTS" --connections 8 --pipeline 32 --payload-bytes $PAYLOAD --modes ws1000,page1000 --timeout-secs 60
+    local scenario
+    for scenario in $SCENARIOS; do
+        sc_scenario "$L" "$scenario"
+    done
     # events in the log of this data dir (the process lifetime is the dir's lifetime)
     metric "$SC_PORT" starcite_events_append_total >"$OUT/$L-events-in-log.txt"
     curl -s --max-time 5 "http://$LOOP:$SC_PORT/metrics" >"$OUT/$L-metrics-final.txt" || true
@@ -401,6 +438,7 @@ machine_facts() {
         echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
         echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
         echo "redis: $("$REDIS" --version | awk '{print $3}')"
+        echo "git_commit: $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
         echo "source_sha256: $(cd "$REPO" && find Cargo.toml Cargo.lock src bench/src bench/Cargo.toml -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
         echo "load_before: $(cut -d' ' -f1-3 /proc/loadavg)"
         # machine-wide busy CPU over 2 s before anything starts (other tenants of a shared machine)
@@ -549,7 +587,7 @@ L = []
 w = L.append
 w(f"# Starcite benchmark summary\n")
 w(f"Run {machine.get('date_utc','?')} — total wall time **{machine.get('total_wall_secs','?')} s** (build included). "
-  f"Source fingerprint `{machine.get('source_sha256','?')}`.\n")
+  f"Commit `{machine.get('git_commit','?')}`, source fingerprint `{machine.get('source_sha256','?')}`.\n")
 w("All numbers below come from this one session on a shared, noisy machine; the load generator "
   "(`starcite-bench`, one thread) runs on the same cores as the server under test. "
   "CPU % columns are of one core (200% = both cores) over the measured phase, as reported by `starcite-bench` "
@@ -967,8 +1005,30 @@ suite_mode() {
     fi
 }
 
+# One scenario by name, all cores, a fresh data dir; the results folder has its JSON.
+scenario_mode() {
+    log "results: $OUT; data: $DATA; scenario $MODE; commit $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+    need curl curl
+    need python3 python3
+    build
+    raise_nofile
+    local nofile
+    nofile=$(ulimit -n)
+    TAILERS=${BENCH_TAILERS:-$(((nofile - 512) < 10000 ? nofile - 512 : 10000))}
+    [ "$TAILERS" -ge 1 ] || TAILERS=1
+    cd "$OUT"
+    : >"$OUT/runs.tsv"
+    start_starcite all "$DATA/starcite-all" ""
+    sc_scenario all "$MODE"
+    stop_pid "$SC_PID"
+    [ "${BENCH_KEEP_DATA:-0}" = 1 ] || rm -rf "$DATA"
+    log "done in ${SECONDS}s: $OUT/all-$MODE.json"
+    awk -F'\t' '$2 != 0 { bad = 1 } END { exit bad }' "$OUT/runs.tsv"
+}
+
 case "$MODE" in
 all) suite_mode ;;
 profile) profile_mode ;;
 micro) micro_mode ;;
+*) scenario_mode ;;
 esac

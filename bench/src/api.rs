@@ -24,6 +24,8 @@ pub fn create_body(id: &str) -> Vec<u8> {
 
 /// Bytes of the `payload` object around the padding: `{"t_ns":<19 digits>,"pad":""}`.
 const PAYLOAD_OVERHEAD: usize = 37;
+/// The smallest `--payload-bytes` accepted: the payload object without padding.
+pub const PAYLOAD_BYTES_MIN: usize = PAYLOAD_OVERHEAD;
 
 /// A reusable padding string.
 pub fn padding(payload_bytes: usize) -> String {

@@ -14,8 +14,11 @@ use crate::driver::{Limit, LoadSpec};
     name = "starcite-bench",
     version,
     about = "Load generator and verifier for the Starcite event-log server (single-threaded, loopback only)",
-    after_help = "Exit status: 0 ok; 1 verification failed (gaps, duplicates, wrong counts, dedupe violations); \
-                  2 setup or usage error; 3 requests failed (errors > 0) and --allow-errors was not given."
+    after_help = "Exit status: 0 ok; 1 verification failed (gaps, duplicates, wrong counts, dedupe violations, or the \
+                  read-back could not finish); 2 setup or usage error; 3 requests failed (errors > 0) and --allow-errors \
+                  was not given; 4 an open-loop run fell behind its schedule (requests never sent: they count in the \
+                  latency from their scheduled time); 5 a --max-p99-ms or --min-ops threshold failed; 130 interrupted \
+                  (SIGINT/SIGTERM). Every status but 2 comes after the full report (and --json) of what was measured."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -78,6 +81,41 @@ pub struct Common {
     /// Exit 0 even if requests failed (verification failures still exit 1).
     #[arg(long)]
     pub allow_errors: bool,
+    /// No progress line on stderr every second.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Fail (exit 5) when the worst p99 latency of the run is above this many milliseconds.
+    #[arg(long, value_name = "MS", value_parser = positive)]
+    pub max_p99_ms: Option<f64>,
+    /// Fail (exit 5) when the ok throughput is below this many operations per second.
+    #[arg(long, value_name = "OPS", value_parser = positive)]
+    pub min_ops: Option<f64>,
+}
+
+/// An event payload size the append body can honour: at least 37 bytes (the smallest
+/// `{"t_ns":…,"pad":""}` object), refused below rather than silently raised.
+pub fn payload_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= crate::api::PAYLOAD_BYTES_MIN => Ok(v),
+        Ok(v) => Err(format!("{v} is below the smallest payload this bench writes ({} bytes)", crate::api::PAYLOAD_BYTES_MIN)),
+        Err(_) => Err(format!("{s:?} is not a number of bytes")),
+    }
+}
+
+/// A count of at least 1.
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v >= 1 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of at least 1")),
+    }
+}
+
+/// A finite number above zero.
+pub fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
 }
 
 /// Options of the request/response load scenarios.
@@ -115,7 +153,21 @@ pub fn secs(s: f64, what: &str) -> Result<Duration, String> {
 }
 
 impl LoadArgs {
-    pub fn spec(&self, addr: SocketAddr, server_pid: Option<u32>) -> Result<LoadSpec, String> {
+    pub fn spec(&self, addr: SocketAddr, common: &Common) -> Result<LoadSpec, String> {
+        if self.connections == 0 {
+            return Err("--connections must be at least 1".into());
+        }
+        if self.pipeline == 0 {
+            return Err("--pipeline must be at least 1".into());
+        }
+        if self.requests == Some(0) {
+            return Err("--requests must be at least 1".into());
+        }
+        if let Some(d) = self.duration_secs {
+            if d <= 0.0 {
+                return Err("--duration-secs must be above 0".into());
+            }
+        }
         let limit = match (self.duration_secs, self.requests) {
             (_, Some(n)) => Limit::Requests(n),
             (Some(t), None) => Limit::Duration(secs(t, "--duration-secs")?),
@@ -129,7 +181,8 @@ impl LoadArgs {
             rate: self.rate,
             warmup: secs(self.warmup_secs, "--warmup-secs")?,
             drain: secs(self.drain_secs, "--drain-secs")?,
-            server_pid,
+            server_pid: common.server_pid,
+            progress: !common.no_progress,
         })
     }
 }
@@ -145,7 +198,7 @@ pub struct AppendArgs {
     #[arg(long, value_name = "S", default_value_t = 16)]
     pub sessions: usize,
     /// Size of each event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Session ids are PREFIX-0 .. PREFIX-(S-1).
     #[arg(long, value_name = "PREFIX", default_value = "bench-append")]
@@ -178,7 +231,7 @@ pub struct MixArgs {
     #[arg(long, value_name = "L", default_value_t = 100)]
     pub read_limit: usize,
     /// Size of each event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Session ids are PREFIX-0 .. PREFIX-(S-1).
     #[arg(long, value_name = "PREFIX", default_value = "bench-mix")]
@@ -204,7 +257,7 @@ pub struct RetryStormArgs {
     #[arg(long, value_name = "S", default_value_t = 16)]
     pub sessions: usize,
     /// Size of each event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Session ids are PREFIX-0 .. PREFIX-(S-1).
     #[arg(long, value_name = "PREFIX", default_value = "bench-retry")]
@@ -228,7 +281,7 @@ pub struct TailArgs {
     #[arg(long, value_name = "S", default_value_t = 10)]
     pub sessions: usize,
     /// Appends per second in total (open loop, round-robin over the sessions).
-    #[arg(long, value_name = "R", default_value_t = 1000.0)]
+    #[arg(long, visible_alias = "rate", value_name = "R", default_value_t = 1000.0, value_parser = positive)]
     pub append_rate: f64,
     /// Seconds of appending.
     #[arg(long, value_name = "T", default_value_t = 10.0)]
@@ -237,13 +290,13 @@ pub struct TailArgs {
     #[arg(long, value_name = "B", default_value_t = 1)]
     pub batch_size: usize,
     /// Connections the appends go over.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, short = 'c', visible_alias = "connections", value_name = "N", default_value_t = 2)]
     pub append_connections: usize,
     /// Appends in flight per append connection.
-    #[arg(long, value_name = "D", default_value_t = 32)]
+    #[arg(long, short = 'd', value_name = "D", default_value_t = 32)]
     pub pipeline: usize,
     /// Size of each event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Session ids are PREFIX-0 .. PREFIX-(S-1).
     #[arg(long, value_name = "PREFIX", default_value = "bench-tail")]
@@ -273,13 +326,13 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub skip_fill: bool,
     /// Size of each filled event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Fill connections.
-    #[arg(long, value_name = "C", default_value_t = 4)]
+    #[arg(long, short = 'c', value_name = "C", default_value_t = 4)]
     pub connections: usize,
     /// Fill appends in flight per connection.
-    #[arg(long, value_name = "D", default_value_t = 32)]
+    #[arg(long, short = 'd', value_name = "D", default_value_t = 32)]
     pub pipeline: usize,
     /// Replay modes, in order: wsB (WebSocket tail, batch_size B) and pageL (events page, limit L).
     #[arg(long, value_delimiter = ',', default_value = "ws1000,ws1,page1000")]
@@ -321,13 +374,13 @@ pub struct RecoveryArgs {
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     pub ready_timeout_secs: f64,
     /// Size of each filled event's JSON `payload` object in bytes (minimum 37).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = payload_size)]
     pub payload_bytes: usize,
     /// Fill connections.
-    #[arg(long, value_name = "C", default_value_t = 4)]
+    #[arg(long, short = 'c', value_name = "C", default_value_t = 4)]
     pub connections: usize,
     /// Fill appends in flight per connection.
-    #[arg(long, value_name = "D", default_value_t = 32)]
+    #[arg(long, short = 'd', value_name = "D", default_value_t = 32)]
     pub pipeline: usize,
     /// Sessions read back in full after each restart (evenly spread; all when S is smaller).
     #[arg(long, value_name = "N", default_value_t = 16)]
@@ -353,7 +406,7 @@ pub struct RedisXaddArgs {
     #[arg(long, alias = "sessions", value_name = "S", default_value_t = 16)]
     pub streams: usize,
     /// Size of each entry's `p` field value in bytes (plus a `t` field with the send time).
-    #[arg(long, value_name = "P", default_value_t = 256)]
+    #[arg(long, value_name = "P", default_value_t = 256, value_parser = at_least_one)]
     pub payload_bytes: usize,
     /// Stream keys are PREFIX:0 .. PREFIX:(S-1).
     #[arg(long, value_name = "PREFIX", default_value = "bench")]
@@ -417,5 +470,23 @@ mod tests {
         let Command::Append(a) = cli.command else { panic!() };
         assert_eq!((a.load.connections, a.load.pipeline, a.load.requests, a.load.rate, a.verify), (8, 4, Some(100), Some(500.0), true));
         assert!(Cli::try_parse_from(["starcite-bench", "append", "--requests", "1", "--duration-secs", "1"]).is_err());
+    }
+
+    #[test]
+    fn the_same_flags_mean_the_same_everywhere_and_minimums_are_refused() {
+        let tail = Cli::try_parse_from(["starcite-bench", "tail", "-c", "3", "-d", "8", "--rate", "50", "--payload-bytes", "64"]).unwrap();
+        let Command::Tail(t) = tail.command else { panic!() };
+        assert_eq!((t.append_connections, t.pipeline, t.append_rate, t.payload_bytes), (3, 8, 50.0, 64));
+        let replay = Cli::try_parse_from(["starcite-bench", "replay", "-c", "2", "-d", "4"]).unwrap();
+        let Command::Replay(r) = replay.command else { panic!() };
+        assert_eq!((r.connections, r.pipeline), (2, 4));
+        for bad in [
+            vec!["starcite-bench", "append", "--payload-bytes", "10"],
+            vec!["starcite-bench", "tail", "--rate", "0"],
+            vec!["starcite-bench", "append", "--max-p99-ms", "-1"],
+            vec!["starcite-bench", "redis-xadd", "--payload-bytes", "0"],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -14,6 +14,9 @@ use crate::timer::Timer;
 pub trait Workload {
     type Codec: Codec;
     type Meta;
+    /// The histogram an open-loop run's missed sends are counted in (scheduled, never
+    /// sent: their latency is at least the time from their schedule to the run's end).
+    const HIST: &'static str;
     /// Append the next request for connection `conn` to `out`; `None` when that connection
     /// has nothing to send now.
     fn next(&mut self, conn: usize, out: &mut Vec<u8>) -> Option<Self::Meta>;
@@ -43,6 +46,106 @@ pub struct LoadSpec {
     pub warmup: Duration,
     pub drain: Duration,
     pub server_pid: Option<u32>,
+    /// Print a progress line on stderr every second.
+    pub progress: bool,
+}
+
+/// The per-second series, printed live on stderr when asked.
+pub struct Progress {
+    print: bool,
+    start: Option<Instant>,
+    next: Option<Instant>,
+    last_ok: u64,
+    last_errors: u64,
+    series: Vec<Second>,
+}
+
+impl Progress {
+    pub fn new(print: bool) -> Self {
+        Progress { print, start: None, next: None, last_ok: 0, last_errors: 0, series: Vec::new() }
+    }
+
+    pub fn start(&mut self, now: Instant) {
+        self.start = Some(now);
+        self.next = Some(now + Duration::from_secs(1));
+        self.last_ok = 0;
+        self.last_errors = 0;
+        self.series.clear();
+    }
+
+    /// Close every whole second that has passed.
+    pub fn tick(&mut self, now: Instant, stats: &mut Stats) {
+        while let Some(next) = self.next.filter(|n| now >= *n) {
+            self.close(next, stats);
+            self.next = Some(next + Duration::from_secs(1));
+        }
+    }
+
+    fn close(&mut self, at: Instant, stats: &mut Stats) {
+        let Some(start) = self.start else { return };
+        let errors = stats.errors_total();
+        let h = std::mem::replace(&mut stats.second, crate::stats::new_hist());
+        let sec = Second {
+            t: at.saturating_duration_since(start).as_secs_f64(),
+            ok: stats.ok - self.last_ok,
+            errors: errors - self.last_errors,
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        };
+        self.last_ok = stats.ok;
+        self.last_errors = errors;
+        if self.print {
+            let total_p99 = stats.hists.values().map(|h| h.value_at_quantile(0.99)).max().unwrap_or(0);
+            eprintln!(
+                "[{:>5.0}s] {:>9} ok/s  {:>6} errors  p99 {:>8} µs this second, {:>8} µs so far",
+                sec.t, sec.ok, sec.errors, sec.p99_us, total_p99
+            );
+        }
+        self.series.push(sec);
+    }
+
+    /// The series, with the last partial second closed when it holds anything.
+    pub fn finish(mut self, now: Instant, stats: &mut Stats) -> Vec<Second> {
+        if self.start.is_some() && (stats.ok > self.last_ok || stats.errors_total() > self.last_errors) {
+            self.close(now, stats);
+        }
+        self.series
+    }
+}
+
+/// Why the load stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The duration or request count was reached.
+    Completed,
+    /// SIGINT or SIGTERM (Ctrl-C): what was measured so far is reported.
+    Interrupted,
+    /// Every connection failed and reconnecting did not help (the server died?).
+    ServerUnreachable,
+}
+
+impl StopReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Completed => "completed",
+            StopReason::Interrupted => "interrupted (SIGINT/SIGTERM): partial results",
+            StopReason::ServerUnreachable => "server unreachable: every connection failed (partial results)",
+        }
+    }
+}
+
+/// One second of the measured phase (live progress and the JSON time series).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the measured phase began (end of this interval).
+    pub t: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 pub struct LoadResult {
@@ -54,6 +157,13 @@ pub struct LoadResult {
     pub reconnects: u64,
     /// Open loop: the largest number of scheduled-but-unsent requests (no free slot).
     pub max_backlog: u64,
+    /// Open loop: requests the schedule asked for during the measured phase.
+    pub scheduled: Option<u64>,
+    /// Open loop: scheduled requests never sent (the generator fell behind). Each is
+    /// counted in the latency histogram `Workload::HIST` from its scheduled time.
+    pub missed: u64,
+    pub stop: StopReason,
+    pub series: Vec<Second>,
 }
 
 const TIMER: Token = Token(usize::MAX - 1);
@@ -118,6 +228,12 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
     let mut rr = 0usize;
     let mut max_backlog = 0u64;
     let mut timer_at: Option<Instant> = None;
+    let mut issued_before_measure = 0u64;
+    let mut stop_reason = StopReason::Completed;
+    let mut progress = Progress::new(spec.progress);
+    if measuring {
+        progress.start(t0);
+    }
 
     loop {
         let now = Instant::now();
@@ -127,6 +243,15 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
             stats = Stats::new();
             cpu = CpuWindow::start(spec.server_pid);
             issued_measured = 0;
+            issued_before_measure = issued_total;
+            progress.start(now);
+        }
+        if measuring && stopped_at.is_none() {
+            progress.tick(now, &mut stats);
+        }
+        if stopped_at.is_none() && crate::sys::interrupted() {
+            stop_reason = StopReason::Interrupted;
+            stopped_at = Some(now);
         }
         if stopped_at.is_none() && measuring {
             let done = match spec.limit {
@@ -140,6 +265,7 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
         let all_dead = conns.iter().all(|c| !c.is_open()) && reconnects >= reconnect_budget;
         if all_dead && stopped_at.is_none() {
             stats.error("all_connections_failed");
+            stop_reason = StopReason::ServerUnreachable;
             stopped_at = Some(now);
         }
 
@@ -322,9 +448,28 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
     for c in conns.iter_mut() {
         c.close(poll.registry());
     }
-    let elapsed = last_completion.max(stopped_at.unwrap_or(last_completion)).saturating_duration_since(measure_start);
+    // Open loop: what the schedule asked for while measuring, and what was never sent.
+    // A request never sent waited at least from its scheduled time to the stop: counting
+    // it there keeps the percentiles honest (no coordinated omission).
+    let stop = stopped_at.unwrap_or(last_completion);
+    let (scheduled, missed) = match &schedule {
+        Some(s) if measuring => {
+            let due = match spec.limit {
+                Limit::Duration(_) => s.due(stop),
+                Limit::Requests(n) => issued_before_measure + n,
+            };
+            let missed = due.saturating_sub(issued_total);
+            for i in issued_total..due {
+                stats.record_us(W::HIST, stop.saturating_duration_since(s.at(i)).as_micros() as u64);
+            }
+            (Some(due.saturating_sub(issued_before_measure)), missed)
+        }
+        _ => (None, 0),
+    };
+    let elapsed = last_completion.max(stop).saturating_duration_since(measure_start);
     let elapsed = if elapsed.is_zero() { Instant::now().saturating_duration_since(measure_start) } else { elapsed };
-    Ok(LoadResult { stats, elapsed, cpu, issued: issued_measured, reconnects, max_backlog })
+    let series = progress.finish(Instant::now(), &mut stats);
+    Ok(LoadResult { stats, elapsed, cpu, issued: issued_measured, reconnects, max_backlog, scheduled, missed, stop: stop_reason, series })
 }
 
 #[allow(clippy::too_many_arguments)]

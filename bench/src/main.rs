@@ -16,14 +16,18 @@ mod ws;
 
 use clap::Parser;
 
-/// Exit statuses (also in `--help`).
+/// Exit statuses (also in `--help` and README.md).
 const EXIT_VERIFY_FAILED: i32 = 1;
 const EXIT_SETUP: i32 = 2;
 const EXIT_REQUEST_ERRORS: i32 = 3;
+const EXIT_BEHIND_SCHEDULE: i32 = 4;
+const EXIT_THRESHOLD: i32 = 5;
+const EXIT_INTERRUPTED: i32 = 130;
 
 fn main() {
     let cli = cli::Cli::parse();
     let common = cli.command.common().clone();
+    sys::stop_on_signals();
     let summary = match scenarios::run(&cli.command) {
         Ok(s) => s,
         Err(e) => {
@@ -31,6 +35,8 @@ fn main() {
             std::process::exit(EXIT_SETUP);
         }
     };
+    let mut summary = summary;
+    summary.judge(common.max_p99_ms, common.min_ops);
     print!("{}", summary.render());
     if let Some(path) = &common.json {
         if let Err(e) = summary.write_json(path) {
@@ -47,8 +53,29 @@ fn main() {
         );
         std::process::exit(EXIT_VERIFY_FAILED);
     }
+    if sys::interrupted() {
+        eprintln!("starcite-bench: interrupted: the report above holds what was measured until then");
+        std::process::exit(EXIT_INTERRUPTED);
+    }
     if summary.errors_total > 0 && !common.allow_errors {
         eprintln!("starcite-bench: {} requests failed ({:?}); pass --allow-errors to accept that", summary.errors_total, summary.errors);
         std::process::exit(EXIT_REQUEST_ERRORS);
+    }
+    if let Some(o) = summary.open_loop.as_ref().filter(|o| o.behind_schedule) {
+        eprintln!(
+            "starcite-bench: BEHIND SCHEDULE: {} of {} scheduled requests were never sent (the generator could not keep up with --rate {}); they count in the latency from their scheduled time",
+            o.missed, o.scheduled, o.rate_per_sec
+        );
+        std::process::exit(EXIT_BEHIND_SCHEDULE);
+    }
+    if !summary.thresholds_passed() {
+        let failed: Vec<String> = summary
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| format!("{} (limit {}, actual {:.3})", t.name, t.limit, t.actual))
+            .collect();
+        eprintln!("starcite-bench: THRESHOLD FAILED: {}", failed.join(", "));
+        std::process::exit(EXIT_THRESHOLD);
     }
 }

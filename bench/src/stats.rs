@@ -28,6 +28,9 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// Contract outcomes that are not errors (409 expected_seq_conflict, deduped, ...).
     pub outcomes: BTreeMap<&'static str, u64>,
+    /// Every latency of the current second, all histograms together (the progress line
+    /// and the JSON series; driver.rs `Progress` takes and resets it).
+    pub second: Histogram<u64>,
 }
 
 impl Default for Stats {
@@ -38,11 +41,13 @@ impl Default for Stats {
 
 impl Stats {
     pub fn new() -> Self {
-        Stats { hists: BTreeMap::new(), ok: 0, completed: 0, errors: BTreeMap::new(), outcomes: BTreeMap::new() }
+        Stats { hists: BTreeMap::new(), ok: 0, completed: 0, errors: BTreeMap::new(), outcomes: BTreeMap::new(), second: new_hist() }
     }
 
     pub fn record_us(&mut self, name: &'static str, us: u64) {
-        self.hists.entry(name).or_insert_with(new_hist).saturating_record(us.clamp(1, HIST_MAX_US));
+        let us = us.clamp(1, HIST_MAX_US);
+        self.hists.entry(name).or_insert_with(new_hist).saturating_record(us);
+        self.second.saturating_record(us);
     }
 
     pub fn error(&mut self, kind: impl Into<String>) {
@@ -135,11 +140,86 @@ pub struct Summary {
     pub latency_us: BTreeMap<String, LatencySummary>,
     pub cpu: CpuReport,
     pub verification: Verification,
+    /// Why the run stopped (`completed`, `interrupted`, `server_unreachable`).
+    pub stopped: String,
+    /// Open-loop runs: the schedule against what was done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<OpenLoop>,
+    /// Per-second ok count, errors and latency of the measured phase.
+    pub series: Vec<crate::driver::Second>,
+    /// Every latency histogram in full: `[upper value µs, count]` per recorded bucket.
+    pub latency_histogram_us: BTreeMap<String, Vec<(u64, u64)>>,
+    /// When, where and with what the run was made.
+    pub run: RunMeta,
+    /// `--max-p99-ms` / `--min-ops` verdicts, when asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<Threshold>,
     /// Scenario-specific numbers.
     pub extra: Map<String, Value>,
     /// Replaces the generic throughput line of the human summary when set.
     #[serde(skip)]
     pub headline: Option<String>,
+}
+
+/// An open-loop run's schedule against what was done (requests).
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLoop {
+    pub rate_per_sec: f64,
+    pub scheduled: u64,
+    pub sent: u64,
+    pub answered: u64,
+    /// Scheduled but never sent: the generator fell behind (exit status 4). Each counts
+    /// in the latency from its scheduled time to the end of the run.
+    pub missed: u64,
+    pub behind_schedule: bool,
+    /// The largest number of due-but-unsent requests at any moment.
+    pub max_backlog: u64,
+}
+
+/// A pass/fail threshold and how the run did against it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Threshold {
+    pub name: String,
+    pub limit: f64,
+    pub actual: f64,
+    pub passed: bool,
+}
+
+/// Facts about the run: timestamp, commit, host, versions.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMeta {
+    /// Unix seconds when the summary was made.
+    pub finished_unix_secs: u64,
+    pub bench_version: &'static str,
+    /// `git rev-parse HEAD` in the working directory (or $STARCITE_BENCH_GIT_COMMIT).
+    pub git_commit: Option<String>,
+    pub hostname: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cpus: usize,
+    pub command_line: Vec<String>,
+}
+
+impl RunMeta {
+    pub fn collect() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+        let git_commit = std::env::var("STARCITE_BENCH_GIT_COMMIT").ok().or_else(|| {
+            let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        });
+        let cpu_model = read("/proc/cpuinfo")
+            .and_then(|c| c.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()));
+        RunMeta {
+            finished_unix_secs: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            bench_version: env!("CARGO_PKG_VERSION"),
+            git_commit,
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpu_model,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            command_line: std::env::args().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -182,19 +262,57 @@ impl Summary {
                 violations: violations.counts.clone(),
                 samples: violations.samples.clone(),
             },
+            stopped: "completed".into(),
+            open_loop: None,
+            series: Vec::new(),
+            latency_histogram_us: stats
+                .hists
+                .iter()
+                .map(|(k, h)| (k.to_string(), h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()))
+                .collect(),
+            run: RunMeta::collect(),
+            thresholds: Vec::new(),
             extra: Map::new(),
             headline: None,
         }
     }
 
-    /// The extras every driver-based append scenario reports.
-    pub fn load_extras(&mut self, issued: u64, reconnects: u64, max_backlog: Option<u64>, unknown_outcomes: u64) {
-        self.extra("requests_issued", issued);
-        self.extra("reconnects", reconnects);
-        if let Some(backlog) = max_backlog {
-            self.extra("max_backlog", backlog);
+    /// What the load loop reports beyond the stats: stop reason, series, the open-loop
+    /// schedule, issued requests and reconnects, outcomes left unknown.
+    pub fn load(&mut self, res: &crate::driver::LoadResult, rate: Option<f64>, unknown_outcomes: u64) {
+        self.stopped = res.stop.describe().to_string();
+        self.series = res.series.clone();
+        if let (Some(rate_per_sec), Some(scheduled)) = (rate, res.scheduled) {
+            self.open_loop = Some(OpenLoop {
+                rate_per_sec,
+                scheduled,
+                sent: res.issued,
+                answered: res.stats.completed,
+                missed: res.missed,
+                behind_schedule: res.missed > 0,
+                max_backlog: res.max_backlog,
+            });
         }
+        self.extra("requests_issued", res.issued);
+        self.extra("reconnects", res.reconnects);
         self.extra("unknown_outcomes", unknown_outcomes);
+    }
+
+    /// Judge the run against `--max-p99-ms` (the worst p99 of its histograms) and
+    /// `--min-ops` (its ok throughput).
+    pub fn judge(&mut self, max_p99_ms: Option<f64>, min_ops: Option<f64>) {
+        if let Some(limit) = max_p99_ms {
+            let actual = self.latency_us.values().map(|l| l.p99).max().unwrap_or(0) as f64 / 1000.0;
+            self.thresholds.push(Threshold { name: "max_p99_ms".into(), limit, actual, passed: actual <= limit });
+        }
+        if let Some(limit) = min_ops {
+            let actual = self.throughput_ops_per_sec;
+            self.thresholds.push(Threshold { name: "min_ops".into(), limit, actual, passed: actual >= limit });
+        }
+    }
+
+    pub fn thresholds_passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
     }
 
     pub fn extra(&mut self, key: &str, value: impl Serialize) {
@@ -210,6 +328,30 @@ impl Summary {
         };
         line(format!("== starcite-bench {} ==", self.scenario));
         line(format!("params      {}", compact(&self.params)));
+        line(format!(
+            "run         commit {}, {} cpus, {}",
+            self.run.git_commit.as_deref().unwrap_or("unknown"),
+            self.run.cpus,
+            self.run.cpu_model.as_deref().unwrap_or("cpu unknown")
+        ));
+        if self.stopped != "completed" {
+            line(format!("STOPPED     {}", self.stopped));
+        }
+        if let Some(o) = &self.open_loop {
+            line(format!(
+                "schedule    {:.0}/s: {} scheduled, {} sent, {} answered, {} never sent{}",
+                o.rate_per_sec,
+                o.scheduled,
+                o.sent,
+                o.answered,
+                o.missed,
+                if o.behind_schedule {
+                    " — BEHIND SCHEDULE: the generator could not keep up; missed sends count in the latency from their scheduled time"
+                } else {
+                    ""
+                }
+            ));
+        }
         match &self.headline {
             Some(h) => line(format!("throughput  {h}")),
             None => line(format!(
@@ -258,6 +400,9 @@ impl Summary {
                 Value::Number(n) if n.is_f64() => line(format!("{:<11} {:.3}", k, n.as_f64().unwrap_or_default())),
                 _ => line(format!("{:<11} {}", k, compact(v))),
             }
+        }
+        for t in &self.thresholds {
+            line(format!("threshold   {} {}: limit {} actual {:.3}", if t.passed { "PASS" } else { "FAIL" }, t.name, t.limit, t.actual));
         }
         let v = &self.verification;
         if v.passed {

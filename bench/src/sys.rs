@@ -47,6 +47,34 @@ pub fn realtime_ns() -> u64 {
 }
 
 /// Ask the kernel for 1 µs timer slack so timed wake-ups are precise (default is 50 µs).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Make SIGINT and SIGTERM stop the run instead of the process: the load loops see
+/// [`interrupted`] and finish with what they measured (a second signal still kills: the
+/// handler is reset after the first).
+pub fn stop_on_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction with a handler that only stores to an atomic (async-signal-safe),
+        // SA_RESETHAND so the next signal has the default action.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            action.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`stop_on_signals`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub fn tighten_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
     unsafe {

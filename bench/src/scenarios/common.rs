@@ -19,6 +19,7 @@ pub fn batch(addr: SocketAddr, requests: Vec<Vec<u8>>, connections: usize, pipel
     impl Workload for Batch {
         type Codec = HttpCodec;
         type Meta = usize;
+        const HIST: &'static str = "control";
         fn next(&mut self, _conn: usize, out: &mut Vec<u8>) -> Option<usize> {
             let i = self.next;
             let r = self.requests.get(i)?;
@@ -46,6 +47,7 @@ pub fn batch(addr: SocketAddr, requests: Vec<Vec<u8>>, connections: usize, pipel
         warmup: Duration::ZERO,
         drain: Duration::from_secs(30),
         server_pid: None,
+        progress: false,
     };
     let res = driver::run(&spec, &mut w)?;
     if res.stats.errors_total() > 0 {
@@ -147,6 +149,7 @@ pub fn fill(
     impl Workload for Fill {
         type Codec = HttpCodec;
         type Meta = usize;
+        const HIST: &'static str = "fill_append";
         fn next(&mut self, _conn: usize, out: &mut Vec<u8>) -> Option<usize> {
             let n = self.left.len();
             for k in 0..n {
@@ -200,6 +203,7 @@ pub fn fill(
         warmup: Duration::ZERO,
         drain: Duration::from_secs(30),
         server_pid: None,
+        progress: false,
     };
     let res = driver::run(&spec, &mut w)?;
     Ok(FillResult { acked: w.acked, stats: res.stats, elapsed: res.elapsed, cpu: res.cpu })

@@ -14,6 +14,7 @@ struct GetWl {
 impl Workload for GetWl {
     type Codec = HttpCodec;
     type Meta = ();
+    const HIST: &'static str = "get";
 
     fn next(&mut self, _conn: usize, out: &mut Vec<u8>) -> Option<()> {
         out.extend_from_slice(&self.request);
@@ -37,7 +38,7 @@ pub fn run(args: &HttpGetArgs) -> Result<Summary, String> {
     if !args.path.starts_with('/') || args.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
         return Err(format!("--path {:?} must start with / and contain no spaces or control characters", args.path));
     }
-    let spec = args.load.spec(args.addr, args.common.server_pid)?;
+    let spec = args.load.spec(args.addr, &args.common)?;
     let mut request = Vec::new();
     http::write_request(&mut request, "GET", &args.path, &args.addr.to_string(), None);
     let mut w = GetWl { request, bytes: 0 };
@@ -48,15 +49,11 @@ pub fn run(args: &HttpGetArgs) -> Result<Summary, String> {
         args,
         &res.stats,
         res.elapsed.as_secs_f64(),
-        res.cpu,
+        res.cpu.clone(),
         &v,
         vec!["status line, headers and Content-Length of every response".into()],
     );
     sum.extra("body_bytes", w.bytes);
-    sum.extra("requests_issued", res.issued);
-    sum.extra("reconnects", res.reconnects);
-    if args.load.rate.is_some() {
-        sum.extra("max_backlog", res.max_backlog);
-    }
+    sum.load(&res, args.load.rate, 0);
     Ok(sum)
 }

@@ -29,6 +29,7 @@ struct XaddWl {
 impl Workload for XaddWl {
     type Codec = RespCodec;
     type Meta = (usize, usize);
+    const HIST: &'static str = "xadd";
 
     fn next(&mut self, conn: usize, out: &mut Vec<u8>) -> Option<(usize, usize)> {
         let cs = &mut self.conns[conn];
@@ -97,7 +98,7 @@ pub fn run(args: &RedisXaddArgs) -> Result<Summary, String> {
     if args.streams == 0 {
         return Err("--streams must be at least 1".into());
     }
-    let spec = args.load.spec(args.addr, args.common.server_pid)?;
+    let spec = args.load.spec(args.addr, &args.common)?;
     let keys: Vec<String> = (0..args.streams).map(|i| format!("{}:{i}", args.key_prefix)).collect();
     let mut admin = BlockingRedis::connect(args.addr, Duration::from_secs(10))?;
     match admin.command(&[b"PING"])? {
@@ -135,13 +136,9 @@ pub fn run(args: &RedisXaddArgs) -> Result<Summary, String> {
         }
         performed.push(format!("XLEN of {} streams grew by exactly the acked count", args.streams));
     }
-    let mut sum = Summary::new("redis-xadd", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.v, performed);
+    let mut sum = Summary::new("redis-xadd", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.v, performed);
     sum.extra("redis_appendonly", appendonly);
     sum.extra("redis_appendfsync", appendfsync);
-    sum.extra("requests_issued", res.issued);
-    sum.extra("reconnects", res.reconnects);
-    if args.load.rate.is_some() {
-        sum.extra("max_backlog", res.max_backlog);
-    }
+    sum.load(&res, args.load.rate, w.unknown.iter().sum::<u64>());
     Ok(sum)
 }

@@ -58,6 +58,7 @@ struct RetryWl {
 impl Workload for RetryWl {
     type Codec = HttpCodec;
     type Meta = Meta;
+    const HIST: &'static str = "original";
 
     fn next(&mut self, conn: usize, out: &mut Vec<u8>) -> Option<Meta> {
         let pc = &mut self.conns[conn];
@@ -186,7 +187,7 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
     if args.sessions == 0 {
         return Err("--sessions must be at least 1".into());
     }
-    let spec = args.load.spec(args.addr, args.common.server_pid)?;
+    let spec = args.load.spec(args.addr, &args.common)?;
     let ids = common::session_ids(&args.session_prefix, args.sessions);
     let base = common::setup_sessions(args.addr, &ids)?;
     let conns = (0..spec.connections)
@@ -213,11 +214,14 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
         w.pairs_checked, w.a.acks
     )];
     if args.verify {
-        let events = w.a.read_back_all(args.addr)?;
-        performed.push(format!("read back {} sessions ({events} events): one event per key, contiguous seqs", args.sessions));
+        match w.a.read_back_all(args.addr) {
+            Ok(events) => {
+                performed.push(format!("read back {} sessions ({events} events): one event per key, contiguous seqs", args.sessions))
+            }
+            Err(e) => w.a.v.add("verify_incomplete", || format!("reading the sessions back failed: {e}")),
+        }
     }
-    let mut sum = Summary::new("retry-storm", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu, &w.a.v, performed);
-    let backlog = args.load.rate.map(|_| res.max_backlog);
-    sum.load_extras(res.issued, res.reconnects, backlog, w.a.unknown.iter().sum::<u64>());
+    let mut sum = Summary::new("retry-storm", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.a.v, performed);
+    sum.load(&res, args.load.rate, w.a.unknown.iter().sum::<u64>());
     Ok(sum)
 }

@@ -1,0 +1,116 @@
+//! starcite-bench as a user meets it (issue #14): every figure is what was done, and a run
+//! that ends badly still reports. Against a real node (short runs): an open loop that
+//! cannot keep up says so and exits 4, a server killed mid-run still yields the report and
+//! the JSON (exit 1, `verify_incomplete`), Ctrl-C yields them too (exit 130), thresholds
+//! turn a run into pass/fail (exit 5), and values below a minimum are refused (exit 2).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The bench binary `cargo test --workspace` built beside the server.
+fn bench() -> Command {
+    let server = PathBuf::from(env!("CARGO_BIN_EXE_starcite"));
+    let path = server.with_file_name("starcite-bench");
+    assert!(path.exists(), "{} missing: run `cargo build -p starcite-bench` (cargo test --workspace builds it)", path.display());
+    Command::new(path)
+}
+
+fn json_of(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn an_open_loop_that_falls_behind_says_so_counts_the_missed_sends_and_exits_4() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("r.json");
+    let out = bench()
+        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "-d", "2", "--duration-secs", "2"])
+        .args(["--rate", "1000000", "--no-progress", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("BEHIND SCHEDULE"), "{stdout}");
+    let r = json_of(&json);
+    let o = &r["open_loop"];
+    assert_eq!(o["behind_schedule"], true);
+    let (scheduled, sent, missed) = (o["scheduled"].as_u64().unwrap(), o["sent"].as_u64().unwrap(), o["missed"].as_u64().unwrap());
+    assert!(scheduled > 1_500_000 && missed > 0 && sent + missed >= scheduled - 2, "{o}");
+    // Every scheduled request is in the latency: the answered ones and the missed ones.
+    assert_eq!(r["latency_us"]["append"]["count"].as_u64().unwrap(), r["ok"].as_u64().unwrap() + missed);
+    assert!(r["latency_us"]["append"]["p99"].as_u64().unwrap() > 100_000, "missed sends waited most of the run");
+    assert!(r["run"]["cpus"].as_u64().unwrap() >= 1 && r["series"].as_array().is_some());
+}
+
+#[test]
+fn a_server_killed_mid_run_still_yields_the_report_and_the_json() {
+    let mut s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("r.json");
+    let child = bench()
+        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "--duration-secs", "30", "--verify"])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    s.kill9();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("STOPPED     server unreachable"), "{stdout}");
+    let r = json_of(&json);
+    assert!(r["ok"].as_u64().unwrap() > 0, "what was measured before the kill is reported");
+    assert_eq!(r["verification"]["violations"]["verify_incomplete"], 1);
+    assert!(r["stopped"].as_str().unwrap().starts_with("server unreachable"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ok/s"), "live progress once a second: {stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_still_reports_it() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("r.json");
+    let child = bench()
+        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "--duration-secs", "30", "--no-progress"])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_of(&json);
+    assert!(r["stopped"].as_str().unwrap().starts_with("interrupted"));
+    assert!(r["elapsed_secs"].as_f64().unwrap() < 10.0 && r["ok"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn thresholds_and_minimums_turn_into_clear_exit_statuses() {
+    let s = Server::start();
+    let addr = format!("127.0.0.1:{}", s.port);
+    let out = bench()
+        .args(["append", "--addr", &addr, "--requests", "200", "--no-progress", "--max-p99-ms", "0.001", "--min-ops", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(stdout.contains("threshold   FAIL max_p99_ms") && stdout.contains("threshold   PASS min_ops"), "{stdout}");
+    let ok = bench().args(["append", "--addr", &addr, "--requests", "50", "--no-progress", "--min-ops", "1"]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
+    for bad in [vec!["append", "--payload-bytes", "10"], vec!["append", "-c", "0"], vec!["tail", "--rate", "0"]] {
+        let out = bench().args(&bad).args(["--addr", &addr]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
