@@ -114,3 +114,33 @@ fn thresholds_and_minimums_turn_into_clear_exit_statuses() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (json, svg) = (tmp.path().join("ramp.json"), tmp.path().join("ramp.svg"));
+    let out = bench()
+        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "-d", "4", "--sessions", "4"])
+        .args(["--rate-ramp", "200,800,3", "--step-secs", "1", "--no-progress"])
+        .args(["--plot", svg.to_str().unwrap(), "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_of(&json);
+    let steps = r["extra"]["steps"].as_array().unwrap();
+    assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![200.0, 400.0, 800.0]);
+    assert!(stdout.contains("knee"), "{stdout}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("offered appends/s") && plot.contains("p99"), "an SVG plot");
+    // compare: the ramp's last step against itself is 1.00× everywhere.
+    let cmp = tmp.path().join("cmp.json");
+    let out = bench().args(["compare", json.to_str().unwrap(), json.to_str().unwrap(), "--json", cmp.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("throughput ops/s") && stdout.contains("1.00×"), "{stdout}");
+    assert_eq!(json_of(&cmp)["rows"][0]["ratio"], 1.0);
+    let missing = bench().args(["compare", "/nonexistent.json", json.to_str().unwrap()]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}

@@ -43,6 +43,8 @@ pub enum Command {
     RedisXadd(RedisXaddArgs),
     /// Plain GET load, for the loopback HTTP ceiling (e.g. nginx `return 200`).
     HttpGet(HttpGetArgs),
+    /// Put two --json results side by side with ratios (B / A).
+    Compare(CompareArgs),
 }
 
 impl Command {
@@ -56,6 +58,7 @@ impl Command {
             Command::Recovery(a) => &a.common,
             Command::RedisXadd(a) => &a.common,
             Command::HttpGet(a) => &a.common,
+            Command::Compare(a) => &a.common,
         }
     }
 }
@@ -209,6 +212,60 @@ pub struct AppendArgs {
     /// After the run, read every session back and check it holds exactly the acked events.
     #[arg(long)]
     pub verify: bool,
+    /// Load ramp: open-loop steps from START to END appends/s (STEPS rates, geometric),
+    /// each --step-secs long, to find the knee; see --plot.
+    #[arg(long, value_name = "START,END,STEPS", value_parser = rate_ramp, conflicts_with_all = ["rate", "requests"])]
+    pub rate_ramp: Option<RateRamp>,
+    /// Seconds of each ramp step.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive)]
+    pub step_secs: f64,
+    /// With --rate-ramp: write an SVG of latency percentiles against offered load here.
+    #[arg(long, value_name = "PATH", requires = "rate_ramp")]
+    pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `--rate-ramp START,END,STEPS`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RateRamp {
+    pub start: f64,
+    pub end: f64,
+    pub steps: usize,
+}
+
+impl RateRamp {
+    /// The offered rates, geometric from start to end (the knee is easier to see on a
+    /// log scale of load).
+    pub fn rates(&self) -> Vec<f64> {
+        if self.steps == 1 {
+            return vec![self.start];
+        }
+        let ratio = (self.end / self.start).powf(1.0 / (self.steps - 1) as f64);
+        (0..self.steps).map(|i| (self.start * ratio.powi(i as i32)).round()).collect()
+    }
+}
+
+pub fn rate_ramp(s: &str) -> Result<RateRamp, String> {
+    let parts: Vec<&str> = s.split(',').collect();
+    let [a, b, n] = parts.as_slice() else { return Err(format!("{s:?} is not START,END,STEPS (e.g. 1000,50000,8)")) };
+    let start = positive(a)?;
+    let end = positive(b)?;
+    let steps: usize = n.parse().map_err(|_| format!("STEPS {n:?} is not a count"))?;
+    if !(1..=100).contains(&steps) || end < start {
+        return Err(format!("{s:?}: STEPS must be 1..=100 and END at least START"));
+    }
+    Ok(RateRamp { start, end, steps })
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct CompareArgs {
+    /// The baseline result (a --json file of any command).
+    #[arg(value_name = "A.json")]
+    pub a: PathBuf,
+    /// The result compared with it (ratios are B / A).
+    #[arg(value_name = "B.json")]
+    pub b: PathBuf,
     #[command(flatten)]
     pub common: Common,
 }
@@ -470,6 +527,17 @@ mod tests {
         let Command::Append(a) = cli.command else { panic!() };
         assert_eq!((a.load.connections, a.load.pipeline, a.load.requests, a.load.rate, a.verify), (8, 4, Some(100), Some(500.0), true));
         assert!(Cli::try_parse_from(["starcite-bench", "append", "--requests", "1", "--duration-secs", "1"]).is_err());
+    }
+
+    #[test]
+    fn ramps_parse_and_step_geometrically() {
+        let r = rate_ramp("1000,8000,4").unwrap();
+        assert_eq!(r.rates(), vec![1000.0, 2000.0, 4000.0, 8000.0]);
+        assert_eq!(rate_ramp("5,5,1").unwrap().rates(), vec![5.0]);
+        for bad in ["1000,500,3", "1,2", "0,10,3", "1,10,0", "1,10,101"] {
+            assert!(rate_ramp(bad).is_err(), "{bad}");
+        }
+        assert!(Cli::try_parse_from(["starcite-bench", "append", "--rate-ramp", "1,2,2", "--rate", "5"]).is_err());
     }
 
     #[test]

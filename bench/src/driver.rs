@@ -188,6 +188,13 @@ impl Schedule {
         let ns = now.saturating_duration_since(self.t0).as_nanos() as f64;
         (ns / self.interval_ns).floor() as u64 + 1
     }
+
+    /// How many requests are scheduled strictly before `end` (the measured phase's end:
+    /// a request due at that instant belongs to no run).
+    pub fn due_before(&self, end: Instant) -> u64 {
+        let ns = end.saturating_duration_since(self.t0).as_nanos() as f64;
+        (ns / self.interval_ns).ceil() as u64
+    }
 }
 
 /// Run the load and return the measured window's stats.
@@ -253,6 +260,8 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
             stop_reason = StopReason::Interrupted;
             stopped_at = Some(now);
         }
+        // The open loop issues what fell due before the stop in the iteration that stops.
+        let mut last_issue = false;
         if stopped_at.is_none() && measuring {
             let done = match spec.limit {
                 Limit::Duration(d) => now >= measure_start + d,
@@ -260,6 +269,7 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
             };
             if done {
                 stopped_at = Some(now);
+                last_issue = schedule.is_some();
             }
         }
         let all_dead = conns.iter().all(|c| !c.is_open()) && reconnects >= reconnect_budget;
@@ -289,7 +299,7 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
         }
 
         // Issue requests.
-        if stopped_at.is_none() {
+        if stopped_at.is_none() || last_issue {
             let remaining = match spec.limit {
                 Limit::Requests(n) if measuring => n.saturating_sub(issued_measured),
                 _ => u64::MAX,
@@ -310,7 +320,12 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
                     }
                 }
                 Some(s) => {
-                    let due = s.due(now);
+                    // Nothing is scheduled past the measured phase's end.
+                    // Nothing is scheduled at or past the measured phase's end.
+                    let due = match spec.limit {
+                        Limit::Duration(d) if measuring => s.due(now).min(s.due_before(measure_start + d)),
+                        _ => s.due(now),
+                    };
                     let n = conns.len();
                     while issued_total < due && budget > 0 {
                         // Round-robin to the next connection with a free slot.
@@ -455,7 +470,7 @@ pub fn run<W: Workload>(spec: &LoadSpec, w: &mut W) -> Result<LoadResult, String
     let (scheduled, missed) = match &schedule {
         Some(s) if measuring => {
             let due = match spec.limit {
-                Limit::Duration(_) => s.due(stop),
+                Limit::Duration(d) => s.due_before(measure_start + d),
                 Limit::Requests(n) => issued_before_measure + n,
             };
             let missed = due.saturating_sub(issued_total);
@@ -518,5 +533,7 @@ mod tests {
         assert_eq!(s.due(t0 + Duration::from_millis(1)), 2);
         assert_eq!(s.due(t0 + Duration::from_secs(1)), 1001);
         assert_eq!(s.at(500), t0 + Duration::from_millis(500));
+        assert_eq!(s.due_before(t0 + Duration::from_secs(1)), 1000, "the request due at the end belongs to no run");
+        assert_eq!(s.due_before(t0 + Duration::from_micros(1500)), 2);
     }
 }

@@ -2,9 +2,11 @@
 
 mod api;
 mod cli;
+mod compare;
 mod conn;
 mod driver;
 mod http;
+mod plot;
 mod resp;
 mod scenarios;
 mod server;
@@ -27,6 +29,9 @@ const EXIT_INTERRUPTED: i32 = 130;
 fn main() {
     let cli = cli::Cli::parse();
     let common = cli.command.common().clone();
+    if let cli::Command::Compare(args) = &cli.command {
+        std::process::exit(compare::run(args));
+    }
     sys::stop_on_signals();
     let summary = match scenarios::run(&cli.command) {
         Ok(s) => s,

@@ -4,6 +4,7 @@ pub mod append;
 pub mod common;
 pub mod http_get;
 pub mod mix;
+pub mod ramp;
 pub mod recovery;
 pub mod redis_xadd;
 pub mod replay;
@@ -16,6 +17,7 @@ use crate::stats::Summary;
 /// Run the chosen scenario. `Err` is a setup or usage failure (exit status 2).
 pub fn run(command: &Command) -> Result<Summary, String> {
     match command {
+        Command::Append(a) if a.rate_ramp.is_some() => ramp::run(a),
         Command::Append(a) => append::run(a),
         Command::Mix(a) => mix::run(a),
         Command::RetryStorm(a) => retry_storm::run(a),
@@ -24,5 +26,6 @@ pub fn run(command: &Command) -> Result<Summary, String> {
         Command::Recovery(a) => recovery::run(a),
         Command::RedisXadd(a) => redis_xadd::run(a),
         Command::HttpGet(a) => http_get::run(a),
+        Command::Compare(_) => Err("compare is handled before the scenarios".into()),
     }
 }

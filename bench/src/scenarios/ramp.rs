@@ -1,0 +1,111 @@
+//! `append --rate-ramp START,END,STEPS`: open-loop append steps at rising offered rates, to
+//! find the knee (the first step whose schedule was not kept, whose throughput fell below
+//! 95 % of the offered rate, or whose median passed 10× the first step's: the median, as
+//! one stall can move a 3-second step's p99 tenfold), with an SVG of the
+//! latency percentiles against offered load (`--plot`, plot.rs).
+
+use serde::Serialize;
+
+use crate::cli::AppendArgs;
+use crate::scenarios::append;
+use crate::stats::Summary;
+
+/// One step of a ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub offered_per_sec: f64,
+    pub achieved_per_sec: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub missed: u64,
+    pub errors: u64,
+}
+
+/// Whether a step is past the knee, given the first step.
+fn past_knee(step: &Step, first: &Step) -> bool {
+    step.missed > 0 || step.achieved_per_sec < 0.95 * step.offered_per_sec || step.p50_us > 10 * first.p50_us.max(1)
+}
+
+pub fn run(args: &AppendArgs) -> Result<Summary, String> {
+    let ramp = args.rate_ramp.expect("ramp mode");
+    let mut steps = Vec::new();
+    let mut last = None;
+    for (i, rate) in ramp.rates().into_iter().enumerate() {
+        let mut step_args = args.clone();
+        step_args.rate_ramp = None;
+        step_args.load.rate = Some(rate);
+        step_args.load.duration_secs = Some(args.step_secs);
+        step_args.verify = false;
+        eprintln!("starcite-bench: ramp step {}/{}: {rate:.0} appends/s offered for {} s", i + 1, ramp.steps, args.step_secs);
+        let sum = append::run(&step_args)?;
+        let l = sum.latency_us.get("append");
+        let step = Step {
+            offered_per_sec: rate,
+            achieved_per_sec: sum.throughput_ops_per_sec,
+            p50_us: l.map_or(0, |l| l.p50),
+            p99_us: l.map_or(0, |l| l.p99),
+            p999_us: l.map_or(0, |l| l.p999),
+            missed: sum.open_loop.as_ref().map_or(0, |o| o.missed),
+            errors: sum.errors_total,
+        };
+        eprintln!(
+            "starcite-bench: ramp step {}: {:.0}/s achieved, p50 {} µs, p99 {} µs, p99.9 {} µs{}",
+            i + 1,
+            step.achieved_per_sec,
+            step.p50_us,
+            step.p99_us,
+            step.p999_us,
+            if step.missed > 0 { format!(", {} never sent", step.missed) } else { String::new() }
+        );
+        steps.push(step);
+        let interrupted = crate::sys::interrupted();
+        last = Some(sum);
+        if interrupted {
+            break;
+        }
+    }
+    let mut sum = last.ok_or("the ramp has no step")?;
+    let knee = steps.iter().position(|s| past_knee(s, &steps[0]));
+    sum.scenario = "append-ramp";
+    sum.params = serde_json::to_value(args).unwrap_or_default();
+    // Steps past the knee fall behind on purpose: the ramp itself does not fail for it.
+    sum.open_loop = None;
+    sum.headline = Some(match knee {
+        Some(0) => format!("knee at or below the first step ({:.0}/s offered)", steps[0].offered_per_sec),
+        Some(k) => format!(
+            "knee between {:.0} and {:.0} appends/s offered (last good step: {:.0}/s achieved, p99 {} µs)",
+            steps[k - 1].offered_per_sec,
+            steps[k].offered_per_sec,
+            steps[k - 1].achieved_per_sec,
+            steps[k - 1].p99_us
+        ),
+        None => format!("no knee up to {:.0} appends/s offered", steps.last().map_or(0.0, |s| s.offered_per_sec)),
+    });
+    sum.extra("knee_step", knee);
+    sum.extra("steps", &steps);
+    if let Some(path) = &args.plot {
+        crate::plot::latency_vs_load(path, &steps, knee)?;
+        sum.extra("plot", path.display().to_string());
+    }
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offered: f64, achieved: f64, p99: u64, missed: u64) -> Step {
+        Step { offered_per_sec: offered, achieved_per_sec: achieved, p50_us: p99 / 2, p99_us: p99, p999_us: p99 * 2, missed, errors: 0 }
+    }
+
+    #[test]
+    fn the_knee_is_the_first_step_that_breaks_schedule_throughput_or_latency() {
+        let first = step(1000.0, 1000.0, 500, 0);
+        assert!(!past_knee(&step(2000.0, 1990.0, 900, 0), &first));
+        assert!(past_knee(&step(4000.0, 3000.0, 900, 0), &first), "throughput below 95 %");
+        assert!(past_knee(&step(4000.0, 4000.0, 6000, 0), &first), "median beyond 10x");
+        assert!(!past_knee(&step(4000.0, 4000.0, 4000, 0), &first), "a p99 spike alone is noise");
+        assert!(past_knee(&step(4000.0, 4000.0, 900, 3), &first), "missed sends");
+    }
+}
