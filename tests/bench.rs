@@ -144,3 +144,75 @@ fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side(
     let missing = bench().args(["compare", "/nonexistent.json", json.to_str().unwrap()]).output().unwrap();
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn the_sse_tail_scenario_checks_every_delivery_like_the_websocket_one() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("sse.json");
+    let out = bench()
+        .args(["tail", "--addr", &format!("127.0.0.1:{}", s.port), "--transport", "sse", "--tailers", "6", "--sessions", "3"])
+        .args(["--rate", "200", "--duration-secs", "1", "--no-progress", "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r = json_of(&json);
+    assert_eq!(r["params"]["transport"], "sse");
+    assert_eq!(r["verification"]["passed"], true);
+    let appended = r["ok"].as_u64().unwrap();
+    assert!(appended >= 150, "{appended}");
+    // Every tailer of a session received each of that session's events once.
+    assert_eq!(r["extra"]["deliveries"].as_u64().unwrap(), appended * 2);
+}
+
+/// bench/README.md's "Examples against Starcite", run as written but shorter and smaller
+/// (durations 1 s, fewer events, tailers and restarts, a tenth of the open-loop rate)
+/// against a node of this test: every one must exit 0.
+#[test]
+fn the_readme_examples_run_as_written_against_a_real_node() {
+    let s = Server::start();
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/README.md")).unwrap();
+    let section = &readme[readme.find("## Examples against Starcite").unwrap()..];
+    let block = &section[section.find("```sh").unwrap() + 5..];
+    let block = &block[..block.find("```").unwrap()];
+    let lines: Vec<&str> = block.lines().filter(|l| l.starts_with("$B ")).collect();
+    assert!(lines.len() >= 7, "{lines:?}");
+    let shorter = [
+        ("--duration-secs 5", "--duration-secs 1"),
+        ("--events 100000", "--events 2000"),
+        ("--events 50000", "--events 2000"),
+        ("--restarts 3", "--restarts 1"),
+        ("--tailers 1000", "--tailers 50"),
+        ("--sessions 100", "--sessions 10"),
+        ("--rate 10000", "--rate 1000"),
+        ("--append-rate 2000", "--append-rate 500"),
+        ("--warmup-secs 1", "--warmup-secs 0"),
+    ];
+    for line in lines {
+        let mut cmd = line.to_string();
+        for (from, to) in shorter {
+            cmd = cmd.replace(from, to);
+        }
+        let recovery = cmd.contains(" recovery ");
+        cmd = cmd
+            .replace("$SP", &s.pid().to_string())
+            .replace("$S", env!("CARGO_BIN_EXE_starcite"))
+            .replace("target/bench-data/data-recovery", &tmp.path().join("recovery").display().to_string())
+            .replace("--json append.json", &format!("--json {}", tmp.path().join("append.json").display()));
+        let mut args: Vec<String> = cmd.split_whitespace().skip(1).map(String::from).collect();
+        if !recovery {
+            args.extend(["--addr".to_string(), format!("127.0.0.1:{}", s.port)]);
+        }
+        args.push("--no-progress".into());
+        let out = bench().args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{line}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -226,6 +226,14 @@ pub struct AppendArgs {
     pub common: Common,
 }
 
+/// A tail's transport (`tail --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Ws,
+    Sse,
+}
+
 /// `--rate-ramp START,END,STEPS`.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct RateRamp {
@@ -343,9 +351,12 @@ pub struct TailArgs {
     /// Seconds of appending.
     #[arg(long, value_name = "T", default_value_t = 10.0)]
     pub duration_secs: f64,
-    /// Events per WebSocket frame (the tail's batch_size, 1..1000).
+    /// Events per WebSocket frame (the tail's batch_size, 1..1000; SSE sends one per message).
     #[arg(long, value_name = "B", default_value_t = 1)]
     pub batch_size: usize,
+    /// How the tailers tail: WebSocket (RFC 6455) or Server-Sent Events (`Accept: text/event-stream`).
+    #[arg(long, value_enum, default_value_t = Transport::Ws)]
+    pub transport: Transport,
     /// Connections the appends go over.
     #[arg(long, short = 'c', visible_alias = "connections", value_name = "N", default_value_t = 2)]
     pub append_connections: usize,

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 /// Largest response head (status line + headers) accepted.
 pub const HEAD_BYTES_MAX: usize = 64 * 1024;
+/// Most headers one response head may have.
+pub const HEADERS_MAX: usize = 64;
 /// Largest response body accepted (the server's events page is at most 8 MiB).
 pub const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -39,10 +41,6 @@ impl std::fmt::Display for ParseError {
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(msg.into()))
-}
-
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -81,79 +79,46 @@ enum Parsed<'a> {
 }
 
 fn parse_one(buf: &[u8]) -> Result<Option<Parsed<'_>>, ParseError> {
-    let head_end = match find_head_end(buf) {
-        Some(e) => e,
-        None => {
-            if buf.len() > HEAD_BYTES_MAX {
-                return err(format!("no end of headers within {HEAD_BYTES_MAX} bytes"));
-            }
-            // Fail fast on garbage instead of waiting for 64 KiB of it.
-            let probe = &buf[..buf.len().min(5)];
-            if !b"HTTP/"[..probe.len()].eq(probe) {
-                return err(format!("does not start with HTTP/: {:?}", String::from_utf8_lossy(&buf[..buf.len().min(40)])));
-            }
-            return Ok(None);
+    // The status line and headers: httparse (RFC 9112 §4, §5).
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_end = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > HEAD_BYTES_MAX => {
+            return err(format!("no end of headers within {HEAD_BYTES_MAX} bytes"))
         }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return err(format!("{e} in {:?}", String::from_utf8_lossy(&buf[..buf.len().min(40)]))),
     };
-    let head = &buf[..head_end - 4];
-    let mut lines = head.split(|b| *b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let status_line = lines.next().unwrap_or_default();
-    // HTTP/1.x SP 3DIGIT [SP reason]
-    if status_line.len() < 12 || !status_line.starts_with(b"HTTP/1.") || status_line[8] != b' ' {
-        return err(format!("bad status line {:?}", String::from_utf8_lossy(status_line)));
-    }
-    let minor = status_line[7];
-    if minor != b'0' && minor != b'1' {
-        return err(format!("unsupported version in {:?}", String::from_utf8_lossy(status_line)));
-    }
-    let code = &status_line[9..12];
-    if !code.iter().all(u8::is_ascii_digit) || (status_line.len() > 12 && status_line[12] != b' ') {
-        return err(format!("bad status code in {:?}", String::from_utf8_lossy(status_line)));
-    }
-    let status = code.iter().fold(0u16, |acc, d| acc * 10 + (d - b'0') as u16);
+    let status = response.code.unwrap_or(0);
     if status < 100 {
         return err(format!("bad status code {status}"));
     }
-
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
-    let mut close = minor == b'0';
+    let mut close = response.version == Some(0);
     let mut upgrade = None;
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        if line[0] == b' ' || line[0] == b'\t' {
-            return err("obsolete header line folding");
-        }
-        let colon = match line.iter().position(|b| *b == b':') {
-            Some(c) if c > 0 => c,
-            _ => return err(format!("header line without name: {:?}", String::from_utf8_lossy(line))),
-        };
-        let name = &line[..colon];
-        if name.iter().any(|b| *b == b' ' || *b == b'\t') {
-            return err(format!("whitespace in header name {:?}", String::from_utf8_lossy(name)));
-        }
-        let value = trim(&line[colon + 1..]);
-        if name.eq_ignore_ascii_case(b"content-length") {
+    for h in response.headers.iter() {
+        let (name, value) = (h.name, trim(h.value));
+        if name.eq_ignore_ascii_case("content-length") {
             let n = parse_decimal(value).ok_or_else(|| ParseError(format!("bad Content-Length {:?}", String::from_utf8_lossy(value))))?;
             if content_length.is_some_and(|c| c != n) {
                 return err("conflicting Content-Length headers");
             }
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if contains_token(value, "chunked") {
                 chunked = true;
             } else if !value.is_empty() && !value.eq_ignore_ascii_case(b"identity") {
                 return err(format!("unsupported Transfer-Encoding {:?}", String::from_utf8_lossy(value)));
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if name.eq_ignore_ascii_case("connection") {
             if contains_token(value, "close") {
                 close = true;
             } else if contains_token(value, "keep-alive") {
                 close = false;
             }
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
+        } else if name.eq_ignore_ascii_case("upgrade") {
             upgrade = std::str::from_utf8(value).ok();
         }
     }

@@ -10,6 +10,7 @@ mod plot;
 mod resp;
 mod scenarios;
 mod server;
+mod sse;
 mod stats;
 mod sys;
 mod timer;

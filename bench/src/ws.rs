@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// Largest message accepted (a batch of 1000 events of up to 1 MiB total, with margin).
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -21,98 +20,28 @@ pub fn write_handshake(out: &mut Vec<u8>, path: &str, host: &str, key: &str) {
     );
 }
 
-/// A fresh `Sec-WebSocket-Key` from 16 pseudo-random bytes.
-pub fn make_key(seed: u64) -> String {
-    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
-    let mut bytes = [0u8; 16];
-    for chunk in bytes.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes());
-    }
-    base64(&bytes)
+/// A fresh `Sec-WebSocket-Key` (RFC 6455 §4.1: 16 random bytes, base64; tungstenite's).
+pub fn make_key() -> String {
+    tungstenite::handshake::client::generate_key()
 }
 
-/// The `Sec-WebSocket-Accept` value the server must answer for `key`.
+/// The `Sec-WebSocket-Accept` value the server must answer for `key` (RFC 6455 §4.2.2;
+/// tungstenite's SHA-1 and base64).
 pub fn accept_key(key: &str) -> String {
-    let mut input = key.as_bytes().to_vec();
-    input.extend_from_slice(GUID.as_bytes());
-    base64(&sha1(&input))
+    tungstenite::handshake::derive_accept_key(key.as_bytes())
 }
 
 /// Check a `101` answer's `Sec-WebSocket-Accept` header (raw head bytes) against `key`.
 pub fn check_accept(head: &[u8], key: &str) -> Result<(), String> {
-    let text = String::from_utf8_lossy(head);
+    let mut headers = [httparse::EMPTY_HEADER; crate::http::HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    response.parse(head).map_err(|e| format!("101 answer: {e}"))?;
     let want = accept_key(key);
-    for line in text.split("\r\n") {
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("sec-websocket-accept") {
-                return if value.trim() == want {
-                    Ok(())
-                } else {
-                    Err(format!("Sec-WebSocket-Accept {:?}, expected {want:?}", value.trim()))
-                };
-            }
-        }
+    match response.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept")) {
+        Some(h) if h.value == want.as_bytes() => Ok(()),
+        Some(h) => Err(format!("Sec-WebSocket-Accept {:?}, expected {want:?}", String::from_utf8_lossy(h.value))),
+        None => Err("101 answer has no Sec-WebSocket-Accept header".into()),
     }
-    Err("101 answer has no Sec-WebSocket-Accept header".into())
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
-    }
-    out
-}
-
-fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
-    let mut msg = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bit_len.to_be_bytes());
-    for block in msg.chunks(64) {
-        let mut w = [0u32; 80];
-        for i in 0..16 {
-            w[i] = u32::from_be_bytes([block[4 * i], block[4 * i + 1], block[4 * i + 2], block[4 * i + 3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A827999),
-                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
-                _ => (b ^ c ^ d, 0xCA62C1D6),
-            };
-            let t = a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
-            *x = x.wrapping_add(y);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, v) in h.iter().enumerate() {
-        out[4 * i..4 * i + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    out
 }
 
 /// One frame as received (server frames are never masked).
@@ -285,19 +214,15 @@ mod tests {
     #[test]
     fn rfc6455_accept_key() {
         assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert!(
-            check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", "dGhlIHNhbXBsZSBub25jZQ==").is_ok()
-        );
-        assert!(check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: nope\r\n", "dGhlIHNhbXBsZSBub25jZQ==").is_err());
+        assert!(check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", "dGhlIHNhbXBsZSBub25jZQ==")
+            .is_ok());
+        assert!(check_accept(b"HTTP/1.1 101 x\r\nSec-WebSocket-Accept: nope\r\n\r\n", "dGhlIHNhbXBsZSBub25jZQ==").is_err());
     }
 
     #[test]
-    fn base64_and_key() {
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(make_key(1).len(), 24);
-        assert_ne!(make_key(1), make_key(2));
+    fn keys_are_fresh_base64_of_16_bytes() {
+        assert_eq!(make_key().len(), 24);
+        assert_ne!(make_key(), make_key());
     }
 
     fn server_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {

@@ -11,7 +11,7 @@ use crate::cli::{secs, ReplayArgs};
 use crate::http::{self, BlockingClient};
 use crate::scenarios::common;
 use crate::stats::{Stats, Summary, Violations};
-use crate::sys::{self, CpuWindow};
+use crate::sys::CpuWindow;
 use crate::verify;
 use crate::ws;
 
@@ -147,7 +147,7 @@ fn replay_ws(
     let start = Instant::now();
     let mut s = TcpStream::connect_timeout(&args.addr, Duration::from_secs(5)).map_err(|e| format!("connect {}: {e}", args.addr))?;
     let _ = s.set_nodelay(true);
-    let key = ws::make_key(sys::realtime_ns());
+    let key = ws::make_key();
     let mut req = Vec::new();
     ws::write_handshake(&mut req, &api::tail_path(&args.session, 0, batch), &args.addr.to_string(), &key);
     s.write_all(&req).map_err(|e| format!("handshake write: {e}"))?;

@@ -7,12 +7,14 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::api;
+use crate::cli::Transport;
 use crate::cli::{secs, TailArgs};
 use crate::conn::{self, Conn, HttpCodec};
 use crate::driver::Schedule;
 use crate::http::{self, BlockingClient};
 use crate::scenarios::append::Acks;
 use crate::scenarios::common::{self, error_kind};
+use crate::sse;
 use crate::stats::{Stats, Summary, Violations};
 use crate::sys;
 use crate::timer::Timer;
@@ -29,6 +31,8 @@ struct Tailer {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     reader: ws::Reader,
+    /// `Some` for an SSE tail (`--transport sse`): its event-stream decoder.
+    sse: Option<sse::Reader>,
     /// The next seq this tailer must receive.
     next_seq: u64,
     received: u64,
@@ -94,6 +98,15 @@ impl Tailer {
             };
             let now_ns = sys::realtime_ns() as i128;
             self.rbuf.extend_from_slice(&scratch[..n]);
+            if self.sse.is_some() {
+                if !self.on_sse_bytes(poll, now_ns, cx) {
+                    return;
+                }
+                if n < scratch.len() {
+                    return;
+                }
+                continue;
+            }
             if !self.upgraded {
                 match http::parse_response(&self.rbuf) {
                     Ok(None) if n < scratch.len() => return,
@@ -127,34 +140,7 @@ impl Tailer {
             let mut server_close: Option<String> = None;
             let fed = reader.feed(rbuf, |m| match m {
                 ws::Message::Text(t) => match api::parse_tail_frame(t) {
-                    Ok(evs) => {
-                        for e in evs {
-                            *cx.deliveries += 1;
-                            *received += 1;
-                            if e.seq != *next_seq {
-                                let want = *next_seq;
-                                if e.seq > want {
-                                    cx.v.add("tail_gap", || format!("session {sid}: tailer expected seq {want}, got {}", e.seq));
-                                } else {
-                                    cx.v.add("tail_duplicate_or_regress", || {
-                                        format!("session {sid}: tailer expected seq {want}, got {}", e.seq)
-                                    });
-                                }
-                            }
-                            *next_seq = (*next_seq).max(e.seq + 1);
-                            if cx.record && e.seq > base {
-                                if let Some(t) = e.t_ns() {
-                                    cx.stats.record_us("send_to_delivery", ((now_ns - t as i128).max(0) / 1000) as u64);
-                                }
-                                match e.inserted_at.as_deref().map(sys::parse_rfc3339_ns) {
-                                    Some(Some(at)) => cx.stats.record_us("commit_to_delivery", ((now_ns - at).max(0) / 1000) as u64),
-                                    _ => cx.v.add("bad_inserted_at", || {
-                                        format!("session {sid}: seq {} has inserted_at {:?}", e.seq, e.inserted_at)
-                                    }),
-                                }
-                            }
-                        }
-                    }
+                    Ok(evs) => deliver(&evs, next_seq, received, sid, base, now_ns, cx),
                     Err(err) => bad = Some(err),
                 },
                 ws::Message::Binary(_) => bad = Some("binary frame on a JSON tail".into()),
@@ -189,6 +175,83 @@ impl Tailer {
             if n < scratch.len() {
                 // Socket drained (edge-triggered: new bytes raise a new event).
                 return;
+            }
+        }
+    }
+}
+
+impl Tailer {
+    /// SSE: the response head, then the chunked event stream. Returns false once the
+    /// tailer ended.
+    fn on_sse_bytes(&mut self, poll: &Poll, now_ns: i128, cx: &mut Ctx<'_>) -> bool {
+        if !self.upgraded {
+            match sse::parse_head(&self.rbuf) {
+                Ok(None) => return true,
+                Ok(Some(used)) => {
+                    self.rbuf.drain(..used);
+                    self.upgraded = true;
+                }
+                Err(e) => {
+                    cx.stats.error("tail_sse_bad_answer");
+                    self.end(poll, e);
+                    return false;
+                }
+            }
+        }
+        let Tailer { sse, rbuf, next_seq, received, s, .. } = self;
+        let reader = sse.as_mut().expect("an SSE tailer");
+        let sid = &cx.ids[*s];
+        let base = cx.base[*s];
+        let mut bad: Option<String> = None;
+        let fed = reader.feed(rbuf, |data| match api::parse_tail_frame(data.as_bytes()) {
+            Ok(evs) => deliver(&evs, next_seq, received, sid, base, now_ns, cx),
+            Err(e) => bad = Some(e),
+        });
+        let ended = reader.ended();
+        match fed {
+            Ok(used) => {
+                rbuf.drain(..used);
+            }
+            Err(e) => {
+                cx.stats.error("tail_sse_protocol_error");
+                self.end(poll, e);
+                return false;
+            }
+        }
+        if let Some(e) = bad {
+            cx.stats.error("tail_bad_frame");
+            cx.v.add("tail_bad_frame", || format!("session {sid}: {e}"));
+        }
+        if ended {
+            self.end(poll, "the server ended the event stream".into());
+            return false;
+        }
+        true
+    }
+}
+
+/// Check and count the events of one frame or SSE message of session `sid`'s tailer.
+#[allow(clippy::too_many_arguments)]
+fn deliver(evs: &[api::TailEvent<'_>], next_seq: &mut u64, received: &mut u64, sid: &str, base: u64, now_ns: i128, cx: &mut Ctx<'_>) {
+    for e in evs {
+        *cx.deliveries += 1;
+        *received += 1;
+        if e.seq != *next_seq {
+            let want = *next_seq;
+            if e.seq > want {
+                cx.v.add("tail_gap", || format!("session {sid}: tailer expected seq {want}, got {}", e.seq));
+            } else {
+                cx.v.add("tail_duplicate_or_regress", || format!("session {sid}: tailer expected seq {want}, got {}", e.seq));
+            }
+        }
+        *next_seq = (*next_seq).max(e.seq + 1);
+        if cx.record && e.seq > base {
+            if let Some(t) = e.t_ns() {
+                cx.stats.record_us("send_to_delivery", ((now_ns - t as i128).max(0) / 1000) as u64);
+            }
+            match e.inserted_at.as_deref().map(sys::parse_rfc3339_ns) {
+                Some(Some(at)) => cx.stats.record_us("commit_to_delivery", ((now_ns - at).max(0) / 1000) as u64),
+                _ => cx.v.add("bad_inserted_at", || format!("session {sid}: seq {} has inserted_at {:?}", e.seq, e.inserted_at)),
             }
         }
     }
@@ -233,9 +296,12 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
         let s = k % args.sessions;
         let mut stream = conn::connect(args.addr, Duration::from_secs(5)).map_err(|e| format!("tailer {k}: connect {}: {e}", args.addr))?;
         poll.registry().register(&mut stream, Token(k), Interest::READABLE | Interest::WRITABLE).map_err(|e| format!("register: {e}"))?;
-        let key = ws::make_key(k as u64 ^ sys::realtime_ns());
+        let key = ws::make_key();
         let mut wbuf = Vec::new();
-        ws::write_handshake(&mut wbuf, &api::tail_path(&ids[s], 0, args.batch_size), &host, &key);
+        match args.transport {
+            Transport::Ws => ws::write_handshake(&mut wbuf, &api::tail_path(&ids[s], 0, args.batch_size), &host, &key),
+            Transport::Sse => sse::write_request(&mut wbuf, &api::tail_path(&ids[s], 0, 1), &host),
+        }
         let mut t = Tailer {
             stream: Some(stream),
             s,
@@ -244,6 +310,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
             rbuf: Vec::new(),
             wbuf,
             reader: ws::Reader::default(),
+            sse: (args.transport == Transport::Sse).then(sse::Reader::default),
             next_seq: 1,
             received: 0,
             ended: None,
@@ -302,7 +369,8 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
             append_drain_deadline = Some(now + drain);
         }
         if !stopped {
-            let due = schedule.due(now.min(stop));
+            // Nothing is scheduled at or past the end of the appending window.
+            let due = schedule.due(now).min(schedule.due_before(stop));
             while issued < due {
                 let n = appenders.len();
                 let Some(i) =
@@ -410,8 +478,10 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
     }
     for t in tailers.iter_mut() {
         if t.stream.is_some() {
-            ws::write_close(&mut t.wbuf, 1000, ws::mask_for(t.received));
-            let _ = t.flush();
+            if t.sse.is_none() {
+                ws::write_close(&mut t.wbuf, 1000, ws::mask_for(t.received));
+                let _ = t.flush();
+            }
             t.end(&poll, "closed by the bench".into());
         }
     }
@@ -425,7 +495,7 @@ pub fn run(args: &TailArgs) -> Result<Summary, String> {
         format!("{} append acks: no duplicate seq, strictly increasing per connection and session", acks.acks),
     ];
     let mut sum = Summary::new("tail", args, &stats, append_secs, cpu, &v, performed);
-    let scheduled = schedule.due(stopped_at).saturating_sub(0);
+    let scheduled = schedule.due_before(stopped_at);
     sum.open_loop = Some(crate::stats::OpenLoop {
         rate_per_sec: args.append_rate,
         scheduled,
