@@ -47,6 +47,36 @@ pub fn realtime_ns() -> u64 {
 }
 
 /// Ask the kernel for 1 µs timer slack so timed wake-ups are precise (default is 50 µs).
+/// Create `dir` if needed and write one 4 KiB block there with O_DIRECT, as the server's
+/// log does; an error names the directory and why (e.g. a filesystem without O_DIRECT).
+pub fn probe_direct_io(dir: &std::path::Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(".bench-odirect-probe");
+    let layout = std::alloc::Layout::from_size_align(4096, 4096).expect("valid layout");
+    // SAFETY: a zeroed, 4096-aligned allocation of 4096 bytes, freed below.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    if buf.is_null() {
+        return Err("out of memory".into());
+    }
+    // SAFETY: `buf` points to 4096 initialised bytes.
+    let block = unsafe { std::slice::from_raw_parts(buf, 4096) };
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+        .and_then(|mut f| f.write_all(block));
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
+    let _ = std::fs::remove_file(&path);
+    written.map_err(|e| {
+        format!("{}: the filesystem refuses an O_DIRECT write ({e}); the server's log needs one that allows it (ext4, xfs)", dir.display())
+    })
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {

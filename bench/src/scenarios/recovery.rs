@@ -56,9 +56,8 @@ pub fn run(args: &RecoveryArgs) -> Result<Summary, String> {
         return Err(format!("--server-bin {} is not a file", args.server_bin.display()));
     }
     let ready_timeout = secs(args.ready_timeout_secs, "--ready-timeout-secs")?;
-    if args.data_dir.starts_with("/tmp") || args.data_dir.starts_with("/dev/shm") {
-        eprintln!("starcite-bench: warning: {} is likely tmpfs; the server needs O_DIRECT on a real disk", args.data_dir.display());
-    }
+    // The server's log writes with O_DIRECT: test the filesystem (not the path: /tmp may be ext4).
+    crate::sys::probe_direct_io(&args.data_dir)?;
     let env: Vec<(String, String)> = args
         .server_env
         .iter()
