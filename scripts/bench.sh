@@ -970,6 +970,18 @@ micro_mode() {
     grep -vE '^\s*(Compiling|Finished|Running|Blocking|Downloaded|Downloading)' "$OUT/micro-log_append.txt" "$OUT/micro-record_codec.txt" >&2 || true
 }
 
+# Build, raise the open-file limit, size the tail run, and start the runs table.
+prepare_runs() {
+    build
+    raise_nofile
+    local nofile
+    nofile=$(ulimit -n)
+    TAILERS=${BENCH_TAILERS:-$(((nofile - 512) < 10000 ? nofile - 512 : 10000))}
+    [ "$TAILERS" -ge 1 ] || TAILERS=1
+    cd "$OUT"
+    : >"$OUT/runs.tsv"
+}
+
 suite_mode() {
     log "results: $OUT; data: $DATA; budget ${BUDGET}s"
     need curl curl
@@ -979,14 +991,7 @@ suite_mode() {
     [ -n "$(pg_test_fsync_bin)" ] || apt_install postgresql-15 || die "cannot install postgresql-15 (pg_test_fsync)"
     NGINX=$(command -v nginx || echo /usr/sbin/nginx)
     REDIS=$(command -v redis-server || echo /usr/bin/redis-server)
-    build
-    raise_nofile
-    local nofile
-    nofile=$(ulimit -n)
-    TAILERS=${BENCH_TAILERS:-$(((nofile - 512) < 10000 ? nofile - 512 : 10000))}
-    [ "$TAILERS" -ge 1 ] || TAILERS=1
-    cd "$OUT"
-    : >"$OUT/runs.tsv"
+    prepare_runs
     machine_facts
     wait_quiet baselines
     run_nginx
@@ -1010,14 +1015,7 @@ scenario_mode() {
     log "results: $OUT; data: $DATA; scenario $MODE; commit $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
     need curl curl
     need python3 python3
-    build
-    raise_nofile
-    local nofile
-    nofile=$(ulimit -n)
-    TAILERS=${BENCH_TAILERS:-$(((nofile - 512) < 10000 ? nofile - 512 : 10000))}
-    [ "$TAILERS" -ge 1 ] || TAILERS=1
-    cd "$OUT"
-    : >"$OUT/runs.tsv"
+    prepare_runs
     start_starcite all "$DATA/starcite-all" ""
     sc_scenario all "$MODE"
     stop_pid "$SC_PID"

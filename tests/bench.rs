@@ -48,19 +48,25 @@ fn an_open_loop_that_falls_behind_says_so_counts_the_missed_sends_and_exits_4() 
     assert!(r["run"]["cpus"].as_u64().unwrap() >= 1 && r["series"].as_array().is_some());
 }
 
-#[test]
-fn a_server_killed_mid_run_still_yields_the_report_and_the_json() {
-    let mut s = Server::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("r.json");
+/// A 30-second append run against `port`, writing `json`, given 1.5 s to get going.
+fn long_append(port: u16, json: &std::path::Path, extra: &str) -> std::process::Child {
     let child = bench()
-        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "--duration-secs", "30", "--verify"])
+        .args(["append", "--addr", &format!("127.0.0.1:{port}"), "-c", "2", "--duration-secs", "30", extra])
         .args(["--json", json.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
+    child
+}
+
+#[test]
+fn a_server_killed_mid_run_still_yields_the_report_and_the_json() {
+    let mut s = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("r.json");
+    let child = long_append(s.port, &json, "--verify");
     s.kill9();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -79,14 +85,7 @@ fn ctrl_c_stops_the_run_and_still_reports_it() {
     let s = Server::start();
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("r.json");
-    let child = bench()
-        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "--duration-secs", "30", "--no-progress"])
-        .args(["--json", json.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let child = long_append(s.port, &json, "--no-progress");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
