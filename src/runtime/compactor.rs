@@ -57,15 +57,16 @@ pub async fn run(core: Rc<Core>) {
     }
 }
 
-/// The highest index `shard`'s log may be purged to now, given a snapshot at `snapshot`
-/// (None when the state machine has applied nothing).
+/// The highest index `shard`'s log may be purged to now, given a snapshot at log index
+/// `snapshot` (0: none): below it, and below the entry of its lowest uncarried event.
 fn purge_bound(shard: &Shard, snapshot: u64) -> u64 {
     let machine = shard.machine.borrow();
     let below_uncarried = machine.state.lowest_uncarried_position().map_or(u64::MAX, |p| split_position(p).0 - 1);
     snapshot.min(below_uncarried)
 }
 
-/// Snapshot (when needed) and purge one shard as far as its log-only events allow.
+/// Snapshot (when the current one does not reach far enough) and purge one shard below
+/// its lowest uncarried event.
 async fn compact(core: &Core, engine: &LogEngine, shard: &Rc<Shard>) {
     if shard.abstaining() {
         return; // a damaged log catches up first (ARCHITECTURE §3b)
