@@ -46,6 +46,7 @@ fn an_open_loop_that_falls_behind_says_so_counts_the_missed_sends_and_exits_4() 
     assert_eq!(r["latency_us"]["append"]["count"].as_u64().unwrap(), r["ok"].as_u64().unwrap() + missed);
     assert!(r["latency_us"]["append"]["p99"].as_u64().unwrap() > 100_000, "missed sends waited most of the run");
     assert!(r["run"]["cpus"].as_u64().unwrap() >= 1 && r["series"].as_array().is_some());
+    assert_eq!(r["run"]["server_version"], env!("CARGO_PKG_VERSION"), "starcite_build_info names the server's version");
 }
 
 /// A 30-second append run against `port`, writing `json`, given 1.5 s to get going.

@@ -48,6 +48,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The Starcite node the command loads (None for baselines, recovery and compare).
+    pub fn starcite_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Command::Append(a) => Some(a.addr),
+            Command::Mix(a) => Some(a.addr),
+            Command::RetryStorm(a) => Some(a.addr),
+            Command::Tail(a) => Some(a.addr),
+            Command::Replay(a) => Some(a.addr),
+            _ => None,
+        }
+    }
+
     pub fn common(&self) -> &Common {
         match self {
             Command::Append(a) => &a.common,

@@ -27,6 +27,16 @@ const EXIT_BEHIND_SCHEDULE: i32 = 4;
 const EXIT_THRESHOLD: i32 = 5;
 const EXIT_INTERRUPTED: i32 = 130;
 
+/// The version a Starcite node reports in `starcite_build_info` (None when it does not answer).
+fn server_version(addr: std::net::SocketAddr) -> Option<String> {
+    let mut client = http::BlockingClient::new(addr, std::time::Duration::from_secs(2));
+    let metrics = client.request("GET", "/metrics", None).ok()?;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    let line = text.lines().find(|l| l.starts_with("starcite_build_info{"))?;
+    let start = line.find("version=\"")? + "version=\"".len();
+    Some(line[start..start + line[start..].find('"')?].to_string())
+}
+
 fn main() {
     let cli = cli::Cli::parse();
     let common = cli.command.common().clone();
@@ -42,6 +52,7 @@ fn main() {
         }
     };
     let mut summary = summary;
+    summary.run.server_version = cli.command.starcite_addr().and_then(server_version);
     summary.judge(common.max_p99_ms, common.min_ops);
     print!("{}", summary.render());
     if let Some(path) = &common.json {

@@ -198,6 +198,8 @@ pub struct RunMeta {
     pub cpu_model: Option<String>,
     pub cpus: usize,
     pub command_line: Vec<String>,
+    /// The server's `starcite_build_info{version}` (read from its /metrics after the run).
+    pub server_version: Option<String>,
 }
 
 impl RunMeta {
@@ -218,6 +220,7 @@ impl RunMeta {
             cpu_model,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             command_line: std::env::args().collect(),
+            server_version: None,
         }
     }
 }

@@ -345,6 +345,9 @@ pub fn render(cores: &[CoreStats]) -> String {
         })
         .collect();
     families.push(family("starcite_http_requests_total", "HTTP requests by route and status class.", MetricType::COUNTER, requests));
+    // The usual Prometheus build-info gauge: load generators and dashboards name the version.
+    let build = vec![gauge_metric(1.0, &[("version", env!("CARGO_PKG_VERSION").to_string())])];
+    families.push(family("starcite_build_info", "Always 1; the label names this server's version.", MetricType::GAUGE, build));
     shards.sort_by_key(|s| s.shard);
     let leaders = shards.iter().map(|s| gauge_metric(if s.is_leader { 1.0 } else { 0.0 }, &[("shard", s.shard.to_string())])).collect();
     families.push(family("starcite_raft_is_leader", "1 when this node leads the shard's Raft group.", MetricType::GAUGE, leaders));
