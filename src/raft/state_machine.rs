@@ -218,7 +218,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let mut log_only = std::collections::HashMap::new();
         for (session, cold) in state.log_only_events() {
             // These entries are above any purge (the compactor purges below the lowest
-            // log-only position, runtime/compactor.rs), and never truncated (applied).
+            // uncarried event, and log-only events are uncarried: runtime/compactor.rs),
+            // and never truncated (they are applied).
             let events = read_cold_events(&self.store, &session, &cold, &mut ByteBudget::new(usize::MAX))
                 .await
                 .map_err(|e| storage_error(subject(), ErrorVerb::Read, e.message))?;
