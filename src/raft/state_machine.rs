@@ -225,17 +225,14 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .map_err(|e| storage_error(subject(), ErrorVerb::Read, e.message))?;
             log_only.insert(session, events);
         }
-        let state_bytes = state.snapshot_bytes_with(&log_only).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        let (state_bytes, carried) = state.snapshot_bytes_with(&log_only).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         let bytes = encode_snapshot(&meta, &state_bytes);
         self.persist_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         // Keep in memory what the snapshot carries, as a restart from it would: the log
         // below it may be purged now, and the tail evicts events whatever the archive says.
         let mut live = self.inner.borrow_mut();
-        for id in state.session_ids() {
-            let given = log_only.get(id).map_or(&[][..], |v| v.as_slice());
-            if let Some((first, texts)) = state.untrimmed_texts(id, given) {
-                live.state.adopt_carried(id, first, &texts);
-            }
+        for (id, first, texts) in &carried {
+            live.state.adopt_carried(id, *first, texts);
         }
         drop(live);
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })

@@ -40,6 +40,10 @@ use std::sync::Arc;
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
 
+/// Per session: its id, the seq of its first untrimmed event, and every untrimmed event
+/// rendered from there on (what a snapshot carries).
+pub type Carried = Vec<(String, u64, Vec<Arc<str>>)>;
+
 const MAGIC: &[u8; 8] = b"STSHARD\x05";
 const CHECKSUM_BYTES: usize = 8;
 
@@ -123,7 +127,11 @@ impl ShardState {
     /// [`ShardState::log_only_events`] listed (read from the log by the caller), in order;
     /// every other untrimmed event is in memory. Deterministic: sessions are written in
     /// ascending id order. Errors when `log_only` does not match the state.
-    pub fn snapshot_bytes_with(&self, log_only: &HashMap<String, Vec<Arc<str>>>) -> Result<Vec<u8>, SnapshotError> {
+    ///
+    /// Also returns what the snapshot carries, per session: `(first seq, rendered events)`
+    /// — what its builder adopts ([`ShardState::adopt_carried`]) without rendering twice.
+    pub fn snapshot_bytes_with(&self, log_only: &HashMap<String, Vec<Arc<str>>>) -> Result<(Vec<u8>, Carried), SnapshotError> {
+        let mut carried = Carried::with_capacity(self.sessions.len());
         let mut out = Vec::with_capacity(64 + self.sessions.len() * 128);
         out.extend_from_slice(MAGIC);
         put_u64(&mut out, self.last_applied);
@@ -159,10 +167,11 @@ impl ShardState {
             for text in &texts {
                 put_str(&mut out, text);
             }
+            carried.push((h.id.clone(), s.trimmed + 1, texts));
         }
         let sum = xxhash_rust::xxh3::xxh3_64(&out);
         put_u64(&mut out, sum);
-        Ok(out)
+        Ok((out, carried))
     }
 
     /// The snapshot with placeholder text for log-only events (tests build states
@@ -174,7 +183,7 @@ impl ShardState {
             .into_iter()
             .map(|(id, cold)| (id, cold.iter().map(|c| Arc::from(format!("log-only {}", c.seq))).collect()))
             .collect();
-        self.snapshot_bytes_with(&log_only).expect("placeholders match the state")
+        self.snapshot_bytes_with(&log_only).expect("placeholders match the state").0
     }
 
     /// Rebuilds a state from `snapshot_bytes_with` output: every untrimmed event comes

@@ -540,11 +540,6 @@ impl ShardState {
         }
     }
 
-    /// Every session id, in no particular order.
-    pub fn session_ids(&self) -> impl Iterator<Item = &str> + '_ {
-        self.sessions.keys().map(String::as_str)
-    }
-
     pub fn header(&self, id: &str) -> Option<&SessionHeader> {
         self.sessions.get(id).map(|s| &s.header)
     }

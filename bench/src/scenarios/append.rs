@@ -60,6 +60,16 @@ impl Acks {
         }
     }
 
+    /// [`Self::read_back_all`], reported: `checked(events)` joins `performed` when it
+    /// finished; a read-back that could not finish (the server died) is the violation
+    /// `verify_incomplete`, and the run still reports.
+    pub fn verify_into(&mut self, addr: std::net::SocketAddr, performed: &mut Vec<String>, checked: impl FnOnce(u64) -> String) {
+        match self.read_back_all(addr) {
+            Ok(events) => performed.push(checked(events)),
+            Err(e) => self.v.add("verify_incomplete", || format!("reading the sessions back failed: {e}")),
+        }
+    }
+
     /// Read every session back (contiguous seqs, count = acked within unknown outcomes).
     pub fn read_back_all(&mut self, addr: std::net::SocketAddr) -> Result<u64, String> {
         let mut client = BlockingClient::new(addr, Duration::from_secs(30));
@@ -156,11 +166,10 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
     let res = driver::run(&spec, &mut w)?;
     let mut performed = vec![format!("{} acks: no duplicate seq per session, strictly increasing per connection and session", w.a.acks)];
     if args.verify {
-        match w.a.read_back_all(args.addr) {
-            Ok(events) => performed
-                .push(format!("read back {} sessions ({events} events): contiguous seqs, stored count = acked count", args.sessions)),
-            Err(e) => w.a.v.add("verify_incomplete", || format!("reading the sessions back failed: {e}")),
-        }
+        let sessions = args.sessions;
+        w.a.verify_into(args.addr, &mut performed, |events| {
+            format!("read back {sessions} sessions ({events} events): contiguous seqs, stored count = acked count")
+        });
     }
     let mut sum = Summary::new("append", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.a.v, performed);
     sum.load(&res, args.load.rate, w.a.unknown.iter().sum::<u64>());

@@ -221,11 +221,10 @@ pub fn run(args: &MixArgs) -> Result<Summary, String> {
             .to_string(),
     ];
     if args.verify {
-        match w.a.read_back_all(args.addr) {
-            Ok(events) => performed
-                .push(format!("read back {} sessions ({events} events): contiguous seqs, stored count = acked count", args.sessions)),
-            Err(e) => w.a.v.add("verify_incomplete", || format!("reading the sessions back failed: {e}")),
-        }
+        let sessions = args.sessions;
+        w.a.verify_into(args.addr, &mut performed, |events| {
+            format!("read back {sessions} sessions ({events} events): contiguous seqs, stored count = acked count")
+        });
     }
     let mut sum = Summary::new("mix", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.a.v, performed);
     sum.load(&res, args.load.rate, w.a.unknown.iter().sum::<u64>());
