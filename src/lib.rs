@@ -31,7 +31,9 @@
 //! - [`http`]: HTTP/1.1 request parsing, responses, routing (pure codecs);
 //! - [`server`]: per-core listeners, connection handling, and the WebSocket/SSE tails;
 //! - [`metrics`]: per-core counters merged into a Prometheus exposition.
+//! - [`alloc`]: the global allocator (mimalloc) and its per-thread allocation count.
 
+pub mod alloc;
 pub mod archive;
 pub mod cluster;
 pub mod config;

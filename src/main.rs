@@ -1,11 +1,9 @@
 //! The `starcite` server binary: read the configuration, claim the data dir and ports,
 //! install the signal handlers, and run the node (src/node.rs) until it has shut down.
 
-/// mimalloc instead of glibc malloc: the append path makes ~90 small allocations per
-/// event and glibc's allocator was ~27 % of its instructions (PERF.md, "Where the time
-/// goes").
+/// mimalloc, counting allocations per thread (src/alloc.rs: why both).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: starcite::alloc::CountingMimalloc = starcite::alloc::CountingMimalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

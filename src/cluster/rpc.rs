@@ -212,7 +212,7 @@ mod tests {
             vote: Vote::new_committed(4, 7),
             prev_log_id: Some(log_id(4, 9)),
             entries: vec![
-                Entry { log_id: log_id(4, 10), payload: EntryPayload::Normal(Proposal(vec![cmd])) },
+                Entry { log_id: log_id(4, 10), payload: EntryPayload::Normal(Proposal::new(vec![cmd])) },
                 Entry { log_id: log_id(4, 11), payload: EntryPayload::Blank },
             ],
             leader_commit: Some(log_id(4, 9)),

@@ -96,6 +96,7 @@ scalar_metrics! {
         hot_tail_events: GAUGE = "starcite_archive_tail_size", "Events held in the in-memory hot tail (computed at scrape time).";
         executor_stalls: COUNTER = "starcite_executor_stalls_total", "Times a task ran past the executor's stall threshold (glommio stall detector).";
         cluster_rejections: COUNTER = "starcite_cluster_handshake_rejections_total", "Cluster connections refused: failed authentication, wrong shard count or protocol, garbage, or too slow.";
+        allocations: COUNTER = "starcite_allocations_total", "Heap allocations (and reallocations) made by the executor threads (counted by the global allocator, src/alloc.rs; computed at scrape time).";
         cluster_bytes_sent: COUNTER = "starcite_cluster_bytes_sent_total", "Bytes written to cluster connections (both directions' frames this node sent; computed at scrape time).";
         raft_groups_under_replicated: GAUGE = "starcite_raft_groups_under_replicated", "Raft groups this node leads whose voters are not all current, connected replicas, or that are mid-change (computed at scrape time).";
         archive_pending_rows: GAUGE = "starcite_archive_pending_rows", "Committed rows waiting for the archive, in the shards this node leads (computed at scrape time; 0 with the archive off).";

@@ -28,6 +28,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -337,10 +338,29 @@ pub struct LogStore {
 pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
     let payload = match &entry.payload {
         EntryPayload::Blank => RecordPayload::Blank,
-        EntryPayload::Normal(proposal) => RecordPayload::Normal(proposal.0.clone()),
+        EntryPayload::Normal(proposal) => RecordPayload::Normal(proposal.0.to_vec()),
         EntryPayload::Membership(m) => RecordPayload::Membership(serde_json::to_string(m).expect("membership serializes")),
     };
     LogRecord::Entry { shard, term: entry.log_id.leader_id.term, node: entry.log_id.leader_id.node_id, index: entry.log_id.index, payload }
+}
+
+/// The record bytes of `entry` ([`entry_record`], encoded) without copying its commands:
+/// the proposal's list is lent to the record while it is encoded, then put back. Falls
+/// back to a copy when the proposal is shared (nothing in this process shares it before
+/// the store has written it, so that is never expected on the hot path).
+pub fn encode_entry(shard: u32, entry: &mut Entry<TypeConfig>) -> Vec<u8> {
+    let lent = match &mut entry.payload {
+        EntryPayload::Normal(proposal) => Arc::get_mut(&mut proposal.0).map(std::mem::take),
+        _ => None,
+    };
+    let Some(commands) = lent else { return entry_record(shard, entry).encode() };
+    let (term, node, index) = (entry.log_id.leader_id.term, entry.log_id.leader_id.node_id, entry.log_id.index);
+    let record = LogRecord::Entry { shard, term, node, index, payload: RecordPayload::Normal(commands) };
+    let bytes = record.encode();
+    if let (LogRecord::Entry { payload: RecordPayload::Normal(commands), .. }, EntryPayload::Normal(proposal)) = (record, &mut entry.payload) {
+        *Arc::get_mut(&mut proposal.0).expect("still unshared") = commands;
+    }
+    bytes
 }
 
 pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, RecordError> {
@@ -349,7 +369,7 @@ pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, RecordError> {
     };
     let payload = match payload {
         RecordPayload::Blank => EntryPayload::Blank,
-        RecordPayload::Normal(cmds) => EntryPayload::Normal(super::Proposal(cmds)),
+        RecordPayload::Normal(cmds) => EntryPayload::Normal(super::Proposal::new(cmds)),
         RecordPayload::Membership(json) => {
             EntryPayload::Membership(serde_json::from_str(&json).map_err(|e| RecordError::Invalid(format!("membership record: {e}")))?)
         }
@@ -502,8 +522,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let encoded: Vec<Vec<u8>> = entries.iter().map(|e| entry_record(self.shard, e).encode()).collect();
+        let mut entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let encoded: Vec<Vec<u8>> = entries.iter_mut().map(|e| encode_entry(self.shard, e)).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
         let locs = self
             .engine

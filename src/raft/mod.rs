@@ -12,6 +12,8 @@ pub mod state_machine;
 pub use log_store::{LogStore, NodeId, ShardLog};
 pub use state_machine::{Reply, StateMachine};
 
+use std::sync::Arc;
+
 use crate::limits::POSITION_SLOT_BITS;
 use crate::session::{ApiError, Command};
 
@@ -19,8 +21,19 @@ use crate::session::{ApiError, Command};
 /// was being committed (openraft 0.9 waits for each entry's flush before taking the next
 /// one, so packing commands is what lets one hot shard go faster than one fdatasync per
 /// append). Commands apply in order, each with its own outcome.
+///
+/// Shared (`Arc`): openraft hands an entry to the state machine as a copy of the one the
+/// log store cached at append time, and a deep copy cost every event its strings again
+/// (issue #13: about six allocations per event); a clone is now a reference count. The
+/// wire form (serde) is the plain list.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Proposal(pub Vec<Command>);
+pub struct Proposal(pub Arc<Vec<Command>>);
+
+impl Proposal {
+    pub fn new(commands: Vec<Command>) -> Proposal {
+        Proposal(Arc::new(commands))
+    }
+}
 
 /// Why a replica did not do a shard operation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -166,9 +166,11 @@ async fn route<T>(
             return Err(ApiError::raft_unavailable(format!("{last_error} (no answer within {} ms)", timeout.as_millis())));
         }
         let outcome = if target == me {
-            core.call(owner, &local).await.map_err(|e| (false, e.to_string()))
+            Box::pin(core.call(owner, &local)).await.map_err(|e| (false, e.to_string()))
         } else {
-            match core.links.call(&target, None, shard, &Request::Forward(remote()), left).await {
+            // Boxed with its request: both are large and most calls never take this path.
+            let forwarded = Box::pin(async { core.links.call(&target, None, shard, &Request::Forward(remote()), left).await }).await;
+            match forwarded {
                 Ok(Response::Forward(f)) => unpack(f).ok_or((true, format!("{target} answered with the wrong kind"))),
                 Ok(Response::NotHosted) => Err((false, format!("{target} does not host shard {shard} (yet)"))),
                 Ok(_) => Err((true, format!("{target} answered with the wrong kind"))),

@@ -77,7 +77,7 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
         let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, Refused>>>) =
             batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
         let n = cmds.len();
-        let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal(cmds))).await;
+        let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal::new(cmds))).await;
         let outcome: Result<Vec<Reply>, Refused> = match result {
             Err(_) => Err(ApiError::raft_timeout(format!("write not committed within {} ms", timeout.as_millis())).into()),
             // Never proposed, or proposed and then truncated (never to commit): the caller

@@ -45,24 +45,25 @@ pub fn resolve(req: &Request) -> Result<Route, Response> {
     })
 }
 
-/// Answer a non-tail request.
+/// Answer a non-tail request. Every arm but the append is boxed, which keeps this future
+/// (moved into the connection's in-flight queue for each pipelined append) small.
 pub async fn respond(req: Request, route: Route) -> Response {
     let label = route.label();
     let result: Result<(u16, Vec<u8>), ApiError> = match &route {
         Route::CreateSession => match session::parse_create(&req.body) {
             Err(e) => Err(e),
-            Ok(create) => api::create(create).await.map(|json| (201, json.into_bytes())),
+            Ok(create) => Box::pin(api::create(create)).await.map(|json| (201, json.into_bytes())),
         },
-        Route::GetSession(id) => api::get(id).await.map(|json| (200, json.into_bytes())),
+        Route::GetSession(id) => Box::pin(api::get(id)).await.map(|json| (200, json.into_bytes())),
         Route::Append(id) => match session::parse_append(&req.body) {
             Err(e) => Err(e),
             Ok(append) => api::append(id, append)
                 .await
                 .map(|ok| (201, format!("{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped).into_bytes())),
         },
-        Route::Events(id) => events_page(&req, id).await,
+        Route::Events(id) => Box::pin(events_page(&req, id)).await,
         Route::HealthLive => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
-        Route::HealthReady => match api::ready_all().await {
+        Route::HealthReady => match Box::pin(api::ready_all()).await {
             Ok(()) => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
             Err(why) => {
                 // `status` and `reason` are stable; `message` says which core or shard.
@@ -78,7 +79,7 @@ pub async fn respond(req: Request, route: Route) -> Response {
             }
         },
         Route::Metrics => {
-            let text = crate::metrics::render(&api::stats_all().await);
+            let text = crate::metrics::render(&Box::pin(api::stats_all()).await);
             let mut bytes = Vec::with_capacity(text.len() + 128);
             write_response(&mut bytes, req.version_minor, 200, &[], Some(prometheus::TEXT_FORMAT), text.as_bytes(), req.keep_alive);
             return Response { bytes, status: 200, route: label };
