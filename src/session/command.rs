@@ -12,7 +12,7 @@
 //!   and only when the append carries an idempotency key (it is never read otherwise;
 //!   it is 0 then); replicas trust it instead of re-parsing JSON.
 
-use super::json::{compact, compact_object, fingerprint};
+use super::json::{compact_object, fingerprint};
 use super::validate::{AppendRequest, CreateRequest};
 
 /// The content of one event as stored in the log.
@@ -97,22 +97,25 @@ impl CreateRequest {
 }
 
 impl AppendRequest {
-    /// Builds the replicated command; computes the idempotency fingerprint here so
-    /// replicas never need to parse JSON.
+    /// Builds the replicated command (the JSON texts move in as they are); computes the
+    /// idempotency fingerprint here, only for an append with a key, so replicas never
+    /// need to parse JSON.
     pub fn into_command(self, session_id: String, now_micros: i64) -> Command {
         let fingerprint = match self.idempotency_key {
-            Some(_) => fingerprint(&self.event_type, &self.payload, &self.actor, self.source.as_deref(), &self.metadata, &self.refs),
+            Some(_) => {
+                fingerprint(&self.event_type, &self.payload_json, &self.actor, self.source.as_deref(), &self.metadata_json, &self.refs_json)
+            }
             None => 0,
         };
         Command::Append {
             session_id,
             event: EventBody {
                 event_type: self.event_type,
-                payload_json: compact(&self.payload),
+                payload_json: self.payload_json,
                 actor: self.actor,
                 source: self.source,
-                metadata_json: compact_object(&self.metadata),
-                refs_json: compact_object(&self.refs),
+                metadata_json: self.metadata_json,
+                refs_json: self.refs_json,
                 fingerprint,
             },
             idempotency_key: self.idempotency_key,

@@ -131,6 +131,206 @@ pub fn parse(body: &[u8]) -> Result<Json, ParseError> {
     }
 }
 
+/// One member of a body object as the fast path sees it ([`scan_object`]): spans of the
+/// body, nothing decoded or copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawMember<'a> {
+    /// The key as written, which is also its decoded value (keys with escapes are not
+    /// taken by the fast path).
+    pub key: &'a str,
+    /// The value's text, from its first byte to its last.
+    pub value: &'a str,
+    /// `value` is already the compact form of the value (no whitespace between tokens,
+    /// no escape in any string): `compact(&parse(value)?) == value`.
+    pub compact: bool,
+}
+
+/// The fast path of body parsing (issue #13, "JSON once"): checks `body` by the same
+/// grammar and limits as [`parse`] without building a [`Json`] tree, and returns the
+/// members of the body object as spans. `None` whenever it is not sure: anything
+/// [`parse`] refuses (syntax, repeated keys, depth), a body that is not an object, or a key
+/// with an escape anywhere in it. A caller then parses with [`parse`], which gives the
+/// exact error; so this never decides an error, only skips work for the common body.
+/// Property-tested against [`parse`] (module `properties`).
+pub fn scan_object(body: &[u8]) -> Option<Vec<RawMember<'_>>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut scan = Scan { text, bytes: body, pos: 0, compact: true, keys: Vec::new() };
+    scan.ws();
+    if scan.peek()? != b'{' {
+        return None;
+    }
+    scan.pos += 1;
+    let mut members: Vec<RawMember<'_>> = Vec::with_capacity(8);
+    scan.ws();
+    if scan.peek()? == b'}' {
+        scan.pos += 1;
+    } else {
+        loop {
+            scan.ws();
+            let key = scan.key()?;
+            if members.len() < DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && members.iter().any(|m| m.key == key) {
+                return None;
+            }
+            scan.ws();
+            scan.expect(b':')?;
+            scan.ws();
+            let start = scan.pos;
+            scan.compact = true;
+            scan.value(2)?;
+            members.push(RawMember { key, value: &text[start..scan.pos], compact: scan.compact });
+            scan.ws();
+            match scan.peek()? {
+                b',' => scan.pos += 1,
+                b'}' => {
+                    scan.pos += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        if members.len() > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && has_repeat(members.iter().map(|m| m.key).collect()) {
+            return None;
+        }
+    }
+    scan.ws();
+    (scan.pos == body.len()).then_some(members)
+}
+
+/// The validating scanner behind [`scan_object`]: the grammar of [`Parser`], answering
+/// only "valid, and is it compact?" (`None` = not sure; see there).
+struct Scan<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    /// Cleared by whitespace between tokens or an escape in a string.
+    compact: bool,
+    /// The keys of the objects being scanned, innermost last (repeats are looked for
+    /// among the keys of the innermost object only).
+    keys: Vec<&'a str>,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+        if self.pos != start {
+            self.compact = false;
+        }
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.peek()? == b).then(|| self.pos += 1)
+    }
+
+    /// A string's contents as written (between the quotes).
+    fn string(&mut self) -> Option<&'a str> {
+        let (end, _) = scan_string(self.text, self.pos, false).ok()?;
+        let inner = &self.text[self.pos + 1..end - 1];
+        self.pos = end;
+        if inner.contains('\\') {
+            self.compact = false;
+        }
+        Some(inner)
+    }
+
+    /// An object key without escapes.
+    fn key(&mut self) -> Option<&'a str> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let key = self.string()?;
+        (!key.contains('\\')).then_some(key)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' if depth <= JSON_NESTING_DEPTH_MAX => self.object(depth),
+            b'[' if depth <= JSON_NESTING_DEPTH_MAX => self.array(depth),
+            b'"' => self.string().map(drop),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'-' | b'0'..=b'9' => {
+                self.pos = scan_number(self.bytes, self.pos).ok()?;
+                Some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.bytes[self.pos..].starts_with(word.as_bytes()).then(|| self.pos += word.len())
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.pos += 1; // '['
+        self.ws();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.value(depth + 1)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> Option<()> {
+        self.pos += 1; // '{'
+        let first = self.keys.len();
+        self.ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let key = self.key()?;
+            let siblings = &self.keys[first..];
+            if siblings.len() < DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && siblings.contains(&key) {
+                return None;
+            }
+            self.keys.push(key);
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            self.value(depth + 1)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    let repeated = self.keys.len() - first > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && has_repeat(self.keys[first..].to_vec());
+                    self.keys.truncate(first);
+                    return (!repeated).then_some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Whether a key occurs twice (sort, then compare neighbours: O(n log n)).
+fn has_repeat(mut keys: Vec<&str>) -> bool {
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
 struct Parser<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -708,9 +908,19 @@ fn add_to_decimal(out: &mut String, text: &str, delta: i64) {
 /// Identity of an event's content for idempotency (SPEC §3): xxh3-128 over the canonical
 /// JSON array `[type, payload, actor, source|null, metadata, refs]`. A JSON array of
 /// self-delimiting JSON texts is unambiguous, so distinct tuples never share an encoding.
-/// Callers pass an empty object for omitted metadata/refs and `None` for an omitted
-/// source, which makes omission and the explicit default equivalent.
-pub fn fingerprint(event_type: &str, payload: &Json, actor: &str, source: Option<&str>, metadata: &Object, refs: &Object) -> u128 {
+/// Callers pass `{}` for omitted metadata/refs and `None` for an omitted source, which
+/// makes omission and the explicit default equivalent.
+///
+/// The JSON arguments are the compact texts validation produced (valid JSON objects by
+/// construction); they are parsed again here, so only appends with an idempotency key
+/// pay for a tree. Should one ever fail to parse, its text is hashed as a string instead
+/// (deterministic on every replica; no panic on the request path).
+pub fn fingerprint(event_type: &str, payload_json: &str, actor: &str, source: Option<&str>, metadata_json: &str, refs_json: &str) -> u128 {
+    let tree = |text: &str| parse(text.as_bytes()).unwrap_or_else(|_| Json::String(text.to_string()));
+    fingerprint_of(event_type, &tree(payload_json), actor, source, &tree(metadata_json), &tree(refs_json))
+}
+
+fn fingerprint_of(event_type: &str, payload: &Json, actor: &str, source: Option<&str>, metadata: &Json, refs: &Json) -> u128 {
     let mut out = String::with_capacity(128);
     out.push('[');
     push_json_string(&mut out, event_type);
@@ -724,9 +934,9 @@ pub fn fingerprint(event_type: &str, payload: &Json, actor: &str, source: Option
         None => out.push_str("null"),
     }
     out.push(',');
-    write_object(&mut out, metadata, Form::Canonical);
+    write(&mut out, metadata, Form::Canonical);
     out.push(',');
-    write_object(&mut out, refs, Form::Canonical);
+    write(&mut out, refs, Form::Canonical);
     out.push(']');
     xxhash_rust::xxh3::xxh3_128(out.as_bytes())
 }
@@ -753,7 +963,33 @@ mod tests {
     }
 
     fn fp(t: &str, payload: &str, a: &str, s: Option<&str>, m: &str, r: &str) -> u128 {
-        fingerprint(t, &p(payload), a, s, &obj(m), &obj(r))
+        fingerprint(t, &compact(&p(payload)), a, s, &compact_object(&obj(m)), &compact_object(&obj(r)))
+    }
+
+    #[test]
+    fn scan_object_leaves_every_doubtful_body_to_the_parser() {
+        let spans = scan_object(br#" {"a":{"b":[1,"x",null]}, "c" : "d\n"} "#).expect("a plain body");
+        assert_eq!((spans[0].key, spans[0].value, spans[0].compact), ("a", r#"{"b":[1,"x",null]}"#, true));
+        assert_eq!((spans[1].key, spans[1].value, spans[1].compact), ("c", r#""d\n""#, false), "an escape is not compact");
+        assert!(!scan_object(br#"{"a":{ "b":1}}"#).expect("valid")[0].compact, "inner whitespace");
+        let wide_repeat = format!("{{\"o\":{{{}\"k0\":0}}}}", (0..20).map(|i| format!("\"k{i}\":{i},")).collect::<String>());
+        for refused in [
+            &br#"{"a":1,"a":2}"#[..],
+            br#"{"o":{"a":1,"a":2}}"#,
+            wide_repeat.as_bytes(),
+            br#"{"k\u0041":1}"#,
+            br#"{"a":1}x"#,
+            br#"[1]"#,
+            br#"{"a":01}"#,
+            br#"{"a":"\ud800"}"#,
+            b"{\"a\":\"\xff\"}",
+            b"",
+        ] {
+            assert_eq!(scan_object(refused), None, "{}", String::from_utf8_lossy(refused));
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(JSON_NESTING_DEPTH_MAX), "]".repeat(JSON_NESTING_DEPTH_MAX));
+        assert_eq!(scan_object(deep.as_bytes()), None, "deeper than the limit");
+        assert!(parse(deep.as_bytes()).is_err());
     }
 
     #[test]
@@ -1137,6 +1373,42 @@ mod properties {
             let stored = compact(&parsed);
             prop_assert_eq!(parse(stored.as_bytes()).ok(), Some(v.clone()));
             prop_assert_eq!(stored, compact(&v));
+        }
+
+        /// The fast path agrees with the parser: every body it takes, the parser takes
+        /// with the same members, and a span it calls compact is the compact text; any
+        /// body the parser refuses (here: cut short anywhere), it refuses too.
+        #[test]
+        fn scan_object_agrees_with_parse(
+            members in prop::collection::vec(("[a-z\u{e9}]{0,6}", json_value()), 0..6),
+            noise in prop::collection::vec(any::<u8>(), 64),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let body = Json::Object(members.into_iter().filter(|(k, _)| seen.insert(k.clone())).collect());
+            let mut text = String::new();
+            spell(&mut text, &body, &mut noise.iter().copied().cycle());
+            let parsed = parse(text.as_bytes()).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+            match scan_object(text.as_bytes()) {
+                Some(spans) => {
+                    let Json::Object(m) = &parsed else { return Err(TestCaseError::fail("not an object")) };
+                    prop_assert_eq!(spans.len(), m.len());
+                    for (span, (key, value)) in spans.iter().zip(m) {
+                        prop_assert_eq!(span.key, key.as_str());
+                        prop_assert_eq!(&parse(span.value.as_bytes()).ok(), &Some(value.clone()));
+                        if span.compact {
+                            let written = compact(value);
+                            prop_assert_eq!(span.value, written.as_str());
+                        }
+                    }
+                }
+                // Only a key written with an escape may send a valid body to the parser.
+                None => prop_assert!(text.contains('\\'), "valid body without escapes not scanned: {text}"),
+            }
+            let cut = &text.as_bytes()[..cut.index(text.len().max(1))];
+            if parse(cut).is_err() {
+                prop_assert_eq!(scan_object(cut), None);
+            }
         }
 
         #[test]

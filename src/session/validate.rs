@@ -5,8 +5,11 @@
 //! - Nothing here panics, whatever the bytes.
 //! - JSON `null` for an optional field means "absent" everywhere.
 //! - Unknown body fields are ignored (forward compatibility for clients).
-//! - The body is parsed once (`json::parse`): numbers keep their text, a repeated key is
-//!   `invalid_json`, nesting beyond `JSON_NESTING_DEPTH_MAX` is `invalid_event`.
+//! - The body is parsed once: numbers keep their text, a repeated key is `invalid_json`,
+//!   nesting beyond `JSON_NESTING_DEPTH_MAX` is `invalid_event`. An append body in the
+//!   common shape (valid, keys without escapes, values already compact) is only scanned
+//!   (`json::scan_object`) and its values copied as written; anything else takes
+//!   `json::parse`, which is the reference: the two agree on every body (property test).
 //! - Fields are checked in a fixed, documented order so that a body with several
 //!   problems always yields the same error:
 //!   - create: `id`, `title`, `metadata`;
@@ -26,15 +29,19 @@ pub struct CreateRequest {
     pub metadata: Object,
 }
 
-/// A validated append body. `payload` is always a JSON object.
+/// A validated append body, its JSON values already in the compact form the log stores
+/// (`json::compact`: the client's key order, numbers exactly as sent).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendRequest {
     pub event_type: String,
-    pub payload: Json,
+    /// Compact JSON text of an object.
+    pub payload_json: String,
     pub actor: String,
     pub source: Option<String>,
-    pub metadata: Object,
-    pub refs: Object,
+    /// Compact JSON text of an object (`{}` when absent).
+    pub metadata_json: String,
+    /// Compact JSON text of an object (`{}` when absent).
+    pub refs_json: String,
     pub idempotency_key: Option<String>,
     pub expected_seq: Option<u64>,
 }
@@ -155,6 +162,60 @@ fn parse_digits(s: &str) -> Option<u64> {
 /// Parses an append body. Order: `type`, `payload`, `actor`, `source`,
 /// `metadata`, `refs`, `idempotency_key`, `expected_seq`.
 pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
+    match json::scan_object(body).and_then(|members| append_from_spans(&members)) {
+        Some(request) => Ok(request),
+        None => parse_append_tree(body),
+    }
+}
+
+/// The fast path: a valid request from the body's spans, without a [`Json`] tree. `None`
+/// when any field is not in the plain valid shape (the tree path then decides, errors
+/// included), so it accepts exactly what [`parse_append_tree`] accepts, with equal fields.
+fn append_from_spans(members: &[json::RawMember<'_>]) -> Option<AppendRequest> {
+    // Null is absent (module invariant); a span that is not plain gives up.
+    let field = |key: &str| members.iter().find(|m| m.key == key).filter(|m| m.value != "null");
+    let plain_string = |key: &str| -> Option<Option<String>> {
+        match field(key) {
+            None => Some(None),
+            // Compact strings have no escape: the contents are the decoded value.
+            Some(m) if m.compact && m.value.len() > 2 && m.value.starts_with('"') => Some(Some(m.value[1..m.value.len() - 1].to_string())),
+            Some(_) => None,
+        }
+    };
+    let object_text = |key: &str| -> Option<Option<&str>> {
+        match field(key) {
+            None => Some(None),
+            Some(m) if m.compact && m.value.starts_with('{') => Some(Some(m.value)),
+            Some(_) => None,
+        }
+    };
+    let event_type = plain_string("type")??;
+    let payload_json = object_text("payload")??.to_string();
+    let actor = plain_string("actor")??;
+    let source = plain_string("source")?;
+    let metadata_json = object_text("metadata")?.unwrap_or("{}").to_string();
+    let refs_json = match object_text("refs")? {
+        None => "{}".to_string(),
+        Some(text) if refs_need_no_check(text) => text.to_string(),
+        Some(_) => return None,
+    };
+    let idempotency_key = plain_string("idempotency_key")?;
+    let expected_seq = match field("expected_seq") {
+        None => None,
+        Some(m) if m.value.bytes().all(|b| b.is_ascii_digit()) => Some(m.value.parse::<u64>().ok()?),
+        Some(_) => return None,
+    };
+    Some(AppendRequest { event_type, payload_json, actor, source, metadata_json, refs_json, idempotency_key, expected_seq })
+}
+
+/// Whether `refs` (compact object text) names none of the keys [`check_refs`] checks, so
+/// it needs no tree (a conservative test: the key's quoted name appearing anywhere).
+fn refs_need_no_check(text: &str) -> bool {
+    ["\"to_seq\"", "\"step\"", "\"request_id\"", "\"sequence_id\""].iter().all(|k| !text.contains(k))
+}
+
+/// The reference path: the whole body as a [`Json`] tree, each field checked in order.
+fn parse_append_tree(body: &[u8]) -> Result<AppendRequest, ApiError> {
     let Some(mut m) = parse_object(body, false, ApiError::invalid_event)? else {
         // Unreachable with allow_empty = false; kept total instead of panicking.
         return Err(ApiError::invalid_event("request body must be a JSON object"));
@@ -196,7 +257,16 @@ pub fn parse_append(body: &[u8]) -> Result<AppendRequest, ApiError> {
         Some(Json::String(s)) if parse_digits(&s).is_some() => parse_digits(&s),
         Some(_) => return Err(ApiError::invalid_event("expected_seq must be a non-negative integer or a string of decimal digits")),
     };
-    Ok(AppendRequest { event_type, payload, actor, source, metadata, refs, idempotency_key, expected_seq })
+    Ok(AppendRequest {
+        event_type,
+        payload_json: json::compact(&payload),
+        actor,
+        source,
+        metadata_json: json::compact_object(&metadata),
+        refs_json: json::compact_object(&refs),
+        idempotency_key,
+        expected_seq,
+    })
 }
 
 /// `cursor` query value: absent → 0 (start of the log). Digits-only that fit
@@ -245,14 +315,6 @@ pub fn parse_batch_size(v: Option<&str>) -> Result<usize, ApiError> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-
-    fn text(v: &Json) -> String {
-        json::compact(v)
-    }
-
-    fn object_text(m: &Object) -> String {
-        json::compact_object(m)
-    }
 
     fn create(body: &str) -> Result<CreateRequest, ApiError> {
         parse_create(body.as_bytes())
@@ -307,7 +369,7 @@ mod tests {
         let r = create(r#"{"id":"s-1","title":"T","metadata":{"k":1},"zzz":[]}"#).expect("ok");
         assert_eq!(r.id.as_deref(), Some("s-1"));
         assert_eq!(r.title.as_deref(), Some("T"));
-        assert_eq!(object_text(&r.metadata), r#"{"k":1}"#);
+        assert_eq!(json::compact_object(&r.metadata), r#"{"k":1}"#);
     }
 
     #[test]
@@ -355,11 +417,11 @@ mod tests {
         }))
         .expect("ok");
         assert_eq!(r.event_type, "msg");
-        assert_eq!(text(&r.payload), r#"{"b":1,"a":2}"#);
+        assert_eq!(r.payload_json, r#"{"b":1,"a":2}"#);
         assert_eq!(r.actor, "u");
         assert_eq!(r.source.as_deref(), Some("web"));
-        assert_eq!(object_text(&r.metadata), r#"{"m":true}"#);
-        assert_eq!(get(&r.refs, "other").map(text).as_deref(), Some("[1]"));
+        assert_eq!(r.metadata_json, r#"{"m":true}"#);
+        assert_eq!(r.refs_json, r#"{"to_seq":3,"step":0,"request_id":"r","sequence_id":"q","other":[1]}"#);
         assert_eq!(r.idempotency_key.as_deref(), Some("k"));
         assert_eq!(r.expected_seq, Some(7));
     }
@@ -375,7 +437,7 @@ mod tests {
             }
             let r = append(body).expect("ok");
             assert_eq!((r.source, r.idempotency_key, r.expected_seq), (None, None, None));
-            assert!(r.metadata.is_empty() && r.refs.is_empty());
+            assert_eq!((r.metadata_json.as_str(), r.refs_json.as_str()), ("{}", "{}"));
         }
     }
 
@@ -463,6 +525,47 @@ mod tests {
             let e = append(body.clone()).expect_err("still invalid");
             assert!(e.message.starts_with(next_bad), "after fixing {fix}: {}", e.message);
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The fast path and the tree path give the same answer for every body: the same
+        /// request, or the same error (code and message).
+        #[test]
+        fn the_fast_path_answers_exactly_like_the_tree_path(
+            required in proptest::collection::vec((0usize..26, 0usize..4, proptest::bool::weighted(0.8)), 3),
+            fields in proptest::collection::vec((0usize..10, 0usize..26, 0usize..4), 0..8),
+        ) {
+            const KEYS: [&str; 10] = ["type", "payload", "actor", "source", "metadata", "refs", "idempotency_key", "expected_seq", "other", "t\\u0079pe"];
+            const VALUES: [&str; 26] = [
+                r#""t""#, r#""""#, r#""a\"b""#, r#""\u00e9""#, "null", "1", "7.0", "0", r#""42""#, "18446744073709551616", "{}",
+                r#"{"x":1}"#, r#"{ "x" : 1 }"#, r#"{"to_seq":3}"#, r#"{"to_seq":-1}"#, r#"{"step":"1"}"#, r#"{"request_id":1}"#,
+                r#"{"note":"to_seq"}"#, r#"{"to_seq":null,"step":2.0}"#, "[1]", "true", r#"{"a":{"b":[1,"\u00e9",{"c":null}]}}"#,
+                r#"{"k":1,"k":2}"#, "-1", r#""x\ny""#, "{\"d\":[]}",
+            ];
+            const SPACE: [&str; 4] = ["", " ", "\n\t", "  "];
+            // Mostly valid type, payload and actor (so that the fast path is taken often),
+            // then any fields in any order, repeats included.
+            let valid = [0usize, 11, 0];
+            let required = required.iter().enumerate().map(|(k, &(v, w, ok))| (k, if ok { valid[k] } else { v }, w));
+            let members: Vec<String> = required
+                .chain(fields.iter().copied())
+                .map(|(k, v, w)| format!("{}\"{}\"{}:{}{}", SPACE[w], KEYS[k], SPACE[(w + 1) % 4], SPACE[w], VALUES[v]))
+                .collect();
+            let body = format!("{{{}}}", members.join(","));
+            proptest::prop_assert_eq!(parse_append(body.as_bytes()), parse_append_tree(body.as_bytes()), "{}", body);
+        }
+    }
+
+    #[test]
+    fn the_plain_body_takes_the_fast_path() {
+        let body = br#"{"type":"t","payload":{"x":[1,"y"]},"actor":"a","metadata":{"m":1},"refs":{"r":2},"expected_seq":5}"#;
+        let spans = json::scan_object(body).expect("scanned");
+        let fast = append_from_spans(&spans).expect("taken by the fast path");
+        assert_eq!(Ok(fast), parse_append_tree(body));
+        let with_refs = br#"{"type":"t","payload":{},"actor":"a","refs":{"to_seq":1}}"#;
+        assert_eq!(append_from_spans(&json::scan_object(with_refs).expect("scanned")), None, "refs with checked keys take the tree");
     }
 
     #[test]
