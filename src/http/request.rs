@@ -73,7 +73,7 @@ pub struct Request {
     pub version_minor: u8,
     /// Header fields in order; names lowercased, values as sent (httparse
     /// strips surrounding whitespace).
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: HeaderFields,
     /// Body, de-chunked; trailers are discarded.
     pub body: Vec<u8>,
     /// HTTP/1.1: true unless `Connection: close`. HTTP/1.0: false unless
@@ -84,12 +84,12 @@ pub struct Request {
 impl Request {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// Whether the comma-separated header `name` (all its occurrences)
@@ -192,6 +192,44 @@ enum BodyState {
     Chunked(ChunkedDecoder),
 }
 
+/// A request's header fields in one buffer (two allocations for any number of fields,
+/// instead of two per field): names lowercased, values as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderFields {
+    bytes: Vec<u8>,
+    /// Per field: where its name ends in `bytes` and where its value ends (each starts
+    /// where the one before ends).
+    ends: Vec<(u32, u32)>,
+}
+
+impl HeaderFields {
+    /// Appends a field; `name` is stored lowercased.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        self.bytes.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        let name_end = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        self.ends.push((name_end, self.bytes.len() as u32));
+    }
+
+    /// The fields in order, as (lowercased name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, value_end)| value_end as usize));
+        starts.zip(&self.ends).map(|(start, &(name_end, value_end))| {
+            // Names come from httparse, which accepts only tokens (ASCII): valid UTF-8.
+            let name = std::str::from_utf8(&self.bytes[start..name_end as usize]).unwrap_or("");
+            (name, &self.bytes[name_end as usize..value_end as usize])
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
 /// Parsed head fields carried from the head parse to request completion.
 #[derive(Debug)]
 struct Head {
@@ -199,7 +237,7 @@ struct Head {
     path: String,
     query: Vec<(String, String)>,
     version_minor: u8,
-    headers: Vec<(String, Vec<u8>)>,
+    headers: HeaderFields,
     keep_alive: bool,
     expect_continue: bool,
 }
@@ -338,8 +376,17 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
         return Err(HttpError::bad_request("too many empty lines before the request line"));
     }
 
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.headers_max];
-    let mut parsed = httparse::Request::new(&mut slots);
+    // The usual limit fits a stack array (no allocation per head); a larger one, only
+    // configured in tests, takes the heap.
+    let mut stack_slots = [httparse::EMPTY_HEADER; crate::limits::REQUEST_HEADERS_MAX];
+    let mut heap_slots = Vec::new();
+    let slots: &mut [httparse::Header<'_>] = if limits.headers_max <= stack_slots.len() {
+        &mut stack_slots[..limits.headers_max]
+    } else {
+        heap_slots.resize(limits.headers_max, httparse::EMPTY_HEADER);
+        &mut heap_slots
+    };
+    let mut parsed = httparse::Request::new(slots);
     let head_len = match parsed.parse(window) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if at_limit => {
@@ -359,11 +406,14 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
     let method = Method::from_bytes(parsed.method.ok_or_else(malformed)?.as_bytes());
     let target = parsed.path.ok_or_else(malformed)?;
     let version_minor = parsed.version.ok_or_else(malformed)?;
-    let headers: Vec<(String, Vec<u8>)> = parsed.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec())).collect();
+    let mut headers = HeaderFields { bytes: Vec::with_capacity(head_len), ends: Vec::with_capacity(parsed.headers.len()) };
+    for h in parsed.headers.iter() {
+        headers.push(h.name, h.value);
+    }
 
     let (path, raw_query) = split_target(target)?;
     let query = parse_query(raw_query);
-    let values = |name: &'static str| headers.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_slice());
+    let values = |name: &'static str| field_values(&headers, name);
 
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one valid Host is a 400 (an
     // HTTP/1.0 request may omit it). Routing never looks at the value, but a server that
@@ -375,6 +425,7 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
         (Some(v), _) if !is_valid_host(trim_ows(v)) => return Err(HttpError::bad_request("invalid Host header value")),
         _ => {}
     }
+    drop(hosts);
 
     let keep_alive = if has_token(values("connection"), "close") {
         false
@@ -393,14 +444,19 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
     Ok(Some((head, head_len, framing)))
 }
 
+/// The values of the (lowercase) field `name`, in order.
+fn field_values<'h>(headers: &'h HeaderFields, name: &'static str) -> impl Iterator<Item = &'h [u8]> + 'h {
+    headers.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v)
+}
+
 /// Decide body framing (RFC 9112 §6). Strict, because disagreeing with a
 /// proxy about where a body ends is how request smuggling happens.
-fn framing(headers: &[(String, Vec<u8>)], version_minor: u8, limits: &Limits) -> Result<Framing, HttpError> {
-    let te: Vec<&[u8]> = headers.iter().filter(|(n, _)| n == "transfer-encoding").map(|(_, v)| v.as_slice()).collect();
-    let cl: Vec<&[u8]> = headers.iter().filter(|(n, _)| n == "content-length").map(|(_, v)| v.as_slice()).collect();
+fn framing(headers: &HeaderFields, version_minor: u8, limits: &Limits) -> Result<Framing, HttpError> {
+    let te: Vec<&[u8]> = field_values(headers, "transfer-encoding").collect();
+    let cl = || field_values(headers, "content-length");
 
     if !te.is_empty() {
-        if !cl.is_empty() {
+        if cl().next().is_some() {
             return Err(HttpError::bad_request("both Content-Length and Transfer-Encoding are present"));
         }
         if version_minor == 0 {
@@ -419,7 +475,7 @@ fn framing(headers: &[(String, Vec<u8>)], version_minor: u8, limits: &Limits) ->
     // Repeated or list-valued Content-Length is allowed only if every value
     // is the same (RFC 9112 §6.3).
     let mut length: Option<u64> = None;
-    for part in cl.iter().flat_map(|v| v.split(|&b| b == b',')) {
+    for part in cl().flat_map(|v| v.split(|&b| b == b',')) {
         let digits = trim_ows(part);
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return Err(HttpError::bad_request("invalid Content-Length"));

@@ -133,10 +133,20 @@ const TIMESTAMP_MICROS_MAX: i64 = 253_402_300_799_999_999;
 /// range ends, because humantime panics before the epoch and errors after 9999
 /// and this function must never fail.
 pub fn format_timestamp(micros: i64) -> String {
+    let mut out = String::with_capacity(27);
+    push_timestamp(&mut out, micros);
+    out
+}
+
+/// [`format_timestamp`] appended to `out` (no allocation of its own: rendering an event
+/// writes the timestamp in place).
+pub fn push_timestamp(out: &mut String, micros: i64) {
+    use std::fmt::Write;
     let clamped = micros.clamp(0, TIMESTAMP_MICROS_MAX);
     // clamp guarantees 0 <= clamped, so the conversion cannot fail.
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_micros(clamped.unsigned_abs());
-    humantime::format_rfc3339_micros(t).to_string()
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
 }
 
 /// Current Unix time in microseconds, for the leader to stamp commands with.

@@ -31,7 +31,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::command::{format_timestamp, Command, EventBody};
+use super::command::{format_timestamp, push_timestamp, Command, EventBody};
 use super::error::ApiError;
 use super::json::push_json_string;
 
@@ -184,29 +184,56 @@ pub fn render_event(seq: u64, event: &EventBody, idempotency_key: Option<&str>, 
     render_event_parts(seq, event.into(), idempotency_key, inserted_micros)
 }
 
+/// [`render_event`] straight into shared memory: rendered in a per-thread scratch buffer,
+/// then copied once into the `Arc` (one allocation per event instead of two).
+pub fn render_event_shared(seq: u64, event: &EventBody, idempotency_key: Option<&str>, inserted_micros: i64) -> Arc<str> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        write_event(out, seq, event.into(), idempotency_key, inserted_micros);
+        let shared = Arc::from(out.as_str());
+        // A rare huge event must not pin its size in the scratch buffer.
+        if out.capacity() > RENDER_SCRATCH_KEEP_BYTES {
+            *out = String::new();
+        }
+        shared
+    })
+}
+
+/// Largest scratch buffer [`render_event_shared`] keeps between events, in bytes.
+const RENDER_SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+
 /// [`render_event`] over borrowed parts.
 pub fn render_event_parts(seq: u64, event: EventParts<'_>, idempotency_key: Option<&str>, inserted_micros: i64) -> String {
     let mut out = String::with_capacity(192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len());
+    write_event(&mut out, seq, event, idempotency_key, inserted_micros);
+    out
+}
+
+fn write_event(out: &mut String, seq: u64, event: EventParts<'_>, idempotency_key: Option<&str>, inserted_micros: i64) {
+    out.reserve(192 + event.payload_json.len() + event.metadata_json.len() + event.refs_json.len());
     out.push_str("{\"seq\":");
-    out.push_str(&seq.to_string());
+    out.push_str(itoa::Buffer::new().format(seq));
     out.push_str(",\"type\":");
-    push_json_string(&mut out, event.event_type);
+    push_json_string(out, event.event_type);
     out.push_str(",\"payload\":");
     out.push_str(event.payload_json);
     out.push_str(",\"actor\":");
-    push_json_string(&mut out, event.actor);
+    push_json_string(out, event.actor);
     out.push_str(",\"source\":");
-    push_opt_string(&mut out, event.source);
+    push_opt_string(out, event.source);
     out.push_str(",\"metadata\":");
     out.push_str(event.metadata_json);
     out.push_str(",\"refs\":");
     out.push_str(event.refs_json);
     out.push_str(",\"idempotency_key\":");
-    push_opt_string(&mut out, idempotency_key);
-    out.push_str(",\"inserted_at\":");
-    push_json_string(&mut out, &format_timestamp(inserted_micros));
-    out.push('}');
-    out
+    push_opt_string(out, idempotency_key);
+    out.push_str(",\"inserted_at\":\"");
+    // An RFC 3339 timestamp has nothing to escape.
+    push_timestamp(out, inserted_micros);
+    out.push_str("\"}");
 }
 
 /// What an idempotency key is remembered by (128 bits: collisions are not a practical
@@ -300,7 +327,7 @@ impl Session {
         debug_assert_eq!(self.positions.len() as u64 + self.trimmed, self.header.last_seq);
         if tail_keep > 0 {
             // Rendered once here so every read of a hot event is a cheap Arc clone.
-            self.tail.push_back(Arc::from(render_event(seq, event, key, now_micros)));
+            self.tail.push_back(render_event_shared(seq, event, key, now_micros));
             while self.tail.len() > tail_keep {
                 self.tail.pop_front();
             }
