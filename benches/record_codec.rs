@@ -16,7 +16,7 @@ fn entry(payload_bytes: usize) -> LogRecord {
         term: 3,
         node: 1,
         index: 123_456,
-        payload: RecordPayload::Normal(vec![Command::Append {
+        payload: RecordPayload::Normal(vec![std::sync::Arc::new(Command::Append {
             session_id: "ses_0123456789abcdefghij".into(),
             event: EventBody {
                 event_type: "message".into(),
@@ -30,7 +30,7 @@ fn entry(payload_bytes: usize) -> LogRecord {
             idempotency_key: Some("key-0001".into()),
             expected_seq: None,
             now_micros: 1_790_000_000_000_000,
-        }]),
+        })]),
     }
 }
 

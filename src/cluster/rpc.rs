@@ -45,7 +45,7 @@ pub enum Request {
 pub enum Forward {
     /// Propose a command (create or append, built by the node the client called); only
     /// the leader does, anyone else answers [`Refused::NotLeader`] having proposed nothing.
-    Write(Command),
+    Write(std::sync::Arc<Command>),
     /// The session record, linearizable (leader, after a read-index check).
     Get { session: String },
     /// Committed events after `after`: at most `limit` events and `max_bytes` of JSON.
@@ -212,7 +212,7 @@ mod tests {
             vote: Vote::new_committed(4, 7),
             prev_log_id: Some(log_id(4, 9)),
             entries: vec![
-                Entry { log_id: log_id(4, 10), payload: EntryPayload::Normal(Proposal::new(vec![cmd])) },
+                Entry { log_id: log_id(4, 10), payload: EntryPayload::Normal(Proposal::new(vec![std::sync::Arc::new(cmd)])) },
                 Entry { log_id: log_id(4, 11), payload: EntryPayload::Blank },
             ],
             leader_commit: Some(log_id(4, 9)),

@@ -250,7 +250,7 @@ impl LogEngine {
     /// Place `payloads` at the end of the log and return their locations; `on_durable`
     /// runs once all of them are durable. Records are readable with [`Self::read`] only
     /// after that.
-    pub fn submit(&self, payloads: &[&[u8]], on_durable: Durable) -> Result<Vec<Loc>, LogError> {
+    pub fn submit<P: AsRef<[u8]>>(&self, payloads: &[P], on_durable: Durable) -> Result<Vec<Loc>, LogError> {
         self.place(payloads, Some(on_durable))
     }
 
@@ -259,11 +259,11 @@ impl LogEngine {
     /// For bookkeeping whose loss on a crash is harmless (the committed mark: losing it
     /// only means openraft re-commits a few entries after restart), so an idle shard's
     /// commit does not cost a second fdatasync.
-    pub fn submit_lazy(&self, payloads: &[&[u8]]) -> Result<Vec<Loc>, LogError> {
+    pub fn submit_lazy<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Vec<Loc>, LogError> {
         self.place(payloads, None)
     }
 
-    fn place(&self, payloads: &[&[u8]], on_durable: Option<Durable>) -> Result<Vec<Loc>, LogError> {
+    fn place<P: AsRef<[u8]>>(&self, payloads: &[P], on_durable: Option<Durable>) -> Result<Vec<Loc>, LogError> {
         let mut locs = Vec::with_capacity(payloads.len());
         {
             let mut st = self.state.borrow_mut();
@@ -272,6 +272,7 @@ impl LogEngine {
                 return Err(LogError::Stopped { reason: why.clone() });
             }
             for payload in payloads {
+                let payload = payload.as_ref();
                 let flen = frame::frame_len(payload.len()) as u64;
                 let size = self.segment_size(st.assign_segment);
                 if st.assign_pos + flen > size {
@@ -351,7 +352,7 @@ impl LogEngine {
     /// that is durable or the engine has stopped (shutdown uses it as its last write).
     pub async fn flush(&self) {
         let (tx, rx) = futures::channel::oneshot::channel();
-        if self.place(&[], Some(Box::new(move |r| drop(tx.send(r))))).is_ok() {
+        if self.place::<&[u8]>(&[], Some(Box::new(move |r| drop(tx.send(r))))).is_ok() {
             let _ = rx.await;
         }
     }

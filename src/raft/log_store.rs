@@ -357,7 +357,9 @@ pub fn encode_entry(shard: u32, entry: &mut Entry<TypeConfig>) -> Vec<u8> {
     let (term, node, index) = (entry.log_id.leader_id.term, entry.log_id.leader_id.node_id, entry.log_id.index);
     let record = LogRecord::Entry { shard, term, node, index, payload: RecordPayload::Normal(commands) };
     let bytes = record.encode();
-    if let (LogRecord::Entry { payload: RecordPayload::Normal(commands), .. }, EntryPayload::Normal(proposal)) = (record, &mut entry.payload) {
+    if let (LogRecord::Entry { payload: RecordPayload::Normal(commands), .. }, EntryPayload::Normal(proposal)) =
+        (record, &mut entry.payload)
+    {
         *Arc::get_mut(&mut proposal.0).expect("still unshared") = commands;
     }
     bytes
@@ -415,13 +417,17 @@ impl LogStore {
 
     /// Entries `[start, end)` that exist, in order, from the cache or the disk.
     pub async fn read_entries(&self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let mut out = Vec::new();
         let mut disk: Vec<(u64, Loc)> = Vec::new();
         let mut slots: Vec<Option<Entry<TypeConfig>>> = Vec::new();
         {
             let log = self.log.borrow();
             let start = start.max(log.first_index);
             let end = end.min(log.next_index());
+            // The usual case (entries just appended, read back to be applied): all in the
+            // cache, so the answer is built directly (no slot list).
+            if (start..end).all(|index| log.cache.contains_key(&index)) {
+                return Ok((start..end).filter_map(|index| log.cache.get(&index).cloned()).collect());
+            }
             for index in start..end {
                 if let Some(e) = log.cache.get(&index) {
                     slots.push(Some(e.clone()));
@@ -443,6 +449,7 @@ impl LogStore {
                 from_disk.push(entry);
             }
         }
+        let mut out = Vec::with_capacity(slots.len());
         let mut disk_iter = from_disk.into_iter();
         for slot in slots {
             match slot {
@@ -524,10 +531,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let encoded: Vec<Vec<u8>> = entries.iter_mut().map(|e| encode_entry(self.shard, e)).collect();
-        let refs: Vec<&[u8]> = encoded.iter().map(|b| b.as_slice()).collect();
         let locs = self
             .engine
-            .submit(&refs, Box::new(move |r| callback.log_io_completed(r.map_err(io::Error::other))))
+            .submit(&encoded, Box::new(move |r| callback.log_io_completed(r.map_err(io::Error::other))))
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut log = self.log.borrow_mut();
         for (entry, loc) in entries.into_iter().zip(locs) {

@@ -22,15 +22,17 @@ use crate::session::{ApiError, Command};
 /// one, so packing commands is what lets one hot shard go faster than one fdatasync per
 /// append). Commands apply in order, each with its own outcome.
 ///
-/// Shared (`Arc`): openraft hands an entry to the state machine as a copy of the one the
-/// log store cached at append time, and a deep copy cost every event its strings again
-/// (issue #13: about six allocations per event); a clone is now a reference count. The
-/// wire form (serde) is the plain list.
+/// Shared (`Arc`), as a list and command by command: openraft hands an entry to the state
+/// machine as a copy of the one the log store cached at append time, and the caller that
+/// proposed a command keeps it until it is answered (to send it elsewhere if this replica
+/// turns out not to lead); deep copies cost every event its strings again, twice (issue
+/// #13: about six allocations each). A clone is now a reference count. The wire form
+/// (serde) and the log record's bytes are those of the plain list.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Proposal(pub Arc<Vec<Command>>);
+pub struct Proposal(pub Arc<Vec<Arc<Command>>>);
 
 impl Proposal {
-    pub fn new(commands: Vec<Command>) -> Proposal {
+    pub fn new(commands: Vec<Arc<Command>>) -> Proposal {
         Proposal(Arc::new(commands))
     }
 }

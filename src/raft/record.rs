@@ -7,15 +7,20 @@
 //! A later record overrides an earlier one of the same kind and shard, so recovery is a
 //! single forward scan. Layout on disk: see `docs/FORMAT.md`.
 
+use std::sync::Arc;
+
 use rkyv::rancor;
+use rkyv::with::{Map, Unshare};
 
 use crate::session::Command;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub enum RecordPayload {
     Blank,
-    /// The commands of one proposal, applied in order.
-    Normal(Vec<Command>),
+    /// The commands of one proposal, applied in order. Shared in memory (the proposal,
+    /// the record and the state machine hold the same commands), archived inline
+    /// (`Unshare`): the bytes are those of a plain list of commands (docs/FORMAT.md).
+    Normal(#[rkyv(with = Map<Unshare>)] Vec<Arc<Command>>),
     /// openraft `Membership` as JSON (rare, small; keeps the schema independent of it).
     Membership(String),
 }
@@ -56,10 +61,30 @@ pub enum LogRecord {
 }
 
 impl LogRecord {
+    /// The record's bytes. Written into a buffer sized up front from the commands' text,
+    /// so an entry costs one allocation, not a growing buffer and a final copy. (The bytes
+    /// do not depend on the buffer's own alignment: rkyv pads by position.)
     pub fn encode(&self) -> Vec<u8> {
-        rkyv::to_bytes::<rancor::Error>(self).expect("log records always serialize").into_vec()
+        let buf = Vec::with_capacity(self.encoded_bytes_estimate());
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(self, buf).expect("log records always serialize")
+    }
+
+    /// Close to (and usually above) the encoded length: fixed fields plus each command's
+    /// strings with room for their headers and padding.
+    fn encoded_bytes_estimate(&self) -> usize {
+        match self {
+            LogRecord::Entry { payload: RecordPayload::Normal(commands), .. } => {
+                64 + commands.iter().map(|c| c.text_bytes() + RECORD_COMMAND_OVERHEAD_BYTES).sum::<usize>()
+            }
+            LogRecord::Entry { payload: RecordPayload::Membership(json), .. } => 64 + json.len(),
+            _ => 64,
+        }
     }
 }
+
+/// Bytes a command's record takes beyond its strings' text (field headers, relative
+/// pointers, padding), rounded up: the estimate only sizes a buffer.
+const RECORD_COMMAND_OVERHEAD_BYTES: usize = 160;
 
 /// A record the Raft glue cannot use: bytes that pass the frame's CRC but are not a valid
 /// record of this schema, or records that contradict the ones before them.
@@ -106,6 +131,60 @@ mod tests {
     use super::*;
     use crate::session::{Command, EventBody};
 
+    /// The schema as it was before commands were shared (`Vec<Command>`): what every log
+    /// written so far holds.
+    mod plain {
+        use crate::session::Command;
+
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        pub enum RecordPayload {
+            Blank,
+            Normal(Vec<Command>),
+            Membership(String),
+        }
+
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        pub enum LogRecord {
+            Entry { shard: u32, term: u64, node: u64, index: u64, payload: RecordPayload },
+        }
+    }
+
+    #[test]
+    fn shared_commands_encode_to_the_bytes_of_a_plain_list() {
+        let cmd = |i: u64| Command::Append {
+            session_id: format!("s{i}"),
+            event: EventBody {
+                event_type: "t".into(),
+                payload_json: format!("{{\"i\":{i}}}"),
+                actor: "a".into(),
+                source: (i % 2 == 0).then(|| "src".into()),
+                metadata_json: "{}".into(),
+                refs_json: "{}".into(),
+                fingerprint: i as u128,
+            },
+            idempotency_key: (i % 3 == 0).then(|| format!("k{i}")),
+            expected_seq: Some(i),
+            now_micros: i as i64,
+        };
+        let shared = LogRecord::Entry {
+            shard: 3,
+            term: 2,
+            node: 1,
+            index: 9,
+            payload: RecordPayload::Normal((0..5).map(|i| Arc::new(cmd(i))).collect()),
+        };
+        let plain = plain::LogRecord::Entry {
+            shard: 3,
+            term: 2,
+            node: 1,
+            index: 9,
+            payload: plain::RecordPayload::Normal((0..5).map(cmd).collect()),
+        };
+        let plain_bytes = rkyv::to_bytes::<rancor::Error>(&plain).unwrap();
+        assert_eq!(shared.encode(), plain_bytes.as_slice());
+        assert_eq!(decode(&plain_bytes).unwrap(), shared, "old records decode into shared commands");
+    }
+
     #[test]
     fn an_entry_round_trips_through_rkyv_and_is_accessible_in_place() {
         let rec = LogRecord::Entry {
@@ -113,7 +192,7 @@ mod tests {
             term: 3,
             node: 1,
             index: 42,
-            payload: RecordPayload::Normal(vec![Command::Append {
+            payload: RecordPayload::Normal(vec![Arc::new(Command::Append {
                 session_id: "s1".into(),
                 event: EventBody {
                     event_type: "t".into(),
@@ -127,7 +206,7 @@ mod tests {
                 idempotency_key: Some("k".into()),
                 expected_seq: None,
                 now_micros: 5,
-            }]),
+            })]),
         };
         let bytes = rec.encode();
         let mut aligned = rkyv::util::AlignedVec::<16>::new();

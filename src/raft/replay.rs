@@ -133,7 +133,13 @@ mod tests {
     }
 
     fn entry(index: u64, cmds: Vec<Command>) -> LogRecord {
-        LogRecord::Entry { shard: 0, term: 1, node: 1, index, payload: RecordPayload::Normal(cmds) }
+        LogRecord::Entry {
+            shard: 0,
+            term: 1,
+            node: 1,
+            index,
+            payload: RecordPayload::Normal(cmds.into_iter().map(std::sync::Arc::new).collect()),
+        }
     }
 
     fn committed(index: u64) -> LogRecord {

@@ -83,7 +83,7 @@ pub(crate) fn apply_entry(
         EntryPayload::Blank => Vec::new(),
         EntryPayload::Normal(proposal) => {
             let mut outcomes = Vec::with_capacity(proposal.0.len());
-            for (slot, cmd) in proposal.0.iter().enumerate() {
+            for (slot, cmd) in proposal.0.iter().map(|c| &**c).enumerate() {
                 let outcome = state.apply(position(entry.log_id.index, slot), cmd);
                 if let (Outcome::Appended { last_seq, deduped: false, .. }, Command::Append { session_id, event, .. }) = (&outcome, cmd) {
                     on_append(session_id, *last_seq, event.payload_json.len());

@@ -13,6 +13,7 @@
 //! gets `503 raft_timeout`/`raft_unavailable`, which it may retry (with an idempotency key,
 //! exactly once).
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +38,9 @@ pub async fn create(mut req: CreateRequest) -> Result<String, ApiError> {
     }
 }
 
-pub async fn append(session: &str, req: AppendRequest) -> Result<AppendOk, ApiError> {
+pub async fn append(session: String, req: AppendRequest) -> Result<AppendOk, ApiError> {
     let core = current();
-    let cmd = req.into_command(session.to_string(), now_micros());
+    let cmd = req.into_command(session, now_micros());
     let payload_bytes = match &cmd {
         Command::Append { event, .. } => event.payload_json.len(),
         _ => 0,
@@ -61,13 +62,14 @@ pub async fn append(session: &str, req: AppendRequest) -> Result<AppendOk, ApiEr
 }
 
 async fn write(cmd: Command) -> Result<Reply, ApiError> {
-    let session = cmd.session_id().to_string();
-    let cmd = Rc::new(cmd);
+    // Shared, not copied, with the replica that proposes it: kept here until answered,
+    // in case it must go to another replica.
+    let cmd = Arc::new(cmd);
     route(
-        &session,
+        cmd.session_id(),
         Retry::OnlyIfNotSent,
-        |reply| Op::Write(Box::new((*cmd).clone()), reply),
-        || Forward::Write((*cmd).clone()),
+        |reply| Op::Write(cmd.clone(), reply),
+        || Forward::Write(cmd.clone()),
         |f| match f {
             Forwarded::Written(r) => Some(r),
             _ => None,
@@ -145,25 +147,30 @@ async fn route<T>(
 ) -> Result<T, ApiError> {
     let core = current();
     let (shard, owner) = core.owner_of(session);
-    let me = core.config.node_name.clone();
+    let me = core.config.node_name.as_str();
     let hosted = core.hosts(shard);
     let timeout = Duration::from_millis(core.config.request_timeout_ms);
     let deadline = Instant::now() + timeout;
     let candidates = core.replicas(shard);
     // Start where the leader most likely is: here when this node has a replica (it knows
     // the leader), else the last leader seen, else the first replica.
-    let mut next: Option<String> = if hosted { Some(me.clone()) } else { core.leader_hints.borrow().get(&shard).cloned() };
+    // Borrowed where it can be (no copy of a member name per request); a hint is copied
+    // out of the map, which may change while this call waits.
+    let mut next: Option<Cow<'_, str>> =
+        if hosted { Some(Cow::Borrowed(me)) } else { core.leader_hints.borrow().get(&shard).cloned().map(Cow::Owned) };
     let mut rotation = 0usize;
     let mut hops = 0usize;
-    let mut last_error = format!("shard {shard} has no reachable leader");
+    // Written only when an attempt fails (no formatting on the path that succeeds).
+    let mut last_error: Option<String> = None;
     loop {
         let target = next.take().unwrap_or_else(|| {
             rotation += 1;
-            candidates[rotation % candidates.len()].clone()
+            Cow::Borrowed(candidates[rotation % candidates.len()].as_str())
         });
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ApiError::raft_unavailable(format!("{last_error} (no answer within {} ms)", timeout.as_millis())));
+            let why = last_error.unwrap_or_else(|| format!("shard {shard} has no reachable leader"));
+            return Err(ApiError::raft_unavailable(format!("{why} (no answer within {} ms)", timeout.as_millis())));
         }
         let outcome = if target == me {
             Box::pin(core.call(owner, &local)).await.map_err(|e| (false, e.to_string()))
@@ -183,18 +190,18 @@ async fn route<T>(
         match outcome {
             Ok(Ok(value)) => {
                 if !hosted && target != me {
-                    core.leader_hints.borrow_mut().insert(shard, target);
+                    core.leader_hints.borrow_mut().insert(shard, target.into_owned());
                 }
                 return Ok(value);
             }
             Ok(Err(Refused::Api(e))) => return Err(e),
             Ok(Err(Refused::NotLeader { leader })) => {
-                last_error = format!("shard {shard} has no leader (election in progress?)");
+                last_error = Some(format!("shard {shard} has no leader (election in progress?)"));
                 match leader {
                     Some(l) if hops < FORWARD_HOPS_MAX && l != target => {
                         hops += 1;
                         // From this node's own replica the hint names a leader elsewhere: go.
-                        next = Some(l);
+                        next = Some(Cow::Owned(l));
                         continue;
                     }
                     _ => {}
@@ -206,7 +213,7 @@ async fn route<T>(
                         "forwarding to {target}: {why}; the write may or may not have been committed"
                     )));
                 }
-                last_error = why;
+                last_error = Some(why);
                 if !hosted {
                     core.leader_hints.borrow_mut().remove(&shard);
                 }

@@ -162,7 +162,7 @@ impl Batch {
         let conflicting = |session: &str| stored.conflicts.iter().any(|(s, _)| s == session);
         let marks = self.marks.into_iter().filter(|(_, session, _)| !conflicting(session)).map(|(shard, session, seq)| async move {
             let cmd = Command::MarkArchived { session_id: session, archived_seq: seq };
-            Shard::write(&shard, cmd, timeout).await
+            Shard::write(&shard, std::sync::Arc::new(cmd), timeout).await
         });
         for result in futures::future::join_all(marks).await {
             if let Err(e) = result {

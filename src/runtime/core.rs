@@ -34,8 +34,9 @@ pub type ReplyTo<T> = oneshot::Sender<T>;
 /// linearizable reads by the leader); any other answers [`Refused::NotLeader`] and the
 /// caller (runtime/api.rs) goes to the leader.
 pub enum Op {
-    /// Propose a create or append (boxed: large next to the other variants).
-    Write(Box<Command>, ReplyTo<Result<Reply, Refused>>),
+    /// Propose a create or append (shared with the caller, which keeps it to send it on
+    /// if this replica does not lead; the owner answers on the reply channel directly).
+    Write(Arc<Command>, ReplyTo<Result<Reply, Refused>>),
     /// The session record, linearizable.
     Get(String, ReplyTo<Result<String, Refused>>),
     Read {
@@ -410,9 +411,11 @@ impl Core {
 pub async fn handle(op: Op) {
     let core = current();
     match op {
-        Op::Write(cmd, reply) => {
-            let _ = reply.send(core.write(*cmd).await);
-        }
+        Op::Write(cmd, reply) => match core.shard(cmd.session_id()) {
+            // The shard's proposer answers `reply` itself: no task waits here.
+            Ok(shard) => Shard::submit(&shard, cmd, reply, core.timeout()),
+            Err(refused) => drop(reply.send(Err(refused))),
+        },
         Op::Get(session, reply) => {
             let _ = reply.send(Box::pin(core.get(&session)).await);
         }
@@ -436,7 +439,7 @@ pub async fn handle(op: Op) {
 }
 
 impl Core {
-    async fn write(&self, cmd: Command) -> Result<Reply, Refused> {
+    async fn write(&self, cmd: Arc<Command>) -> Result<Reply, Refused> {
         let shard = self.shard(cmd.session_id())?;
         Shard::write(&shard, cmd, self.timeout()).await
     }

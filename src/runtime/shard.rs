@@ -40,7 +40,7 @@ pub struct Shard {
 }
 
 struct Queued {
-    cmd: Command,
+    cmd: Arc<Command>,
     bytes: usize,
     reply: oneshot::Sender<Result<Reply, Refused>>,
 }
@@ -74,7 +74,7 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
             shard.proposing.set(false);
             return;
         }
-        let (cmds, waiters): (Vec<Command>, Vec<oneshot::Sender<Result<Reply, Refused>>>) =
+        let (cmds, waiters): (Vec<Arc<Command>>, Vec<oneshot::Sender<Result<Reply, Refused>>>) =
             batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
         let n = cmds.len();
         let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal::new(cmds))).await;
@@ -234,22 +234,33 @@ impl Shard {
     ///
     /// Commands queue per shard; one proposer task packs everything queued into a single
     /// Raft entry while the previous entry is being committed (see [`Proposal`]).
-    pub async fn write(this: &Rc<Shard>, cmd: Command, timeout: Duration) -> Result<Reply, Refused> {
-        this.leader_check()?;
+    pub async fn write(this: &Rc<Shard>, cmd: Arc<Command>, timeout: Duration) -> Result<Reply, Refused> {
+        let (tx, rx) = oneshot::channel();
+        Shard::submit(this, cmd, tx, timeout);
+        rx.await.unwrap_or_else(|_| Err(ApiError::raft_unavailable(format!("shard {} dropped the proposal", this.id)).into()))
+    }
+
+    /// [`Shard::write`] without waiting: `reply` gets the outcome, at once when this
+    /// replica does not lead or the precheck decides, else when the command's entry is
+    /// applied (or the proposal times out).
+    pub fn submit(this: &Rc<Shard>, cmd: Arc<Command>, reply: oneshot::Sender<Result<Reply, Refused>>, timeout: Duration) {
+        if let Err(refused) = this.leader_check() {
+            let _ = reply.send(Err(refused));
+            return;
+        }
         // The precheck answers certain outcomes without a round of Raft, but only from a
         // state machine that has seen every committed entry.
         if this.is_settled_leader() {
             if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
-                return Ok(Reply::from(outcome));
+                let _ = reply.send(Ok(Reply::from(outcome)));
+                return;
             }
         }
-        let (tx, rx) = oneshot::channel();
         let bytes = command_bytes(&cmd);
-        this.queue.borrow_mut().push_back(Queued { cmd, bytes, reply: tx });
+        this.queue.borrow_mut().push_back(Queued { cmd, bytes, reply });
         if !this.proposing.replace(true) {
             glommio::spawn_local(propose_queued(this.clone(), timeout)).detach();
         }
-        rx.await.unwrap_or_else(|_| Err(ApiError::raft_unavailable(format!("shard {} dropped the proposal", this.id)).into()))
     }
 
     /// Wait until a read served now reflects every write acknowledged before it began: this

@@ -49,19 +49,21 @@ pub fn resolve(req: &Request) -> Result<Route, Response> {
 /// (moved into the connection's in-flight queue for each pipelined append) small.
 pub async fn respond(req: Request, route: Route) -> Response {
     let label = route.label();
-    let result: Result<(u16, Vec<u8>), ApiError> = match &route {
+    let result: Result<(u16, Vec<u8>), ApiError> = match route {
         Route::CreateSession => match session::parse_create(&req.body) {
             Err(e) => Err(e),
             Ok(create) => Box::pin(api::create(create)).await.map(|json| (201, json.into_bytes())),
         },
-        Route::GetSession(id) => Box::pin(api::get(id)).await.map(|json| (200, json.into_bytes())),
+        Route::GetSession(id) => Box::pin(api::get(&id)).await.map(|json| (200, json.into_bytes())),
         Route::Append(id) => match session::parse_append(&req.body) {
             Err(e) => Err(e),
-            Ok(append) => api::append(id, append)
-                .await
-                .map(|ok| (201, format!("{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped).into_bytes())),
+            // The answer is written straight into the response (no body of its own).
+            Ok(append) => match api::append(id, append).await {
+                Ok(ok) => return appended(&req, &ok, label),
+                Err(e) => Err(e),
+            },
         },
-        Route::Events(id) => Box::pin(events_page(&req, id)).await,
+        Route::Events(id) => Box::pin(events_page(&req, &id)).await,
         Route::HealthLive => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
         Route::HealthReady => match Box::pin(api::ready_all()).await {
             Ok(()) => Ok((200, b"{\"status\":\"ok\"}".to_vec())),
@@ -92,6 +94,17 @@ pub async fn respond(req: Request, route: Route) -> Response {
         Ok((status, body)) => json(&req, status, &body, label),
         Err(e) => api_error(&req, &e, label),
     }
+}
+
+/// `201 {"seq","last_seq","deduped"}` for an append, formatted on the stack.
+fn appended(req: &Request, ok: &crate::runtime::core::AppendOk, route: &'static str) -> Response {
+    use std::io::Write;
+    let mut body = [0u8; 96];
+    let mut cursor = std::io::Cursor::new(&mut body[..]);
+    // Two u64 and a bool need at most 80 bytes with the keys: the write cannot fail.
+    let _ = write!(cursor, "{{\"seq\":{},\"last_seq\":{},\"deduped\":{}}}", ok.seq, ok.last_seq, ok.deduped);
+    let len = cursor.position() as usize;
+    json(req, 201, &body[..len], route)
 }
 
 /// The API's OpenAPI 3.1 description, served at `GET /v1/openapi.json`.

@@ -58,6 +58,25 @@ pub enum Command {
 }
 
 impl Command {
+    /// Bytes of text the command carries (its strings), e.g. to size an encoding buffer.
+    pub fn text_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match self {
+            Command::CreateSession { id, title, metadata_json, .. } => id.len() + opt(title) + metadata_json.len(),
+            Command::Append { session_id, event, idempotency_key, .. } => {
+                session_id.len()
+                    + event.event_type.len()
+                    + event.payload_json.len()
+                    + event.actor.len()
+                    + opt(&event.source)
+                    + event.metadata_json.len()
+                    + event.refs_json.len()
+                    + opt(idempotency_key)
+            }
+            Command::MarkArchived { session_id, .. } => session_id.len(),
+        }
+    }
+
     /// The session the command targets (used for routing and pre-checks).
     pub fn session_id(&self) -> &str {
         match self {
