@@ -6,9 +6,12 @@
 #   bash scripts/bench-hotpath.sh A_BIN B_BIN [OUT_DIR]
 #
 # Environment: ROUNDS (2), SECS (8), CORES_LIST ("1 2"), SHAPE ("-c 8 -d 16"), SESSIONS (64),
-# PAYLOAD (256), RATES (open-loop rates to add after each closed-loop run, e.g. "5000 20000";
-# empty = closed loop only), BENCH_BIN (starcite-bench; default: next to A_BIN),
-# SERVER_ENV (extra VAR=value words for both servers).
+# PAYLOAD (256), RATES (open-loop rates to add after each closed-loop run, e.g. "5000 20000"),
+# PEAK_PERCENTS (open-loop runs at these percentages of the closed-loop rate the same server
+# just reached, e.g. "10 50"; latency counts from each request's scheduled send time),
+# BENCH_BIN (starcite-bench; default: next to A_BIN), SERVER_ENV (extra VAR=value words for
+# both servers). The label column says which binary (A or B); the rate column "closed", a
+# fixed rate, or "N%" of the peak.
 set -euo pipefail
 A=$(realpath "$1"); B=$(realpath "$2"); OUT=${3:-$(mktemp -d /tmp/hotpath.XXXX)}
 mkdir -p "$OUT"
@@ -29,14 +32,20 @@ run_one() { # label bin cores
         "$bin" >"$OUT/$label-$cores.server.log" 2>&1 &
     SP=$!
     for _ in $(seq 300); do curl -sf --max-time 1 "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1 && break; sleep 0.1; done
-    local rate
-    for rate in closed $RATES; do
-        local ev0 fs0 al0 ev1 fs1 al1 json="$OUT/$label-$cores-$rate.json" extra=()
-        [ "$rate" = closed ] || extra=(--rate "$rate")
+    local rate peak=0 pct list
+    list="closed $RATES"
+    for pct in ${PEAK_PERCENTS:-}; do list="$list $pct%"; done
+    for rate in $list; do
+        local ev0 fs0 al0 ev1 fs1 al1 json="$OUT/$label-$cores-${rate%\%}.json" extra=()
+        case "$rate" in
+        closed) ;;
+        *%) json="$OUT/$label-$cores-pct${rate%\%}.json"; extra=(--rate "$(( peak * ${rate%\%} / 100 > 100 ? peak * ${rate%\%} / 100 : 100 ))") ;;
+        *) extra=(--rate "$rate") ;;
+        esac
         ev0=$(metric starcite_events_append_total); fs0=$(metric starcite_log_fsyncs_total); al0=$(metric starcite_allocations_total)
         # shellcheck disable=SC2086
         "$BENCH" append --addr 127.0.0.1:$PORT $SHAPE --sessions "$SESSIONS" --payload-bytes "$PAYLOAD" --warmup-secs 1 \
-            --duration-secs "$SECS" --server-pid "$SP" --no-progress --allow-errors "${extra[@]}" --json "$json" >"$OUT/$label-$cores-$rate.txt" 2>&1 || true
+            --duration-secs "$SECS" --server-pid "$SP" --no-progress --allow-errors "${extra[@]}" --json "$json" >"${json%.json}.txt" 2>&1 || true
         ev1=$(metric starcite_events_append_total); fs1=$(metric starcite_log_fsyncs_total); al1=$(metric starcite_allocations_total)
         local rss; rss=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SP/status")
         python3 - "$json" "$label" "$cores" "$rate" "$((ev1 - ev0))" "$((fs1 - fs0))" "$((al1 - al0))" "$rss" >>"$OUT/results.tsv" <<'PY'
@@ -60,6 +69,7 @@ apo = int(al) / int(ev) if int(ev) else 0
 print(f"{label}\t{cores}\t{rate}\t{ops:.0f}\t{cpu:.1f}\t{epf:.1f}\t{apo:.0f}\t{p50}\t{p99}\t{rss}")
 PY
         tail -1 "$OUT/results.tsv" >&2
+        [ "$rate" = closed ] && peak=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1])).get("throughput_ops_per_sec") or 0))' "$json" 2>/dev/null || echo 0)
     done
     kill -TERM "$SP"; wait "$SP" 2>/dev/null || true; SP=""
 }

@@ -136,6 +136,8 @@ mod tests {
     mod plain {
         use crate::session::Command;
 
+        // Every variant, constructed or not: their order decides the archived tags.
+        #[allow(dead_code)]
         #[derive(rkyv::Archive, rkyv::Serialize)]
         pub enum RecordPayload {
             Blank,
