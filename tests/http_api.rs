@@ -296,6 +296,15 @@ fn metrics_expose_the_required_names() {
         assert!(starcite::metrics::has_family(&samples, family), "missing {family}");
     }
     assert!(!text.contains("session=\""), "no session labels");
+    // The executors' allocation count (src/alloc.rs) is wired: it moves with the work.
+    let allocations = |s: &Server| starcite::metrics::parse_exposition(&s.req("GET", "/metrics", "").text())["starcite_allocations_total"];
+    let before = allocations(&s);
+    assert!(before > 0.0, "the executors have allocated");
+    for _ in 0..20 {
+        s.append("m", event(1));
+    }
+    let after = allocations(&s);
+    assert!(after >= before + 20.0, "20 appends allocate at least once each: {before} -> {after}");
 }
 
 #[test]

@@ -39,10 +39,13 @@ pub struct Shard {
     elections_held: Cell<bool>,
 }
 
+/// Where a write's outcome goes (the caller's channel, answered by the proposer).
+pub type WriteReply = oneshot::Sender<Result<Reply, Refused>>;
+
 struct Queued {
     cmd: Arc<Command>,
     bytes: usize,
-    reply: oneshot::Sender<Result<Reply, Refused>>,
+    reply: WriteReply,
 }
 
 fn command_bytes(cmd: &Command) -> usize {
@@ -74,8 +77,7 @@ async fn propose_queued(shard: Rc<Shard>, timeout: Duration) {
             shard.proposing.set(false);
             return;
         }
-        let (cmds, waiters): (Vec<Arc<Command>>, Vec<oneshot::Sender<Result<Reply, Refused>>>) =
-            batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+        let (cmds, waiters): (Vec<Arc<Command>>, Vec<WriteReply>) = batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
         let n = cmds.len();
         let result = GlommioRuntime::timeout(timeout, shard.raft.client_write(Proposal::new(cmds))).await;
         let outcome: Result<Vec<Reply>, Refused> = match result {
@@ -187,7 +189,10 @@ impl Shard {
 
     /// `Ok` when this replica leads the group; else who does, as far as it knows.
     pub fn leader_check(&self) -> Result<(), Refused> {
-        let metrics = self.raft.metrics().borrow().clone();
+        // Read in place: a clone of openraft's metrics copies its replication map
+        // (allocations on every write).
+        let watch = self.raft.metrics();
+        let metrics = watch.borrow();
         if metrics.state == ServerState::Leader {
             return Ok(());
         }
@@ -243,7 +248,7 @@ impl Shard {
     /// [`Shard::write`] without waiting: `reply` gets the outcome, at once when this
     /// replica does not lead or the precheck decides, else when the command's entry is
     /// applied (or the proposal times out).
-    pub fn submit(this: &Rc<Shard>, cmd: Arc<Command>, reply: oneshot::Sender<Result<Reply, Refused>>, timeout: Duration) {
+    pub fn submit(this: &Rc<Shard>, cmd: Arc<Command>, reply: WriteReply, timeout: Duration) {
         if let Err(refused) = this.leader_check() {
             let _ = reply.send(Err(refused));
             return;
