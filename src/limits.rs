@@ -276,3 +276,7 @@ pub const COMPACT_SNAPSHOT_WAIT_MS: u64 = 30_000;
 
 /// `starcite healthcheck` gives the node this long to connect and answer (milliseconds).
 pub const HEALTHCHECK_TIMEOUT_MS: u64 = 2_000;
+
+/// Largest per-thread scratch buffer, in bytes, that rendering an event keeps for the next
+/// one (`session::state::render_event_shared`); a larger event's buffer is freed after use.
+pub const RENDER_SCRATCH_KEEP_BYTES: usize = 64 * 1024;

@@ -61,7 +61,10 @@ fn schemathesis_finds_no_5xx_no_undocumented_answer_and_no_crash() {
     let s = Server::start();
     let base = format!("http://127.0.0.1:{}", s.port);
     // The tail is a WebSocket upgrade or an endless SSE stream: tests/tails.rs covers it.
+    // Run in a scratch dir: schemathesis writes its cache (`.schemathesis/`) to the cwd.
+    let scratch = tempfile::tempdir().unwrap();
     let out = Command::new("st")
+        .current_dir(scratch.path())
         .args(["run", &format!("{base}/v1/openapi.json"), "--url", &base, "--checks", "all", "--max-examples", "100"])
         .args(["--generation-deterministic", "--request-timeout", "10", "--exclude-path", "/v1/sessions/{id}/tail"])
         .env("NO_COLOR", "1")

@@ -83,13 +83,13 @@ pub struct Request {
 
 impl Request {
     /// First value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.headers.values(name).next()
     }
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.headers.values(name)
     }
 
     /// Whether the comma-separated header `name` (all its occurrences)
@@ -221,12 +221,9 @@ impl HeaderFields {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+    /// The values of field `name` (case-insensitive), in order.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 }
 
@@ -413,7 +410,7 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
 
     let (path, raw_query) = split_target(target)?;
     let query = parse_query(raw_query);
-    let values = |name: &'static str| field_values(&headers, name);
+    let values = |name: &'static str| headers.values(name);
 
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one valid Host is a 400 (an
     // HTTP/1.0 request may omit it). Routing never looks at the value, but a server that
@@ -444,16 +441,11 @@ fn parse_head(buf: &[u8], limits: &Limits, scanned: &mut usize) -> Result<Option
     Ok(Some((head, head_len, framing)))
 }
 
-/// The values of the (lowercase) field `name`, in order.
-fn field_values<'h>(headers: &'h HeaderFields, name: &'static str) -> impl Iterator<Item = &'h [u8]> + 'h {
-    headers.iter().filter(move |(n, _)| *n == name).map(|(_, v)| v)
-}
-
 /// Decide body framing (RFC 9112 §6). Strict, because disagreeing with a
 /// proxy about where a body ends is how request smuggling happens.
 fn framing(headers: &HeaderFields, version_minor: u8, limits: &Limits) -> Result<Framing, HttpError> {
-    let te: Vec<&[u8]> = field_values(headers, "transfer-encoding").collect();
-    let cl = || field_values(headers, "content-length");
+    let te: Vec<&[u8]> = headers.values("transfer-encoding").collect();
+    let cl = || headers.values("content-length");
 
     if !te.is_empty() {
         if cl().next().is_some() {

@@ -28,7 +28,6 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -344,27 +343,6 @@ pub fn entry_record(shard: u32, entry: &Entry<TypeConfig>) -> LogRecord {
     LogRecord::Entry { shard, term: entry.log_id.leader_id.term, node: entry.log_id.leader_id.node_id, index: entry.log_id.index, payload }
 }
 
-/// The record bytes of `entry` ([`entry_record`], encoded) without copying its commands:
-/// the proposal's list is lent to the record while it is encoded, then put back. Falls
-/// back to a copy when the proposal is shared (nothing in this process shares it before
-/// the store has written it, so that is never expected on the hot path).
-pub fn encode_entry(shard: u32, entry: &mut Entry<TypeConfig>) -> Vec<u8> {
-    let lent = match &mut entry.payload {
-        EntryPayload::Normal(proposal) => Arc::get_mut(&mut proposal.0).map(std::mem::take),
-        _ => None,
-    };
-    let Some(commands) = lent else { return entry_record(shard, entry).encode() };
-    let (term, node, index) = (entry.log_id.leader_id.term, entry.log_id.leader_id.node_id, entry.log_id.index);
-    let record = LogRecord::Entry { shard, term, node, index, payload: RecordPayload::Normal(commands) };
-    let bytes = record.encode();
-    if let (LogRecord::Entry { payload: RecordPayload::Normal(commands), .. }, EntryPayload::Normal(proposal)) =
-        (record, &mut entry.payload)
-    {
-        *Arc::get_mut(&mut proposal.0).expect("still unshared") = commands;
-    }
-    bytes
-}
-
 pub fn record_entry(rec: LogRecord) -> Result<Entry<TypeConfig>, RecordError> {
     let LogRecord::Entry { term, node, index, payload, .. } = rec else {
         return Err(RecordError::Invalid("expected an entry record".into()));
@@ -425,8 +403,9 @@ impl LogStore {
             let end = end.min(log.next_index());
             // The usual case (entries just appended, read back to be applied): all in the
             // cache, so the answer is built directly (no slot list).
-            if (start..end).all(|index| log.cache.contains_key(&index)) {
-                return Ok((start..end).filter_map(|index| log.cache.get(&index).cloned()).collect());
+            let cached: Option<Vec<Entry<TypeConfig>>> = (start..end).map(|index| log.cache.get(&index).cloned()).collect();
+            if let Some(entries) = cached {
+                return Ok(entries);
             }
             for index in start..end {
                 if let Some(e) = log.cache.get(&index) {
@@ -529,8 +508,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
-        let encoded: Vec<Vec<u8>> = entries.iter_mut().map(|e| encode_entry(self.shard, e)).collect();
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        // The record shares the proposal's commands (reference counts, no copies).
+        let encoded: Vec<Vec<u8>> = entries.iter().map(|e| entry_record(self.shard, e).encode()).collect();
         let locs = self
             .engine
             .submit(&encoded, Box::new(move |r| callback.log_io_completed(r.map_err(io::Error::other))))

@@ -173,7 +173,7 @@ async fn route<T>(
             return Err(ApiError::raft_unavailable(format!("{why} (no answer within {} ms)", timeout.as_millis())));
         }
         let outcome = if target == me {
-            Box::pin(core.call(owner, &local)).await.map_err(|e| (false, e.to_string()))
+            core.call(owner, &local).await.map_err(|e| (false, e.to_string()))
         } else {
             // Boxed with its request: both are large and most calls never take this path.
             let forwarded = Box::pin(async { core.links.call(&target, None, shard, &Request::Forward(remote()), left).await }).await;

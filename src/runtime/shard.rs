@@ -48,12 +48,10 @@ struct Queued {
     reply: WriteReply,
 }
 
+/// What a command adds to a proposal's size, for `PROPOSAL_BYTES_MAX`: its text plus
+/// room for the fields around it.
 fn command_bytes(cmd: &Command) -> usize {
-    match cmd {
-        Command::Append { event, .. } => event.payload_json.len() + event.metadata_json.len() + event.refs_json.len() + 128,
-        Command::CreateSession { metadata_json, .. } => metadata_json.len() + 128,
-        Command::MarkArchived { session_id, .. } => session_id.len() + 32,
-    }
+    cmd.text_bytes() + 128
 }
 
 /// Drain the shard's queue: each round proposes everything queued (up to the proposal
@@ -189,23 +187,25 @@ impl Shard {
 
     /// `Ok` when this replica leads the group; else who does, as far as it knows.
     pub fn leader_check(&self) -> Result<(), Refused> {
-        // Read in place: a clone of openraft's metrics copies its replication map
-        // (allocations on every write).
+        self.leadership().map(drop)
+    }
+
+    /// [`Self::leader_check`], and whether the leader is settled ([`Self::is_settled_leader`]),
+    /// from one read of openraft's metrics (in place: a clone copies its maps).
+    fn leadership(&self) -> Result<bool, Refused> {
         let watch = self.raft.metrics();
-        let metrics = watch.borrow();
-        if metrics.state == ServerState::Leader {
-            return Ok(());
+        let m = watch.borrow();
+        if m.state == ServerState::Leader {
+            return Ok(m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term));
         }
-        let leader = metrics.current_leader.and_then(|id| metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
+        let leader = m.current_leader.and_then(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()));
         Err(Refused::NotLeader { leader: leader.filter(|a| !a.is_empty()) })
     }
 
     /// The leader has applied an entry of its own term, hence everything committed before
     /// it: its state machine may answer for the group (prechecks, reads).
     pub fn is_settled_leader(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        m.state == ServerState::Leader && m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term)
+        self.leadership().unwrap_or(false)
     }
 
     /// Whether this group, when this replica leads it, lacks a full set of healthy voters:
@@ -249,13 +249,16 @@ impl Shard {
     /// replica does not lead or the precheck decides, else when the command's entry is
     /// applied (or the proposal times out).
     pub fn submit(this: &Rc<Shard>, cmd: Arc<Command>, reply: WriteReply, timeout: Duration) {
-        if let Err(refused) = this.leader_check() {
-            let _ = reply.send(Err(refused));
-            return;
-        }
+        let settled = match this.leadership() {
+            Ok(settled) => settled,
+            Err(refused) => {
+                let _ = reply.send(Err(refused));
+                return;
+            }
+        };
         // The precheck answers certain outcomes without a round of Raft, but only from a
         // state machine that has seen every committed entry.
-        if this.is_settled_leader() {
+        if settled {
             if let Some(outcome) = this.machine.borrow().state.precheck(&cmd) {
                 let _ = reply.send(Ok(Reply::from(outcome)));
                 return;

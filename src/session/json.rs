@@ -188,7 +188,7 @@ pub fn scan_object(body: &[u8]) -> Option<Vec<RawMember<'_>>> {
                 _ => return None,
             }
         }
-        if members.len() > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && has_repeat(members.iter().map(|m| m.key).collect()) {
+        if members.len() > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && repeated(members.iter().map(|m| m.key)).is_some() {
             return None;
         }
     }
@@ -315,20 +315,15 @@ impl<'a> Scan<'a> {
                 b',' => self.pos += 1,
                 b'}' => {
                     self.pos += 1;
-                    let repeated = self.keys.len() - first > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX && has_repeat(self.keys[first..].to_vec());
+                    let wide = self.keys.len() - first > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX;
+                    let repeat = wide && repeated(self.keys[first..].iter().copied()).is_some();
                     self.keys.truncate(first);
-                    return (!repeated).then_some(());
+                    return (!repeat).then_some(());
                 }
                 _ => return None,
             }
         }
     }
-}
-
-/// Whether a key occurs twice (sort, then compare neighbours: O(n log n)).
-fn has_repeat(mut keys: Vec<&str>) -> bool {
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w[0] == w[1])
 }
 
 struct Parser<'a> {
@@ -446,7 +441,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     if members.len() > DUPLICATE_LINEAR_SCAN_MEMBERS_MAX {
-                        if let Some(key) = repeated_key(&members) {
+                        if let Some(key) = repeated(members.iter().map(|(k, _)| k.as_str())) {
                             return Err(ParseError::DuplicateKey { offset: start, key: key.to_string() });
                         }
                     }
@@ -478,9 +473,10 @@ fn check_depth(depth: usize) -> Result<(), ParseError> {
 /// neighbours), so a wide object costs O(n log n), not O(n²).
 const DUPLICATE_LINEAR_SCAN_MEMBERS_MAX: usize = 16;
 
-/// A key repeated in a wide object, found once the object is complete.
-fn repeated_key(members: &Object) -> Option<&str> {
-    let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+/// A key that occurs twice among `keys` (sort, then compare neighbours: O(n log n)); used
+/// on wide objects once they are complete, by the parser and the fast-path scanner.
+fn repeated<'a>(keys: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut keys: Vec<&str> = keys.collect();
     keys.sort_unstable();
     keys.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }

@@ -195,15 +195,12 @@ pub fn render_event_shared(seq: u64, event: &EventBody, idempotency_key: Option<
         write_event(out, seq, event.into(), idempotency_key, inserted_micros);
         let shared = Arc::from(out.as_str());
         // A rare huge event must not pin its size in the scratch buffer.
-        if out.capacity() > RENDER_SCRATCH_KEEP_BYTES {
+        if out.capacity() > crate::limits::RENDER_SCRATCH_KEEP_BYTES {
             *out = String::new();
         }
         shared
     })
 }
-
-/// Largest scratch buffer [`render_event_shared`] keeps between events, in bytes.
-const RENDER_SCRATCH_KEEP_BYTES: usize = 64 * 1024;
 
 /// [`render_event`] over borrowed parts.
 pub fn render_event_parts(seq: u64, event: EventParts<'_>, idempotency_key: Option<&str>, inserted_micros: i64) -> String {
