@@ -13,6 +13,11 @@ pub const RECORD_PAYLOAD_BYTES_MAX: usize = 3 * 1024 * 1024;
 pub const LOG_BLOCK_BYTES: u64 = 4096;
 /// The segment header occupies the first block of every segment file.
 pub const SEGMENT_HEADER_BYTES: u64 = LOG_BLOCK_BYTES;
+/// One page of a spilled index (`log/spill.rs`): each session's seq → position map and
+/// each shard's entry locations keep only their newest, partly filled page in memory
+/// (at most this many bytes per session and per shard) and write full pages to the
+/// core's scratch file. 1 KiB = 128 positions or 85 entry locations per page.
+pub const SPILL_PAGE_BYTES: usize = 1024;
 /// Default segment size (`STARCITE_SEGMENT_BYTES`). 64 MiB: large enough that rollover
 /// (and the background pre-zeroing of the next file) is rare, small enough to pre-zero in
 /// well under a second.
@@ -280,3 +285,4 @@ pub const HEALTHCHECK_TIMEOUT_MS: u64 = 2_000;
 /// Largest per-thread scratch buffer, in bytes, that rendering an event keeps for the next
 /// one (`session::state::render_event_shared`); a larger event's buffer is freed after use.
 pub const RENDER_SCRATCH_KEEP_BYTES: usize = 64 * 1024;
+const _: () = assert!(SPILL_PAGE_BYTES >= 64 && SPILL_PAGE_BYTES.is_multiple_of(8));

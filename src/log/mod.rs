@@ -27,6 +27,7 @@ pub mod file;
 pub mod frame;
 pub mod recovery;
 pub mod segment;
+pub mod spill;
 pub mod vouch;
 
 pub use engine::{Durable, LogEngine, LogStats, RecordBuf};
@@ -43,6 +44,20 @@ pub struct Loc {
     pub segment: u32,
     pub offset: u32,
     pub payload_len: u32,
+}
+
+/// 12 bytes in a spilled page: segment, offset, payload length (little-endian u32s).
+impl spill::PageItem for Loc {
+    const BYTES: usize = 12;
+    fn write_to(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.segment.to_le_bytes());
+        out[4..8].copy_from_slice(&self.offset.to_le_bytes());
+        out[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
+    }
+    fn read_from(b: &[u8]) -> Self {
+        let u = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Loc { segment: u(0), offset: u(4), payload_len: u(8) }
+    }
 }
 
 impl Loc {

@@ -30,14 +30,19 @@ pub async fn read_cold_events(
 ) -> Result<Vec<Arc<str>>, ApiError> {
     let mut entries: Vec<(u64, Loc)> = Vec::new();
     {
-        let log = store.log.borrow();
+        // One index per entry (consecutive events often share one), located in one pass.
+        let mut indexes: Vec<(u64, u64)> = Vec::new();
         for c in cold {
             let (index, _) = split_position(c.position);
-            if entries.last().map(|(i, _)| *i) != Some(index) {
-                let loc =
-                    log.loc_of(index).ok_or_else(|| ApiError::internal(format!("event {} of {session} is no longer in the log", c.seq)))?;
-                entries.push((index, loc));
+            if indexes.last().map(|(i, _)| *i) != Some(index) {
+                indexes.push((index, c.seq));
             }
+        }
+        let wanted: Vec<u64> = indexes.iter().map(|(i, _)| *i).collect();
+        let locs = store.log.borrow().locs_of(&wanted).map_err(|e| ApiError::internal(format!("locating events of {session}: {e}")))?;
+        for ((index, seq), loc) in indexes.into_iter().zip(locs) {
+            let loc = loc.ok_or_else(|| ApiError::internal(format!("event {seq} of {session} is no longer in the log")))?;
+            entries.push((index, loc));
         }
     }
     let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();

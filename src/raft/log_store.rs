@@ -37,6 +37,7 @@ use openraft::{
 
 use super::record::{self, ArchivedLogRecord, LogRecord, RecordError, RecordPayload};
 use super::TypeConfig;
+use crate::log::spill::{PagedSeq, Spill, SpillError};
 use crate::log::vouch::VouchPayload;
 use crate::log::{Loc, LogEngine, LogError};
 
@@ -51,7 +52,14 @@ pub fn storage_error(subject: ErrorSubject<NodeId>, verb: ErrorVerb, msg: impl T
 pub struct ShardLog {
     /// Index of `locs[0]`.
     first_index: u64,
-    locs: VecDeque<Loc>,
+    /// Where each kept entry lives; full pages spill to the core's scratch file
+    /// (log/spill.rs), so memory does not grow with the log.
+    locs: PagedSeq<Loc>,
+    /// Where `locs` spills its full pages (None: kept in memory).
+    spill: Spill,
+    /// (first index, segment) of each run of kept entries in one segment, ascending: the
+    /// compactor's question "which segment does this shard still need" without a page read.
+    segment_runs: VecDeque<(u64, u32)>,
     /// (first index, leader) at every leader change, ascending: the log ids of the entries.
     leaders: Vec<(u64, CommittedLeaderId<NodeId>)>,
     last_purged: Option<LogId<NodeId>>,
@@ -120,6 +128,16 @@ impl Vouched {
 }
 
 impl ShardLog {
+    /// An empty log whose entry locations spill their full pages to `spill`.
+    pub fn new(spill: Spill) -> Self {
+        ShardLog { spill, ..ShardLog::default() }
+    }
+
+    /// Where this log's index (and its shard's state machine) spill full pages.
+    pub fn spill(&self) -> Spill {
+        self.spill.clone()
+    }
+
     fn next_index(&self) -> u64 {
         self.first_index + self.locs.len() as u64
     }
@@ -137,13 +155,13 @@ impl ShardLog {
         self.leader_at(index).map(|l| LogId::new(l, index))
     }
 
-    /// Keep entry `index` at `loc`. `recovering`: the log's head segments may have been
-    /// deleted, so the first entry kept may follow a gap (see `check_recovered`); a live
-    /// append never may.
-    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc, recovering: bool) -> Result<(), RecordError> {
+    /// Keep entry `index` at `loc`; false when a purge already covers it (nothing kept).
+    /// `recovering`: the log's head segments may have been deleted, so the first entry
+    /// kept may follow a gap (see `check_recovered`); a live append never may.
+    fn push(&mut self, index: u64, leader: CommittedLeaderId<NodeId>, loc: Loc, recovering: bool) -> Result<bool, RecordError> {
         if self.last_purged.is_some_and(|p| index <= p.index) {
             // Already covered by the purge (and the snapshot behind it): nothing to keep.
-            return Ok(());
+            return Ok(false);
         }
         if self.locs.is_empty() && (self.first_index == 0 || (recovering && index > self.next_index())) {
             // The first entry kept: either the log's very first, or one after entries whose
@@ -157,12 +175,15 @@ impl ShardLog {
         if self.leaders.last().map(|(_, l)| *l) != Some(leader) {
             self.leaders.push((index, leader));
         }
-        self.locs.push_back(loc);
+        self.locs.push(loc, &self.spill);
+        if self.segment_runs.back().is_none_or(|(_, segment)| *segment != loc.segment) {
+            self.segment_runs.push_back((index, loc.segment));
+        }
         if self.vouched_floor.is_some_and(|floor| self.last_log_id() >= Some(floor)) {
             tracing::info!(last_log_id = %LogId::new(leader, index), "the log caught up past what it had acknowledged before its damage: votes and elections resume");
             self.vouched_floor = None;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether this group must abstain from votes and elections (see `vouched_floor`).
@@ -211,9 +232,12 @@ impl ShardLog {
         (!found.is_empty()).then(|| found.join("; "))
     }
 
-    fn truncate(&mut self, since: u64) {
+    fn truncate(&mut self, since: u64) -> Result<(), SpillError> {
         let keep = since.saturating_sub(self.first_index).min(self.locs.len() as u64) as usize;
-        self.locs.truncate(keep);
+        self.locs.truncate(keep)?;
+        while self.segment_runs.back().is_some_and(|(first, _)| *first >= since) {
+            self.segment_runs.pop_back();
+        }
         self.leaders.retain(|(first, _)| *first < since);
         self.cache.retain(|i, _| *i < since);
         if self.locs.is_empty() && self.last_purged.is_none() {
@@ -224,11 +248,12 @@ impl ShardLog {
             // Never happens in a correct Raft (committed entries are not truncated).
             panic!("truncating committed entries since {since}");
         }
+        Ok(())
     }
 
     fn purge(&mut self, upto: LogId<NodeId>) {
         let drop_n = (upto.index + 1).saturating_sub(self.first_index).min(self.locs.len() as u64) as usize;
-        self.locs.drain(..drop_n);
+        self.locs.drop_front(drop_n);
         // Recovery of a log whose head segments were deleted can see kept entries before
         // an older purge record: those entries stay.
         self.first_index = if self.locs.is_empty() { upto.index + 1 } else { self.first_index.max(upto.index + 1) };
@@ -236,6 +261,13 @@ impl ShardLog {
         let keep_from = self.leaders.partition_point(|(first, _)| *first <= upto.index).saturating_sub(1);
         self.leaders.drain(..keep_from);
         self.cache.retain(|i, _| *i > upto.index);
+        // Keep the run holding the new first entry (runs start at their first index).
+        while self.segment_runs.get(1).is_some_and(|(first, _)| *first <= self.first_index) {
+            self.segment_runs.pop_front();
+        }
+        if self.locs.is_empty() {
+            self.segment_runs.clear();
+        }
         self.last_purged = Some(upto);
     }
 
@@ -253,7 +285,8 @@ impl ShardLog {
     /// Segment of the first kept entry: every segment before it holds nothing this shard
     /// still needs, once [`Self::checkpoint`] has been written after them.
     pub fn first_segment(&self) -> Option<u32> {
-        self.locs.front().map(|l| l.segment)
+        debug_assert_eq!(self.locs.is_empty(), self.segment_runs.is_empty(), "one run at least per kept entry");
+        self.segment_runs.front().map(|(_, segment)| *segment)
     }
 
     /// Index of the last purged entry (0 when nothing was purged).
@@ -287,8 +320,21 @@ impl ShardLog {
         }
     }
 
-    pub fn loc_of(&self, index: u64) -> Option<Loc> {
-        index.checked_sub(self.first_index).and_then(|i| self.locs.get(i as usize)).copied()
+    /// Where entry `index` lives (None when it is not kept).
+    pub fn loc_of(&self, index: u64) -> Result<Option<Loc>, SpillError> {
+        Ok(self.locs_of(&[index])?.pop().flatten())
+    }
+
+    /// Where the entries at `indexes` (ascending) live, None for those not kept; each
+    /// spilled page is read once.
+    pub fn locs_of(&self, indexes: &[u64]) -> Result<Vec<Option<Loc>>, SpillError> {
+        let slots: Vec<usize> =
+            indexes.iter().map(|i| i.checked_sub(self.first_index).and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX)).collect();
+        if slots.contains(&usize::MAX) {
+            // An index below the first kept one: answer those None, the rest in order.
+            return indexes.iter().map(|&i| if i < self.first_index { Ok(None) } else { self.loc_of(i) }).collect();
+        }
+        self.locs.get_sorted(&slots)
     }
 
     /// Index of the last entry in the log (None when empty).
@@ -304,7 +350,7 @@ impl ShardLog {
     pub fn recover(&mut self, loc: Loc, rec: &ArchivedLogRecord) -> Result<(), RecordError> {
         match rec {
             ArchivedLogRecord::Entry { term, node, index, .. } => {
-                self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc, true)?
+                self.push(index.to_native(), CommittedLeaderId::new(term.to_native(), node.to_native()), loc, true)?;
             }
             ArchivedLogRecord::Vote { term, node, committed, .. } => {
                 let v = if *committed {
@@ -317,7 +363,9 @@ impl ShardLog {
             ArchivedLogRecord::Committed { term, node, index, .. } => {
                 self.committed = Some(LogId::new(CommittedLeaderId::new(term.to_native(), node.to_native()), index.to_native()))
             }
-            ArchivedLogRecord::Truncate { since, .. } => self.truncate(since.to_native()),
+            ArchivedLogRecord::Truncate { since, .. } => {
+                self.truncate(since.to_native()).map_err(|e| RecordError::Invalid(format!("truncating the entry index: {e}")))?
+            }
             ArchivedLogRecord::Purge { term, node, index, .. } => {
                 self.purge(LogId::new(CommittedLeaderId::new(term.to_native(), node.to_native()), index.to_native()))
             }
@@ -407,11 +455,16 @@ impl LogStore {
             if let Some(entries) = cached {
                 return Ok(entries);
             }
+            let uncached: Vec<u64> = (start..end).filter(|index| !log.cache.contains_key(index)).collect();
+            let locs = log.locs_of(&uncached).map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let mut locs = uncached.into_iter().zip(locs);
             for index in start..end {
                 if let Some(e) = log.cache.get(&index) {
                     slots.push(Some(e.clone()));
                 } else {
-                    disk.push((index, log.loc_of(index).expect("index within the kept range")));
+                    let (i, loc) = locs.next().expect("one location per uncached index");
+                    debug_assert_eq!(i, index);
+                    disk.push((index, loc.expect("index within the kept range")));
                     slots.push(None);
                 }
             }
@@ -517,9 +570,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut log = self.log.borrow_mut();
         for (entry, loc) in entries.into_iter().zip(locs) {
-            log.push(entry.log_id.index, entry.log_id.leader_id, loc, false)
+            let kept = log
+                .push(entry.log_id.index, entry.log_id.leader_id, loc, false)
                 .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-            if log.loc_of(entry.log_id.index) == Some(loc) {
+            if kept {
                 log.cache.insert(entry.log_id.index, entry);
             }
         }
@@ -530,7 +584,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.write_ordered(LogRecord::Truncate { shard: self.shard, since: log_id.index }, false, ErrorSubject::Logs)?;
         let mut log = self.log.borrow_mut();
-        log.truncate(log_id.index);
+        log.truncate(log_id.index).map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         self.vouch(&log);
         Ok(())
     }
@@ -584,7 +638,7 @@ mod tests {
         log.purge(id(50));
         assert_eq!(log.check_recovered(), Ok(()));
         assert_eq!((log.first_index, log.first_segment(), log.last_log_id()), (51, Some(6), Some(id(60))));
-        assert_eq!(log.loc_of(51), Some(loc(51)));
+        assert_eq!(log.loc_of(51).unwrap(), Some(loc(51)));
         // A checkpoint purge record older than the first kept entry leaves the entries.
         let mut log = ShardLog::default();
         for i in 45..=60 {
@@ -602,6 +656,37 @@ mod tests {
         live.purge(id(10));
         assert!(live.push(20, CommittedLeaderId::new(1, 1), loc(20), false).is_err(), "a live append never skips");
         assert!(holed.check_recovered().unwrap_err().contains("11..20"));
+    }
+
+    /// An index long enough to spill answers like one kept in memory, through appends,
+    /// a truncation that cuts into a spilled page, and a purge; the compactor's segment
+    /// question needs no page read.
+    #[test]
+    fn a_spilled_entry_index_answers_like_one_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::log::spill::SpillFile::create(&dir.path().join("index.spill")).unwrap();
+        let (mut spilled, mut plain) = (ShardLog::new(Some(file.clone())), ShardLog::default());
+        let leader = CommittedLeaderId::new(1, 1);
+        for log in [&mut spilled, &mut plain] {
+            for i in 1..=1000 {
+                log.push(i, leader, loc(i), false).unwrap();
+            }
+            log.truncate(500).unwrap(); // inside a spilled page (85 locations per page)
+            for i in 500..=700 {
+                log.push(i, leader, loc(i + 7), false).unwrap();
+            }
+            log.purge(id(333));
+        }
+        assert!(file.pages() > 0 && spilled.locs.spilled_pages() > 0, "full pages went to the file");
+        let all: Vec<u64> = (300..=710).collect();
+        assert_eq!(spilled.locs_of(&all).unwrap(), plain.locs_of(&all).unwrap());
+        assert_eq!(spilled.loc_of(334).unwrap(), Some(loc(334)));
+        assert_eq!(spilled.loc_of(600).unwrap(), Some(loc(607)));
+        assert_eq!((spilled.loc_of(333).unwrap(), spilled.loc_of(701).unwrap()), (None, None));
+        assert_eq!((spilled.first_segment(), spilled.last_log_id()), (Some(loc(334).segment), Some(id(700))));
+        assert_eq!(spilled.first_segment(), plain.first_segment());
+        spilled.purge(id(700));
+        assert_eq!((spilled.first_segment(), spilled.locs.len(), file.pages()), (None, 0, 0), "purged pages free their slots");
     }
 
     /// The checkpoint restates the newest vote even while its record is not durable yet.

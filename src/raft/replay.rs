@@ -23,6 +23,7 @@ use super::log_store::{record_entry, NodeId, ShardLog};
 use super::record::{self, ArchivedLogRecord, RecordError};
 use super::state_machine::apply_entry;
 use super::TypeConfig;
+use crate::log::spill::{Spill, SpillFile};
 use crate::log::{FileSystem, LogEngine, LogError};
 use crate::session::ShardState;
 
@@ -36,9 +37,9 @@ pub struct Replayed {
 }
 
 impl Replayed {
-    fn new(tail_keep: usize) -> Self {
+    fn new(tail_keep: usize, spill: Spill) -> Self {
         Replayed {
-            state: ShardState::new(tail_keep),
+            state: ShardState::with_spill(tail_keep, spill),
             last_applied: None,
             membership: StoredMembership::default(),
             pending: VecDeque::new(),
@@ -72,23 +73,39 @@ impl Replayed {
     }
 }
 
+/// The core's log engine, each shard's log index, the replayed state machines, and the
+/// scratch file their indexes spill to.
+pub struct OpenedCore {
+    pub engine: Rc<LogEngine>,
+    pub logs: HashMap<u32, Rc<RefCell<ShardLog>>>,
+    pub replayed: HashMap<u32, Replayed>,
+    pub spill: Spill,
+}
+
+/// Name of a core's index scratch file (log/spill.rs), beside its segments.
+pub const SPILL_FILE_NAME: &str = "index.spill";
+
 /// Open a core's log engine, rebuild every shard's log index, and replay the committed
 /// entries of the shards for which `replay(shard)` is true into their state machines.
+/// The indexes spill their full pages to `<dir>/index.spill`, created empty here.
 pub async fn open_core(
     fs: Rc<dyn FileSystem>,
     dir: &Path,
     segment_bytes: u64,
     tail_keep: usize,
     replay: &dyn Fn(u32) -> bool,
-) -> Result<(Rc<LogEngine>, HashMap<u32, Rc<RefCell<ShardLog>>>, HashMap<u32, Replayed>), LogError> {
+) -> Result<OpenedCore, LogError> {
+    std::fs::create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, 0, e))?;
+    let spill_path = dir.join(SPILL_FILE_NAME);
+    let spill = Some(SpillFile::create(&spill_path).map_err(|e| LogError::io("create", spill_path, 0, e))?);
     let mut shards: HashMap<u32, Rc<RefCell<ShardLog>>> = HashMap::new();
     let mut replayed: HashMap<u32, Replayed> = HashMap::new();
     let engine = LogEngine::open_with(fs, dir, segment_bytes, &mut |loc, payload| {
         let rec = record::access(payload)?;
         let shard = rec.shard();
-        shards.entry(shard).or_default().borrow_mut().recover(loc, rec)?;
+        shards.entry(shard).or_insert_with(|| Rc::new(RefCell::new(ShardLog::new(spill.clone())))).borrow_mut().recover(loc, rec)?;
         if replay(shard) {
-            replayed.entry(shard).or_insert_with(|| Replayed::new(tail_keep)).on_record(rec)?;
+            replayed.entry(shard).or_insert_with(|| Replayed::new(tail_keep, spill.clone())).on_record(rec)?;
         }
         Ok(())
     })
@@ -100,7 +117,7 @@ pub async fn open_core(
             reason: format!("shard {shard}: {reason}"),
         })?;
     }
-    Ok((engine, shards, replayed))
+    Ok(OpenedCore { engine, logs: shards, replayed, spill })
 }
 
 #[cfg(test)]
@@ -148,7 +165,7 @@ mod tests {
 
     #[test]
     fn only_committed_entries_apply_and_truncated_ones_never_do() {
-        let mut r = Replayed::new(10);
+        let mut r = Replayed::new(10, None);
         let create = Command::CreateSession { id: "s".into(), title: None, metadata_json: "{}".into(), now_micros: 1 };
         feed(&mut r, entry(1, vec![create, append(1)]));
         feed(&mut r, entry(2, vec![append(2)]));
@@ -162,7 +179,7 @@ mod tests {
         feed(&mut r, committed(2));
         assert_eq!(r.state.header("s").unwrap().last_seq, 3);
         assert_eq!(r.last_applied.unwrap().index, 2);
-        let hot = r.state.hot_events("s", 1, 10).unwrap().hot;
+        let hot = r.state.hot_events("s", 1, 10).unwrap().unwrap().hot;
         assert!(hot[0].contains("\"i\":20") && hot[1].contains("\"i\":21"), "{hot:?}");
         assert_eq!(r.pending.len(), 1, "entry 3 waits for its committed mark");
     }

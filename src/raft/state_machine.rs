@@ -150,9 +150,10 @@ impl StateMachine {
     /// A state machine for `shard`, starting from its snapshot file when there is one.
     pub fn open(shard: u32, tail_keep: usize, snapshot_dir: PathBuf, store: LogStore) -> Result<Self, SnapshotFileError> {
         let snapshot_path = snapshot_dir.join(format!("{shard}.snap"));
+        let spill = store.log.borrow().spill();
         let mut machine = ShardMachine {
             shard,
-            state: ShardState::new(tail_keep),
+            state: ShardState::with_spill(tail_keep, spill.clone()),
             last_applied: None,
             membership: StoredMembership::default(),
             listener: None,
@@ -161,7 +162,7 @@ impl StateMachine {
             Ok(bytes) => {
                 let bad = |e: SnapshotError| SnapshotFileError { path: snapshot_path.clone(), reason: e.0 };
                 let (meta, state) = decode_snapshot(&bytes).map_err(bad)?;
-                machine.state = ShardState::from_snapshot_bytes(state, tail_keep).map_err(bad)?;
+                machine.state = ShardState::from_snapshot_bytes(state, tail_keep, spill).map_err(bad)?;
                 machine.last_applied = meta.last_log_id;
                 machine.membership = meta.last_membership;
             }
@@ -216,7 +217,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let mut log_only = std::collections::HashMap::new();
-        for (session, cold) in state.log_only_events() {
+        for (session, cold) in state.log_only_events().map_err(|e| storage_error(subject(), ErrorVerb::Read, e))? {
             // These entries are above any purge (the compactor purges below the lowest
             // uncarried event, and log-only events are uncarried: runtime/compactor.rs),
             // and never truncated (they are applied).
@@ -297,8 +298,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let bytes = snapshot.into_inner();
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let (_, state_bytes) = decode_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
-        let tail_keep = self.inner.borrow().state.tail_keep();
-        let state = ShardState::from_snapshot_bytes(state_bytes, tail_keep).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        let (tail_keep, spill) = {
+            let m = self.inner.borrow();
+            (m.state.tail_keep(), m.state.spill())
+        };
+        let state =
+            ShardState::from_snapshot_bytes(state_bytes, tail_keep, spill).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         // Store the snapshot under the meta we were given.
         let bytes = encode_snapshot(meta, state_bytes);
         self.persist_snapshot(&bytes).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;

@@ -61,7 +61,14 @@ pub async fn run(core: Rc<Core>) {
 /// `snapshot` (0: none): below it, and below the entry of its lowest uncarried event.
 fn purge_bound(shard: &Shard, snapshot: u64) -> u64 {
     let machine = shard.machine.borrow();
-    let below_uncarried = machine.state.lowest_uncarried_position().map_or(u64::MAX, |p| split_position(p).0 - 1);
+    let below_uncarried = match machine.state.lowest_uncarried_position() {
+        Ok(lowest) => lowest.map_or(u64::MAX, |p| split_position(p).0 - 1),
+        Err(e) => {
+            // Unknown bound: purge nothing (the log stays; the next pass tries again).
+            tracing::error!(shard = shard.id, "log compaction: {e}");
+            0
+        }
+    };
     snapshot.min(below_uncarried)
 }
 

@@ -278,7 +278,7 @@ impl Core {
         let Some(shard) = self.shards.borrow().get(&shard).cloned() else { return Vec::new() };
         let machine = shard.machine.borrow();
         match machine.state.hot_events(session, first - 1, (last - first + 1) as usize) {
-            Some(read) if read.cold.is_empty() && read.hot.len() as u64 == last - first + 1 => read.hot,
+            Ok(Some(read)) if read.cold.is_empty() && read.hot.len() as u64 == last - first + 1 => read.hot,
             _ => Vec::new(),
         }
     }

@@ -127,7 +127,9 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let snapshots = dir.join("snapshots");
     let has_snapshot = |shard: u32| snapshots.join(format!("{shard}.snap")).exists();
     let fs = file_system(&config);
-    let (engine, mut logs, mut replayed) = open_core(fs, &dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
+    let opened = open_core(fs, &dir, config.segment_bytes, config.tail_keep, &|s| !has_snapshot(s)).await?;
+    let (engine, mut logs, mut replayed, spill) = (opened.engine, opened.logs, opened.replayed, opened.spill);
+    let new_log = || Rc::new(std::cell::RefCell::new(crate::raft::ShardLog::new(spill.clone())));
     *core.engine.borrow_mut() = Some(engine.clone());
     // The vouch table (log/vouch.rs): a log that lost what it acknowledged makes its groups
     // abstain from votes and elections until they caught up (docs/ARCHITECTURE.md §3b).
@@ -137,7 +139,7 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     if core.members.len() > 1 {
         for (shard, payload) in engine.open_vouch(config.shards).await? {
             let vouched = crate::raft::log_store::Vouched::decode(&payload);
-            let log = logs.entry(shard).or_default();
+            let log = logs.entry(shard).or_insert_with(new_log);
             if let Some(damage) = log.borrow_mut().check_vouched(vouched, core.node_id) {
                 tracing::warn!(
                     shard,
@@ -150,7 +152,7 @@ pub async fn open_shards(core: &Rc<Core>) -> Result<(), OpenError> {
     let alone = core.members.len() <= 1;
     let local: Vec<u32> = (0..config.shards).filter(|s| placement::owner_core(*s, config.cores) == id && core.hosts(*s)).collect();
     for shard in local {
-        let store = LogStore::new(shard, engine.clone(), logs.remove(&shard).unwrap_or_default());
+        let store = LogStore::new(shard, engine.clone(), logs.remove(&shard).unwrap_or_else(new_log));
         let sm = match replayed.remove(&shard) {
             Some(r) => StateMachine::rebuilt(shard, r.state, r.last_applied, r.membership, snapshots.clone(), store.clone()),
             None => StateMachine::open(shard, config.tail_keep, snapshots.clone(), store.clone())?,

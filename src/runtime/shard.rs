@@ -305,7 +305,13 @@ impl Shard {
         max_bytes: usize,
         archive: Option<&Archive>,
     ) -> Result<Page, ApiError> {
-        let hot = self.machine.borrow().state.hot_events(session, after, limit).ok_or_else(|| ApiError::session_not_found(session))?;
+        let hot = self
+            .machine
+            .borrow()
+            .state
+            .hot_events(session, after, limit)
+            .map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?
+            .ok_or_else(|| ApiError::session_not_found(session))?;
         let mut events: Vec<Arc<str>> = Vec::with_capacity(hot.len());
         let mut budget = ByteBudget::new(max_bytes);
         if hot.archived > 0 {

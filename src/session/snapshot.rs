@@ -39,6 +39,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::state::{RememberedKey, Session, SessionHeader, ShardState};
+use crate::log::spill::{PagedSeq, Spill};
 
 /// Per session: its id, the seq of its first untrimmed event, and every untrimmed event
 /// rendered from there on (what a snapshot carries).
@@ -149,7 +150,8 @@ impl ShardState {
             put_u64(&mut out, s.archived_seq);
             put_u64(&mut out, s.trimmed);
             put_u64(&mut out, s.positions.len() as u64);
-            for &i in &s.positions {
+            let positions = s.positions.range(0, s.positions.len()).map_err(|e| SnapshotError(format!("session {}: {e}", h.id)))?;
+            for i in positions {
                 put_u64(&mut out, i);
             }
             put_u64(&mut out, s.key_order.len() as u64);
@@ -180,6 +182,7 @@ impl ShardState {
     pub fn snapshot_bytes(&self) -> Vec<u8> {
         let log_only = self
             .log_only_events()
+            .expect("positions in memory")
             .into_iter()
             .map(|(id, cold)| (id, cold.iter().map(|c| Arc::from(format!("log-only {}", c.seq))).collect()))
             .collect();
@@ -188,7 +191,8 @@ impl ShardState {
 
     /// Rebuilds a state from `snapshot_bytes_with` output: every untrimmed event comes
     /// back as a carried event, the last `tail_keep` of them also as the tail.
-    pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize) -> Result<Self, SnapshotError> {
+    /// Its position maps spill their full pages to `spill` (see [`ShardState::with_spill`]).
+    pub fn from_snapshot_bytes(b: &[u8], tail_keep: usize, spill: Spill) -> Result<Self, SnapshotError> {
         if b.len() < MAGIC.len() + CHECKSUM_BYTES || !b.starts_with(MAGIC) {
             return Err(SnapshotError("not a shard snapshot (bad magic or version)".to_string()));
         }
@@ -204,7 +208,7 @@ impl ShardState {
         let n_sessions = r.count(8)?;
         let mut sessions = HashMap::with_capacity(n_sessions);
         for _ in 0..n_sessions {
-            let s = read_session(&mut r, last_applied, tail_keep)?;
+            let s = read_session(&mut r, last_applied, tail_keep, &spill)?;
             let id = s.header.id.clone();
             if sessions.insert(id.clone(), s).is_some() {
                 return Err(SnapshotError(format!("snapshot has session {id} twice")));
@@ -213,11 +217,11 @@ impl ShardState {
         if !r.buf.is_empty() {
             return Err(SnapshotError("snapshot has trailing bytes".to_string()));
         }
-        Ok(ShardState { sessions, tail_keep, last_applied, trimmed_total: 0 })
+        Ok(ShardState { sessions, tail_keep, last_applied, trimmed_total: 0, spill })
     }
 }
 
-fn read_session(r: &mut Reader<'_>, last_applied: u64, tail_keep: usize) -> Result<Session, SnapshotError> {
+fn read_session(r: &mut Reader<'_>, last_applied: u64, tail_keep: usize, spill: &Spill) -> Result<Session, SnapshotError> {
     let header = SessionHeader {
         id: r.string()?,
         title: r.opt_string()?,
@@ -239,14 +243,14 @@ fn read_session(r: &mut Reader<'_>, last_applied: u64, tail_keep: usize) -> Resu
     if n as u64 != header.last_seq - trimmed {
         return Err(SnapshotError(format!("session {id}: {n} positions for last_seq {} with {trimmed} trimmed", header.last_seq)));
     }
-    let mut positions = VecDeque::with_capacity(n);
+    let mut positions = PagedSeq::new();
     for _ in 0..n {
         let i = r.u64()?;
         // last_applied is the max index ever applied, so nothing can exceed it.
         if i > last_applied {
             return Err(SnapshotError(format!("session {id}: position {i} is past last_applied")));
         }
-        positions.push_back(i);
+        positions.push(i, spill);
     }
     let k = r.count(16 + 8 + 16)?;
     let mut keys = HashMap::with_capacity(k);
@@ -314,14 +318,14 @@ mod tests {
     #[test]
     fn round_trip_preserves_headers_log_indices_and_keys() {
         let st = sample();
-        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4).expect("decode");
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4, None).expect("decode");
         assert_eq!(back.session_count(), 2);
         assert_eq!(back.last_applied(), st.last_applied());
         for id in ["a", "b"] {
             assert_eq!(back.header(id), st.header(id));
             assert_eq!(back.archived_seq(id), st.archived_seq(id));
             for seq in 0..=4 {
-                assert_eq!(back.position_of(id, seq), st.position_of(id, seq));
+                assert_eq!(back.position_of(id, seq).unwrap(), st.position_of(id, seq).unwrap());
             }
             assert_eq!(back.sessions[id].key_order, st.sessions[id].key_order);
             assert_eq!(back.sessions[id].keys, st.sessions[id].keys);
@@ -337,11 +341,11 @@ mod tests {
         for i in 0..3 {
             append(&mut st, 10 + i, "b", &format!("k{i}"), "{}");
         }
-        assert_eq!(st.lowest_uncarried_position(), Some(10));
-        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 1).expect("decode");
+        assert_eq!(st.lowest_uncarried_position().unwrap(), Some(10));
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 1, None).expect("decode");
         assert_eq!(back.log_only_event_count(), 0, "nothing is left to read from the log");
-        assert_eq!(back.lowest_uncarried_position(), None);
-        let page = back.hot_events("b", 0, 10).unwrap();
+        assert_eq!(back.lowest_uncarried_position().unwrap(), None);
+        let page = back.hot_events("b", 0, 10).unwrap().unwrap();
         assert_eq!(page.carried.len(), 3);
         assert_eq!(&*page.carried[0], "log-only 1");
         assert!(page.cold.is_empty() && page.hot.is_empty());
@@ -352,12 +356,12 @@ mod tests {
         let mut after = back.clone();
         append(&mut after, 30, "b", "k9", "{}");
         append(&mut after, 31, "b", "k10", "{}");
-        let page = after.hot_events("b", 0, 10).unwrap();
+        let page = after.hot_events("b", 0, 10).unwrap().unwrap();
         assert_eq!((page.carried.len(), page.cold.len(), page.hot.len()), (3, 1, 1));
         assert_eq!(page.cold[0].seq, 4);
-        assert_eq!(after.lowest_uncarried_position(), Some(30));
+        assert_eq!(after.lowest_uncarried_position().unwrap(), Some(30));
         after.apply(32, &Command::MarkArchived { session_id: "b".into(), archived_seq: 5 });
-        let page = after.hot_events("b", 0, 10).unwrap();
+        let page = after.hot_events("b", 0, 10).unwrap().unwrap();
         assert_eq!((page.archived, page.carried.len(), page.cold.len(), page.hot.len()), (4, 0, 0, 1));
         assert!(after.sessions["b"].carried.is_empty(), "trimming drops carried events");
     }
@@ -372,33 +376,33 @@ mod tests {
         for i in 0..2 {
             append(&mut st, 10 + i, "b", &format!("k{i}"), "{}");
         }
-        assert_eq!(st.lowest_uncarried_position(), Some(10), "tail events count: the tail evicts them later");
+        assert_eq!(st.lowest_uncarried_position().unwrap(), Some(10), "tail events count: the tail evicts them later");
         let (first, texts) = st.untrimmed_texts("b", &[]).unwrap();
         st.adopt_carried("b", first, &texts);
-        assert_eq!(st.lowest_uncarried_position(), None, "the log below the snapshot may go");
+        assert_eq!(st.lowest_uncarried_position().unwrap(), None, "the log below the snapshot may go");
         for i in 2..5 {
             append(&mut st, 20 + i, "b", &format!("k{i}"), "{}");
         }
-        let page = st.hot_events("b", 0, 10).unwrap();
+        let page = st.hot_events("b", 0, 10).unwrap().unwrap();
         assert_eq!((page.carried.len(), page.cold.len(), page.hot.len()), (2, 1, 2), "seqs 1-2 carried, 3 in the log, 4-5 in the tail");
-        assert_eq!(st.lowest_uncarried_position(), Some(22));
+        assert_eq!(st.lowest_uncarried_position().unwrap(), Some(22));
         // Adopting an older, shorter snapshot never shortens what is carried.
         st.adopt_carried("b", 1, &texts[..1]);
-        assert_eq!(st.hot_events("b", 0, 10).unwrap().carried.len(), 2);
+        assert_eq!(st.hot_events("b", 0, 10).unwrap().unwrap().carried.len(), 2);
     }
 
     #[test]
     fn snapshot_bytes_are_deterministic_across_replicas_and_reencoding() {
         let (a, b) = (sample(), sample());
         assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
-        let back = ShardState::from_snapshot_bytes(&a.snapshot_bytes(), 1).expect("decode");
+        let back = ShardState::from_snapshot_bytes(&a.snapshot_bytes(), 1, None).expect("decode");
         assert_eq!(back.snapshot_bytes(), a.snapshot_bytes());
     }
 
     #[test]
     fn empty_state_round_trips() {
         let st = ShardState::new(0);
-        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 0).expect("decode");
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 0, None).expect("decode");
         assert_eq!(back.session_count(), 0);
     }
 
@@ -406,12 +410,12 @@ mod tests {
     fn every_truncation_and_bit_flip_is_an_error_not_a_panic() {
         let bytes = sample().snapshot_bytes();
         for len in 0..bytes.len() {
-            assert!(ShardState::from_snapshot_bytes(&bytes[..len], 1).is_err(), "len {len}");
+            assert!(ShardState::from_snapshot_bytes(&bytes[..len], 1, None).is_err(), "len {len}");
         }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x10;
-            assert!(ShardState::from_snapshot_bytes(&b, 1).is_err(), "flip at {i}");
+            assert!(ShardState::from_snapshot_bytes(&b, 1, None).is_err(), "flip at {i}");
         }
     }
 
@@ -429,7 +433,7 @@ mod tests {
         let mut body = Vec::new();
         put_u64(&mut body, 0);
         put_u64(&mut body, u64::MAX);
-        assert!(ShardState::from_snapshot_bytes(&sealed(&body), 1).is_err());
+        assert!(ShardState::from_snapshot_bytes(&sealed(&body), 1, None).is_err());
     }
 
     #[test]
@@ -459,8 +463,8 @@ mod tests {
             sessions.iter().for_each(|s| b.extend_from_slice(s));
             sealed(&b)
         };
-        assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9], 2)]), 1).is_ok());
-        assert!(ShardState::from_snapshot_bytes(&doc(&[trimmed_session("ok", 3, &[9], 2, 2)]), 1).is_ok());
+        assert!(ShardState::from_snapshot_bytes(&doc(&[session("ok", 2, &[3, 9], 2)]), 1, None).is_ok());
+        assert!(ShardState::from_snapshot_bytes(&doc(&[trimmed_session("ok", 3, &[9], 2, 2)]), 1, None).is_ok());
         let bad = [
             doc(&[session("ok", 3, &[3, 9], 0)]),                     // count != last_seq
             doc(&[session("ok", 1, &[101], 0)]),                      // past last_applied
@@ -470,7 +474,7 @@ mod tests {
             doc(&[trimmed_session("ok", 3, &[3, 9], 2, 2)]),          // count != last_seq - trimmed
         ];
         for (i, b) in bad.iter().enumerate() {
-            assert!(ShardState::from_snapshot_bytes(b, 1).is_err(), "case {i}");
+            assert!(ShardState::from_snapshot_bytes(b, 1, None).is_err(), "case {i}");
         }
     }
 }

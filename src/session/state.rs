@@ -1,6 +1,6 @@
 //! The deterministic per-shard state machine: session headers, idempotency
 //! memory, the seq → event position map (a position is the Raft log index of the entry carrying the event and the event's slot in that entry, `crate::raft::position`), and a small in-memory tail of rendered
-//! events per session. Pure: no I/O, clocks or randomness.
+//! events per session. Pure: no clocks or randomness, and no I/O but reading back its own spilled index pages (below).
 //!
 //! Invariants (per session):
 //! - `last_seq` equals the number of appended events; seqs are 1, 2, 3, … with
@@ -22,10 +22,13 @@
 //!   command and the state, and snapshots sort sessions by id.
 //!
 //! The caller must apply each committed entry exactly once, in log order.
-//! Memory: tails and idempotency keys are bounded per session; `positions`
-//! costs 8 bytes per event not yet trimmed (with the archive on: the unarchived
-//! events plus `tail_keep`; without it: the session's whole history), because it
-//! is what lets readers find events that have left the tail. Snapshot encoding lives in
+//! Memory: tails and idempotency keys are bounded per session; `positions` (8 bytes
+//! per event not yet trimmed: with the archive on, the unarchived events plus
+//! `tail_keep`; without it, the session's whole history) is what lets readers find
+//! events that have left the tail, and keeps only its newest page in memory (full
+//! pages spill to the core's scratch file, `crate::log::spill`) when the state was
+//! built [`ShardState::with_spill`]. Reading a spilled page is the state's only I/O: a
+//! `pread` of a scratch file, never state (the file is rebuilt with the state). Snapshot encoding lives in
 //! `snapshot.rs` (a sibling module with access to these private fields).
 
 use std::collections::{HashMap, VecDeque};
@@ -34,6 +37,7 @@ use std::sync::Arc;
 use super::command::{format_timestamp, push_timestamp, Command, EventBody};
 use super::error::ApiError;
 use super::json::push_json_string;
+use crate::log::spill::{PagedSeq, Spill, SpillError};
 
 /// The public, mutable-by-append part of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,8 +268,9 @@ pub(super) struct Session {
     /// Events `1..=trimmed` left this replica's hot tier after the archive confirmed them
     /// (`trimmed <= archived_seq`, never decreases): only Postgres serves them.
     pub(super) trimmed: u64,
-    /// Log position of each event `trimmed+1 ..= last_seq`, in order.
-    pub(super) positions: VecDeque<u64>,
+    /// Log position of each event `trimmed+1 ..= last_seq`, in order; full pages spill
+    /// to the core's scratch file (log/spill.rs), so memory does not grow with history.
+    pub(super) positions: PagedSeq<u64>,
     pub(super) tail: VecDeque<Arc<str>>,
     /// Rendered events `trimmed+1 ..= trimmed+carried.len()` restored from a snapshot (the
     /// snapshot carries every untrimmed event, so the log below it can be purged); shares
@@ -283,7 +288,7 @@ impl Session {
             header,
             archived_seq: 0,
             trimmed: 0,
-            positions: VecDeque::new(),
+            positions: PagedSeq::new(),
             tail: VecDeque::new(),
             carried: VecDeque::new(),
             keys: HashMap::new(),
@@ -315,7 +320,8 @@ impl Session {
         }
     }
 
-    fn append(&mut self, position: u64, event: &EventBody, key: Option<&str>, now_micros: i64, tail_keep: usize) -> Outcome {
+    /// Full pages of positions go to `spill`.
+    fn append(&mut self, position: u64, event: &EventBody, key: Option<&str>, now_micros: i64, tail_keep: usize, spill: &Spill) -> Outcome {
         let Some(seq) = self.header.last_seq.checked_add(1) else {
             return Outcome::Rejected(ApiError::internal("session seq space exhausted"));
         };
@@ -329,7 +335,7 @@ impl Session {
                 self.tail.pop_front();
             }
         }
-        self.positions.push_back(position);
+        self.positions.push(position, spill);
         self.header.last_seq = seq;
         self.header.updated_micros = now_micros;
         if let Some(k) = key {
@@ -365,7 +371,7 @@ impl Session {
             return 0;
         }
         let n = to - self.trimmed;
-        self.positions.drain(..n as usize);
+        self.positions.drop_front(n as usize);
         let carried = (n as usize).min(self.carried.len());
         self.carried.drain(..carried);
         self.trimmed = to;
@@ -401,12 +407,21 @@ pub struct ShardState {
     /// Events trimmed from the hot tier since this state was built (a metrics counter;
     /// not in snapshots).
     pub(super) trimmed_total: u64,
+    /// Where the sessions' position maps spill their full pages (not in snapshots).
+    pub(super) spill: Spill,
 }
 
 impl ShardState {
-    /// `tail_keep`: rendered events kept in memory per session (0 = none).
+    /// `tail_keep`: rendered events kept in memory per session (0 = none); every position
+    /// map stays in memory (tests, tools).
     pub fn new(tail_keep: usize) -> Self {
-        ShardState { sessions: HashMap::new(), tail_keep, last_applied: 0, trimmed_total: 0 }
+        Self::with_spill(tail_keep, None)
+    }
+
+    /// As [`Self::new`], with the sessions' position maps spilling full pages to `spill`
+    /// (the core's scratch file): memory per session stays bounded whatever its history.
+    pub fn with_spill(tail_keep: usize, spill: Spill) -> Self {
+        ShardState { sessions: HashMap::new(), tail_keep, last_applied: 0, trimmed_total: 0, spill }
     }
 
     /// Apply one committed command found at event position `position` (strictly increasing).
@@ -438,7 +453,7 @@ impl ShardState {
                 if let Some(o) = s.check_append(key, event.fingerprint, *expected_seq, Mode::Apply) {
                     return o;
                 }
-                let outcome = s.append(position, event, key, *now_micros, tail_keep);
+                let outcome = s.append(position, event, key, *now_micros, tail_keep, &self.spill);
                 self.trimmed_total += s.trim(tail_keep);
                 outcome
             }
@@ -493,17 +508,19 @@ impl ShardState {
     /// Per session, the events this replica holds only in its log (neither trimmed nor in
     /// memory): what a snapshot must read from the log to carry every untrimmed event.
     /// Sessions without such events are left out. O(sessions + those events).
-    pub fn log_only_events(&self) -> Vec<(String, Vec<ColdEvent>)> {
+    /// Errors when a spilled page of positions cannot be read back.
+    pub fn log_only_events(&self) -> Result<Vec<(String, Vec<ColdEvent>)>, SpillError> {
         let mut out = Vec::new();
         for (id, s) in &self.sessions {
             let (first, last) = s.log_only_range();
             if first <= last {
                 let lo = (first - s.trimmed - 1) as usize;
-                let cold = (first..=last).zip(s.positions.range(lo..)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                let positions = s.positions.range(lo, lo + (last - first + 1) as usize)?;
+                let cold = (first..=last).zip(positions).map(|(seq, position)| ColdEvent { seq, position }).collect();
                 out.push((id.clone(), cold));
             }
         }
-        out
+        Ok(out)
     }
 
     /// How many events this replica holds only in its log (see [`Self::log_only_events`]).
@@ -522,8 +539,15 @@ impl ShardState {
     /// None when every untrimmed event is carried. The log may be purged below it once a
     /// snapshot covers the purge — after a snapshot is built its events are adopted as
     /// carried ([`Self::adopt_carried`]), so this is then above the snapshot's index.
-    pub fn lowest_uncarried_position(&self) -> Option<u64> {
-        self.sessions.values().filter_map(|s| s.positions.get(s.carried.len()).copied()).min()
+    /// Errors when a spilled page of positions cannot be read back.
+    pub fn lowest_uncarried_position(&self) -> Result<Option<u64>, SpillError> {
+        let mut lowest = None;
+        for s in self.sessions.values() {
+            if let Some(p) = s.positions.get(s.carried.len())? {
+                lowest = Some(lowest.map_or(p, |l: u64| l.min(p)));
+            }
+        }
+        Ok(lowest)
     }
 
     /// Every untrimmed event of `session`, rendered, in seq order from `trimmed + 1`: from
@@ -570,25 +594,26 @@ impl ShardState {
 
     /// Position (log index and slot) of the entry that carries event `seq` of `session` (for
     /// reads from disk). None if the session or seq is unknown.
-    pub fn position_of(&self, session: &str, seq: u64) -> Option<u64> {
-        let s = self.sessions.get(session)?;
-        let i = usize::try_from(seq.checked_sub(s.trimmed + 1)?).ok()?;
-        s.positions.get(i).copied()
+    pub fn position_of(&self, session: &str, seq: u64) -> Result<Option<u64>, SpillError> {
+        let Some(s) = self.sessions.get(session) else { return Ok(None) };
+        let Some(i) = seq.checked_sub(s.trimmed + 1).and_then(|i| usize::try_from(i).ok()) else { return Ok(None) };
+        s.positions.get(i)
     }
 
     /// The page of events with `seq > after`, at most `max`, contiguous, split
     /// into a cold prefix (positions to read from disk) and a hot suffix
     /// (rendered JSON from memory). `None` when the session does not exist.
     /// Callers should bound `max` (e.g. by PAGE_LIMIT_MAX): the cold part
-    /// allocates one entry per event.
-    pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Option<HotRead> {
-        let s = self.sessions.get(session)?;
+    /// allocates one entry per event. Errors when a spilled page of positions cannot be
+    /// read back.
+    pub fn hot_events(&self, session: &str, after: u64, max: usize) -> Result<Option<HotRead>, SpillError> {
+        let Some(s) = self.sessions.get(session) else { return Ok(None) };
         let last_seq = s.header.last_seq;
         let mut read = HotRead { after, last_seq, ..HotRead::default() };
         let max = u64::try_from(max).unwrap_or(u64::MAX);
         let end = after.saturating_add(max).min(last_seq);
         if end <= after {
-            return Some(read);
+            return Ok(Some(read));
         }
         let first = after + 1; // after < end <= last_seq, so no overflow
         let archived_end = end.min(s.trimmed);
@@ -615,13 +640,13 @@ impl ShardState {
             let bounds = usize::try_from(cold_first - s.trimmed - 1).ok().zip(usize::try_from(cold_end - s.trimmed).ok());
             match bounds.filter(|(lo, hi)| lo <= hi && *hi <= s.positions.len()) {
                 Some((lo, hi)) => {
-                    read.cold = (cold_first..).zip(s.positions.range(lo..hi)).map(|(seq, &position)| ColdEvent { seq, position }).collect();
+                    read.cold = (cold_first..).zip(s.positions.range(lo, hi)?).map(|(seq, position)| ColdEvent { seq, position }).collect();
                 }
                 None => {
                     // One position per local seq is an invariant; were it broken, end the
                     // page here rather than let the hot events follow with a gap.
                     debug_assert!(false, "positions of {session} do not cover seqs {cold_first}..={cold_end}");
-                    return Some(read);
+                    return Ok(Some(read));
                 }
             }
         }
@@ -630,7 +655,7 @@ impl ShardState {
             let take = usize::try_from(end - tail_first + 1).unwrap_or(usize::MAX);
             read.hot.extend(s.tail.iter().skip(skip).take(take).cloned());
         }
-        Some(read)
+        Ok(Some(read))
     }
 
     /// Events trimmed from the hot tier after archiving since this state was built (a
@@ -647,6 +672,11 @@ impl ShardState {
     /// How many rendered events each session keeps in memory.
     pub fn tail_keep(&self) -> usize {
         self.tail_keep
+    }
+
+    /// Where this state's position maps spill their full pages.
+    pub fn spill(&self) -> Spill {
+        self.spill.clone()
     }
 
     pub fn session_count(&self) -> usize {
@@ -771,9 +801,9 @@ mod tests {
         }
         let header = st.header("s").map(|h| (h.last_seq, h.updated_micros));
         assert_eq!(header, Some((3, NOW + 10)));
-        let indices: Vec<_> = (0..=4).map(|seq| st.position_of("s", seq)).collect();
+        let indices: Vec<_> = (0..=4).map(|seq| st.position_of("s", seq).unwrap()).collect();
         assert_eq!(indices, [None, Some(5), Some(9), Some(10), None]);
-        assert_eq!((st.position_of("other", 1), st.last_applied()), (None, 10));
+        assert_eq!((st.position_of("other", 1).unwrap(), st.last_applied()), (None, 10));
     }
 
     #[test]
@@ -818,7 +848,7 @@ mod tests {
 
     #[test]
     fn the_tail_keeps_only_the_last_tail_keep_events() {
-        let r = with_events(3, 5).hot_events("s", 0, 100).expect("session");
+        let r = with_events(3, 5).hot_events("s", 0, 100).unwrap().expect("session");
         let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.position)).collect();
         let hot: Vec<_> = r.hot.iter().map(|e| seq_of(e)).collect();
         assert_eq!((cold, hot), (vec![(1, 2), (2, 3)], vec![3, 4, 5]));
@@ -829,7 +859,7 @@ mod tests {
     fn hot_events_respects_after_max_and_last_seq_boundaries() {
         let st = with_events(3, 5);
         let page = |after, max| {
-            let r = st.hot_events("s", after, max).unwrap_or_default();
+            let r = st.hot_events("s", after, max).unwrap().unwrap_or_default();
             let cold: Vec<u64> = r.cold.iter().map(|c| c.seq).collect();
             (cold, r.hot.iter().map(|e| seq_of(e)).collect::<Vec<_>>())
         };
@@ -842,14 +872,14 @@ mod tests {
             assert_eq!(page(after, max), (vec![], vec![]), "after {after} max {max}");
         }
         assert_eq!(page(0, usize::MAX), (vec![1, 2], vec![3, 4, 5]));
-        assert!(st.hot_events("missing", 0, 10).is_none());
-        let empty = st.hot_events("s", 5, 10).unwrap_or_default();
+        assert!(st.hot_events("missing", 0, 10).unwrap().is_none());
+        let empty = st.hot_events("s", 5, 10).unwrap().unwrap_or_default();
         assert_eq!((empty.is_empty(), empty.next_cursor(), empty.last_seq), (true, 5, 5));
     }
 
     #[test]
     fn with_no_tail_every_event_is_cold() {
-        let r = with_events(0, 3).hot_events("s", 1, 10).expect("session");
+        let r = with_events(0, 3).hot_events("s", 1, 10).unwrap().expect("session");
         let cold: Vec<_> = r.cold.iter().map(|c| (c.seq, c.position)).collect();
         assert_eq!((cold, r.hot.len()), (vec![(2, 3), (3, 4)], 0));
     }
@@ -859,7 +889,7 @@ mod tests {
         let mut st = with_events(2, 0);
         let cmd = app("s", json!({"b": 1, "a": 2}), Some("k"), None);
         st.apply(2, &cmd);
-        let r = st.hot_events("s", 0, 1).expect("session");
+        let r = st.hot_events("s", 0, 1).unwrap().expect("session");
         let expected = render_event(1, &event_of(&cmd), Some("k"), NOW);
         assert_eq!(r.hot.iter().map(|e| e.as_ref()).collect::<Vec<_>>(), [expected]);
     }
@@ -909,7 +939,7 @@ mod tests {
         let keyed = app("s", json!({"x": 1}), Some("k"), None);
         st.apply(2, &keyed);
         st.apply(3, &app("s", json!({}), None, None));
-        let mut back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4).expect("decode");
+        let mut back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 4, None).expect("decode");
         let other = app("s", json!({"x": 2}), Some("k"), None);
         for state in [&mut st, &mut back] {
             assert_eq!(state.apply(4, &keyed), appended(1, 2, true));
@@ -917,7 +947,7 @@ mod tests {
             let fresh = app("s", json!({}), None, None);
             assert_eq!(state.apply(6, &fresh), appended(3, 3, false));
         }
-        let r = back.hot_events("s", 0, 10).expect("session");
+        let r = back.hot_events("s", 0, 10).unwrap().expect("session");
         assert_eq!((r.carried.len(), r.cold.len(), r.hot.len()), (2, 0, 1), "restored events come back in memory");
     }
 
@@ -939,6 +969,38 @@ mod tests {
         assert_eq!(st.precheck(&mark(1)), None);
     }
 
+    /// A session whose positions spill (thousands of events, a tiny tail) reads, trims
+    /// and snapshots exactly like one kept in memory; trimmed pages leave the file.
+    #[test]
+    fn spilled_positions_read_trim_and_snapshot_like_positions_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::log::spill::SpillFile::create(&dir.path().join("index.spill")).unwrap();
+        let (mut spilled, mut plain) = (ShardState::with_spill(2, Some(file.clone())), ShardState::new(2));
+        for st in [&mut spilled, &mut plain] {
+            st.apply(1, &create_cmd("s"));
+            for i in 0..3000u64 {
+                st.apply(((i + 2) << 16) | (i % 3), &stamped("s", json!({"type": "t", "payload": {"i": i}, "actor": "a"}), NOW));
+            }
+        }
+        assert!(file.pages() >= 20, "full pages of positions went to the file: {}", file.pages());
+        for (after, max) in [(0, 5000), (1, 127), (127, 2), (1000, 1000), (2990, 100)] {
+            assert_eq!(spilled.hot_events("s", after, max).unwrap(), plain.hot_events("s", after, max).unwrap(), "page after {after}");
+        }
+        assert_eq!(spilled.snapshot_bytes(), plain.snapshot_bytes(), "the same snapshot, byte for byte");
+        let back = ShardState::from_snapshot_bytes(&spilled.snapshot_bytes(), 2, Some(file.clone())).unwrap();
+        assert_eq!(back.position_of("s", 2999).unwrap(), plain.position_of("s", 2999).unwrap());
+        drop(back);
+        let before = file.pages();
+        let mark = Command::MarkArchived { session_id: "s".into(), archived_seq: 2500 };
+        for st in [&mut spilled, &mut plain] {
+            st.apply(9000 << 16, &mark);
+        }
+        assert!(file.pages() < before, "trimmed pages leave the file ({} -> {})", before, file.pages());
+        assert_eq!(spilled.hot_events("s", 0, 5000).unwrap(), plain.hot_events("s", 0, 5000).unwrap());
+        assert_eq!(spilled.lowest_uncarried_position().unwrap(), plain.lowest_uncarried_position().unwrap());
+        assert_eq!(spilled.log_only_events().unwrap(), plain.log_only_events().unwrap());
+    }
+
     #[test]
     fn archived_events_leave_the_hot_tier_except_the_last_tail_keep() {
         // Events 1..=10 at positions 2..=11; two kept in memory.
@@ -946,27 +1008,27 @@ mod tests {
         let mark = |seq| Command::MarkArchived { session_id: "s".into(), archived_seq: seq };
         st.apply(20, &mark(4));
         assert_eq!(st.trimmed_total(), 4, "trimmed up to the watermark");
-        let r = st.hot_events("s", 0, 100).unwrap();
+        let r = st.hot_events("s", 0, 100).unwrap().unwrap();
         assert_eq!((r.archived, r.cold.len(), r.hot.len()), (4, 4, 2));
         assert_eq!((r.cold[0].seq, r.cold[0].position, r.first_hot_seq(), r.next_cursor()), (5, 6, 9, 10));
-        assert_eq!((st.position_of("s", 4), st.position_of("s", 5)), (None, Some(6)));
+        assert_eq!((st.position_of("s", 4).unwrap(), st.position_of("s", 5).unwrap()), (None, Some(6)));
         // A page starting inside the trimmed range, and one bounded by `max` inside it.
-        let r = st.hot_events("s", 2, 3).unwrap();
+        let r = st.hot_events("s", 2, 3).unwrap().unwrap();
         assert_eq!((r.archived, r.cold.len(), r.hot.len()), (2, 1, 0));
-        let r = st.hot_events("s", 0, 3).unwrap();
+        let r = st.hot_events("s", 0, 3).unwrap().unwrap();
         assert_eq!((r.archived, r.cold.len(), r.hot.len(), r.next_cursor()), (3, 0, 0, 3));
         // The watermark past last_seq - tail_keep: the last two stay local.
         st.apply(21, &mark(10));
         assert_eq!(st.trimmed_total(), 8);
-        let r = st.hot_events("s", 6, 100).unwrap();
+        let r = st.hot_events("s", 6, 100).unwrap().unwrap();
         assert_eq!((r.archived, r.cold.len(), r.hot.len()), (2, 0, 2));
         // Appends move the trim point along (the watermark already covers seq 9).
         st.apply(22, &stamped("s", json!({"type": "t", "payload": {"i": 11}, "actor": "a"}), NOW));
         assert_eq!(st.trimmed_total(), 9);
         // Snapshots carry it, and the untrimmed events themselves.
-        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 2).unwrap();
-        assert_eq!((back.position_of("s", 9), back.position_of("s", 10)), (None, st.position_of("s", 10)));
-        let r = back.hot_events("s", 0, 100).unwrap();
+        let back = ShardState::from_snapshot_bytes(&st.snapshot_bytes(), 2, None).unwrap();
+        assert_eq!((back.position_of("s", 9).unwrap(), back.position_of("s", 10).unwrap()), (None, st.position_of("s", 10).unwrap()));
+        let r = back.hot_events("s", 0, 100).unwrap().unwrap();
         assert_eq!((r.archived, r.carried.len(), r.cold.len(), r.hot.len()), (9, 2, 0, 0));
         // Without a watermark nothing is trimmed, however long the session.
         assert_eq!(with_events(2, 50).trimmed_total(), 0);
@@ -1015,6 +1077,6 @@ mod tests {
             assert_eq!(a.apply(i as u64 + 1, c), b.apply(i as u64 + 1, c));
         }
         assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
-        assert_eq!(a.hot_events("s2", 0, 100), b.hot_events("s2", 0, 100));
+        assert_eq!(a.hot_events("s2", 0, 100).unwrap(), b.hot_events("s2", 0, 100).unwrap());
     }
 }
