@@ -411,11 +411,7 @@ impl Core {
 pub async fn handle(op: Op) {
     let core = current();
     match op {
-        Op::Write(cmd, reply) => match core.shard(cmd.session_id()) {
-            // The shard's proposer answers `reply` itself: no task waits here.
-            Ok(shard) => Shard::submit(&shard, cmd, reply, core.timeout()),
-            Err(refused) => drop(reply.send(Err(refused))),
-        },
+        Op::Write(cmd, reply) => handle_write(cmd, reply),
         Op::Get(session, reply) => {
             let _ = reply.send(Box::pin(core.get(&session)).await);
         }
@@ -435,6 +431,16 @@ pub async fn handle(op: Op) {
         Op::Peer(shard, request, reply) => {
             let _ = reply.send(Box::pin(core.answer_peer(shard, *request)).await);
         }
+    }
+}
+
+/// Hand a write to its shard's proposer, which answers `reply` itself (no task waits
+/// here), or refuse it at once. Synchronous: the mesh's receiving loop calls it inline.
+pub fn handle_write(cmd: Arc<Command>, reply: super::shard::WriteReply) {
+    let core = current();
+    match core.shard(cmd.session_id()) {
+        Ok(shard) => Shard::submit(&shard, cmd, reply, core.timeout()),
+        Err(refused) => drop(reply.send(Err(refused))),
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
-use self::core::{Core, CoreMsg};
+use self::core::{Core, CoreMsg, Op};
 use crate::cluster::handshake::{ClusterKey, Peer, Shape};
 use crate::cluster::links::{Links, Member};
 use crate::config::Config;
@@ -102,6 +102,10 @@ pub async fn join_mesh(config: Arc<Config>, plan: &ClusterPlan, mesh: MeshBuilde
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 match msg {
+                    // A write only hands its command to the shard's proposer, which answers
+                    // the caller itself: done here, without a task per hop (the common
+                    // cross-core request). Anything else may wait, so it gets a task.
+                    CoreMsg::Request(Op::Write(cmd, reply)) => self::core::handle_write(cmd, reply),
                     CoreMsg::Request(op) => {
                         glommio::spawn_local(self::core::handle(op)).detach();
                     }
