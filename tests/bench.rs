@@ -133,7 +133,23 @@ fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side(
     assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![200.0, 400.0, 800.0]);
     assert!(stdout.contains("knee"), "{stdout}");
     let plot = std::fs::read_to_string(&svg).unwrap();
-    assert!(plot.starts_with("<svg") && plot.contains("offered appends/s") && plot.contains("p99"), "an SVG plot");
+    assert!(plot.starts_with("<svg") && plot.contains("offered requests/s") && plot.contains("p99"), "an SVG plot");
+    assert!(plot.contains("append: append latency"), "the title names the scenario and its operation");
+    // Every request scenario ramps the same way: mix reports its slowest operation per step.
+    let (mix_json, mix_svg) = (tmp.path().join("mix.json"), tmp.path().join("mix.svg"));
+    let out = bench()
+        .args(["mix", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "-d", "2", "--sessions", "2"])
+        .args(["--rate-ramp", "100,200,2", "--step-secs", "1", "--no-progress", "--verify"])
+        .args(["--plot", mix_svg.to_str().unwrap(), "--json", mix_json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let r = json_of(&mix_json);
+    assert_eq!(r["scenario"], "mix-ramp");
+    let steps = r["extra"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert!(steps.iter().all(|s| s["op"] == "append" || s["op"] == "read"), "{steps:?}");
+    assert!(std::fs::read_to_string(&mix_svg).unwrap().contains("mix: "), "the mix plot");
     // compare: the ramp's last step against itself is 1.00× everywhere.
     let cmp = tmp.path().join("cmp.json");
     let out = bench().args(["compare", json.to_str().unwrap(), json.to_str().unwrap(), "--json", cmp.to_str().unwrap()]).output().unwrap();

@@ -158,6 +158,16 @@ pub struct LoadArgs {
     /// After the run, wait at most this long for replies still in flight.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub drain_secs: f64,
+    /// Load ramp: open-loop steps from START to END requests/s (STEPS rates, geometric),
+    /// each --step-secs long, to find the knee; see --plot.
+    #[arg(long, value_name = "START,END,STEPS", value_parser = rate_ramp, conflicts_with_all = ["rate", "requests"])]
+    pub rate_ramp: Option<RateRamp>,
+    /// Seconds of each ramp step.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive)]
+    pub step_secs: f64,
+    /// With --rate-ramp: write an SVG of latency percentiles against offered load here.
+    #[arg(long, value_name = "PATH", requires = "rate_ramp")]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn secs(s: f64, what: &str) -> Result<Duration, String> {
@@ -224,16 +234,6 @@ pub struct AppendArgs {
     /// After the run, read every session back and check it holds exactly the acked events.
     #[arg(long)]
     pub verify: bool,
-    /// Load ramp: open-loop steps from START to END appends/s (STEPS rates, geometric),
-    /// each --step-secs long, to find the knee; see --plot.
-    #[arg(long, value_name = "START,END,STEPS", value_parser = rate_ramp, conflicts_with_all = ["rate", "requests"])]
-    pub rate_ramp: Option<RateRamp>,
-    /// Seconds of each ramp step.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive)]
-    pub step_secs: f64,
-    /// With --rate-ramp: write an SVG of latency percentiles against offered load here.
-    #[arg(long, value_name = "PATH", requires = "rate_ramp")]
-    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }

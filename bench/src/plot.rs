@@ -9,8 +9,9 @@ use crate::scenarios::ramp::Step;
 /// A plotted line: its name, its colour, and the step's value it shows (µs).
 type Series = (&'static str, RGBColor, fn(&Step) -> u64);
 
-/// Latency percentiles (ms, log scale) against offered load, with the knee marked.
-pub fn latency_vs_load(path: &Path, steps: &[Step], knee: Option<usize>) -> Result<(), String> {
+/// Latency percentiles (ms, log scale) of `scenario`'s steps against offered load, with
+/// the knee marked; the title names the scenario and each step's slowest operation.
+pub fn latency_vs_load(path: &Path, scenario: &str, steps: &[Step], knee: Option<usize>) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -18,8 +19,11 @@ pub fn latency_vs_load(path: &Path, steps: &[Step], knee: Option<usize>) -> Resu
     let ms = |us: u64| (us.max(1) as f64) / 1000.0;
     let y_min = steps.iter().map(|s| ms(s.p50_us)).fold(f64::MAX, f64::min).max(0.001) / 2.0;
     let y_max = steps.iter().map(|s| ms(s.p999_us)).fold(0.0, f64::max).max(y_min * 4.0) * 2.0;
+    let mut ops: Vec<&str> = steps.iter().map(|s| s.op.as_str()).collect();
+    ops.dedup();
+    let title = format!("{scenario}: {} latency against offered load (open loop)", ops.join("/"));
     let mut chart = ChartBuilder::on(&root)
-        .caption("Append latency against offered load (open loop)", ("sans-serif", 22))
+        .caption(title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -27,7 +31,7 @@ pub fn latency_vs_load(path: &Path, steps: &[Step], knee: Option<usize>) -> Resu
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc("offered appends/s")
+        .x_desc("offered requests/s")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| if *y >= 1.0 { format!("{y:.0}") } else { format!("{y}") })
         .y_desc("latency (ms, from the scheduled send)")

@@ -1,13 +1,14 @@
-//! `append --rate-ramp START,END,STEPS`: open-loop append steps at rising offered rates, to
-//! find the knee (the first step whose schedule was not kept, whose throughput fell below
-//! 95 % of the offered rate, or whose median passed 10× the first step's: the median, as
-//! one stall can move a 3-second step's p99 tenfold), with an SVG of the
-//! latency percentiles against offered load (`--plot`, plot.rs).
+//! `--rate-ramp START,END,STEPS` (every request scenario: append, mix, retry-storm,
+//! redis-xadd, http-get): open-loop steps at rising offered rates, to find the knee (the
+//! first step whose schedule was not kept, whose throughput fell below 95 % of the offered
+//! rate, or whose median passed 10× the first step's: the median, as one stall can move a
+//! 3-second step's p99 tenfold), with an SVG of the latency percentiles against offered
+//! load (`--plot`, plot.rs). A step's latency is its slowest operation's (highest p99:
+//! `append` or `read` in mix, for instance), named in the step.
 
 use serde::Serialize;
 
-use crate::cli::AppendArgs;
-use crate::scenarios::append;
+use crate::cli::LoadArgs;
 use crate::stats::Summary;
 
 /// One step of a ramp.
@@ -15,6 +16,8 @@ use crate::stats::Summary;
 pub struct Step {
     pub offered_per_sec: f64,
     pub achieved_per_sec: f64,
+    /// The operation whose latency the step reports (the one with the highest p99).
+    pub op: String,
     pub p50_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
@@ -27,32 +30,54 @@ fn past_knee(step: &Step, first: &Step) -> bool {
     step.missed > 0 || step.achieved_per_sec < 0.95 * step.offered_per_sec || step.p50_us > 10 * first.p50_us.max(1)
 }
 
-pub fn run(args: &AppendArgs) -> Result<Summary, String> {
-    let ramp = args.rate_ramp.expect("ramp mode");
+/// The step a scenario's summary makes at offered `rate`.
+fn step_of(rate: f64, sum: &Summary) -> Step {
+    let slowest = sum.latency_us.iter().max_by_key(|(_, l)| l.p99);
+    Step {
+        offered_per_sec: rate,
+        achieved_per_sec: sum.throughput_ops_per_sec,
+        op: slowest.map_or_else(String::new, |(op, _)| op.clone()),
+        p50_us: slowest.map_or(0, |(_, l)| l.p50),
+        p99_us: slowest.map_or(0, |(_, l)| l.p99),
+        p999_us: slowest.map_or(0, |(_, l)| l.p999),
+        missed: sum.open_loop.as_ref().map_or(0, |o| o.missed),
+        errors: sum.errors_total,
+    }
+}
+
+/// Run `scenario`'s ramp: `load` picks the arguments' load options, `step` runs one
+/// open-loop step with the arguments it is given (the ramp options cleared, the rate and
+/// duration set, verification off: a step past the knee is expected to fall behind).
+/// The summary is the last step's, named `<scenario>-ramp`, with every step and the knee.
+pub fn run<A: Clone + Serialize>(
+    args: &A,
+    scenario: &'static str,
+    load: fn(&mut A) -> &mut LoadArgs,
+    no_verify: fn(&mut A),
+    step: fn(&A) -> Result<Summary, String>,
+) -> Result<Summary, String> {
+    let mut template = args.clone();
+    let (ramp, step_secs, plot) = {
+        let l = load(&mut template);
+        let ramp = l.rate_ramp.take().expect("ramp mode");
+        (ramp, l.step_secs, l.plot.take())
+    };
+    no_verify(&mut template);
     let mut steps = Vec::new();
     let mut last = None;
     for (i, rate) in ramp.rates().into_iter().enumerate() {
-        let mut step_args = args.clone();
-        step_args.rate_ramp = None;
-        step_args.load.rate = Some(rate);
-        step_args.load.duration_secs = Some(args.step_secs);
-        step_args.verify = false;
-        eprintln!("starcite-bench: ramp step {}/{}: {rate:.0} appends/s offered for {} s", i + 1, ramp.steps, args.step_secs);
-        let sum = append::run(&step_args)?;
-        let l = sum.latency_us.get("append");
-        let step = Step {
-            offered_per_sec: rate,
-            achieved_per_sec: sum.throughput_ops_per_sec,
-            p50_us: l.map_or(0, |l| l.p50),
-            p99_us: l.map_or(0, |l| l.p99),
-            p999_us: l.map_or(0, |l| l.p999),
-            missed: sum.open_loop.as_ref().map_or(0, |o| o.missed),
-            errors: sum.errors_total,
-        };
+        let mut step_args = template.clone();
+        let l = load(&mut step_args);
+        l.rate = Some(rate);
+        l.duration_secs = Some(step_secs);
+        eprintln!("starcite-bench: ramp step {}/{}: {rate:.0} requests/s offered for {step_secs} s", i + 1, ramp.steps);
+        let sum = step(&step_args)?;
+        let step = step_of(rate, &sum);
         eprintln!(
-            "starcite-bench: ramp step {}: {:.0}/s achieved, p50 {} µs, p99 {} µs, p99.9 {} µs{}",
+            "starcite-bench: ramp step {}: {:.0}/s achieved, {} p50 {} µs, p99 {} µs, p99.9 {} µs{}",
             i + 1,
             step.achieved_per_sec,
+            step.op,
             step.p50_us,
             step.p99_us,
             step.p999_us,
@@ -67,25 +92,27 @@ pub fn run(args: &AppendArgs) -> Result<Summary, String> {
     }
     let mut sum = last.ok_or("the ramp has no step")?;
     let knee = steps.iter().position(|s| past_knee(s, &steps[0]));
-    sum.scenario = "append-ramp";
+    let unit = sum.scenario;
+    sum.scenario = scenario;
     sum.params = serde_json::to_value(args).unwrap_or_default();
     // Steps past the knee fall behind on purpose: the ramp itself does not fail for it.
     sum.open_loop = None;
     sum.headline = Some(match knee {
         Some(0) => format!("knee at or below the first step ({:.0}/s offered)", steps[0].offered_per_sec),
         Some(k) => format!(
-            "knee between {:.0} and {:.0} appends/s offered (last good step: {:.0}/s achieved, p99 {} µs)",
+            "knee between {:.0} and {:.0} requests/s offered (last good step: {:.0}/s achieved, {} p99 {} µs)",
             steps[k - 1].offered_per_sec,
             steps[k].offered_per_sec,
             steps[k - 1].achieved_per_sec,
+            steps[k - 1].op,
             steps[k - 1].p99_us
         ),
-        None => format!("no knee up to {:.0} appends/s offered", steps.last().map_or(0.0, |s| s.offered_per_sec)),
+        None => format!("no knee up to {:.0} requests/s offered", steps.last().map_or(0.0, |s| s.offered_per_sec)),
     });
     sum.extra("knee_step", knee);
     sum.extra("steps", &steps);
-    if let Some(path) = &args.plot {
-        crate::plot::latency_vs_load(path, &steps, knee)?;
+    if let Some(path) = &plot {
+        crate::plot::latency_vs_load(path, unit, &steps, knee)?;
         sum.extra("plot", path.display().to_string());
     }
     Ok(sum)
@@ -96,7 +123,8 @@ mod tests {
     use super::*;
 
     fn step(offered: f64, achieved: f64, p99: u64, missed: u64) -> Step {
-        Step { offered_per_sec: offered, achieved_per_sec: achieved, p50_us: p99 / 2, p99_us: p99, p999_us: p99 * 2, missed, errors: 0 }
+        let op = "append".to_string();
+        Step { offered_per_sec: offered, achieved_per_sec: achieved, op, p50_us: p99 / 2, p99_us: p99, p999_us: p99 * 2, missed, errors: 0 }
     }
 
     #[test]
