@@ -3,8 +3,21 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use serde::Serialize;
 
-use crate::scenarios::ramp::Step;
+/// One step of a load ramp (`scenarios/ramp.rs`), as plotted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub offered_per_sec: f64,
+    pub achieved_per_sec: f64,
+    /// The operation whose latency the step reports (the one with the highest p99).
+    pub op: String,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub missed: u64,
+    pub errors: u64,
+}
 
 /// A plotted line: its name, its colour, and the step's value it shows (µs).
 type Series = (&'static str, RGBColor, fn(&Step) -> u64);

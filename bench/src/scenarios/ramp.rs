@@ -9,21 +9,8 @@
 use serde::Serialize;
 
 use crate::cli::LoadArgs;
+use crate::plot::Step;
 use crate::stats::Summary;
-
-/// One step of a ramp.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    pub offered_per_sec: f64,
-    pub achieved_per_sec: f64,
-    /// The operation whose latency the step reports (the one with the highest p99).
-    pub op: String,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub p999_us: u64,
-    pub missed: u64,
-    pub errors: u64,
-}
 
 /// Whether a step is past the knee, given the first step.
 fn past_knee(step: &Step, first: &Step) -> bool {
