@@ -238,6 +238,12 @@ impl ShardLog {
         while self.segment_runs.back().is_some_and(|(first, _)| *first >= since) {
             self.segment_runs.pop_back();
         }
+        if self.locs.is_empty() {
+            // After a purge the first run may start before the first kept entry: a
+            // truncation of everything kept must not leave it behind (it would name an
+            // older segment than any kept entry's, and keep that segment on disk).
+            self.segment_runs.clear();
+        }
         self.leaders.retain(|(first, _)| *first < since);
         self.cache.retain(|i, _| *i < since);
         if self.locs.is_empty() && self.last_purged.is_none() {
@@ -687,6 +693,24 @@ mod tests {
         assert_eq!(spilled.first_segment(), plain.first_segment());
         spilled.purge(id(700));
         assert_eq!((spilled.first_segment(), spilled.locs.len(), file.pages()), (None, 0, 0), "purged pages free their slots");
+    }
+
+    /// Regression (review of session 22): a purge keeps the run holding the new first
+    /// entry, which may start below it; truncating everything kept after that must leave
+    /// no run behind, and the next entry's segment is the first one needed.
+    #[test]
+    fn truncating_every_kept_entry_after_a_purge_leaves_no_segment_run() {
+        let mut log = ShardLog::default();
+        let leader = CommittedLeaderId::new(1, 1);
+        for i in 1..=25 {
+            log.push(i, leader, loc(i), false).unwrap();
+        }
+        log.purge(id(22));
+        assert_eq!(log.first_segment(), Some(loc(23).segment));
+        log.truncate(23).unwrap();
+        assert_eq!((log.locs.len(), log.first_segment()), (0, None));
+        log.push(23, leader, loc(53), false).unwrap();
+        assert_eq!(log.first_segment(), Some(loc(53).segment));
     }
 
     /// The checkpoint restates the newest vote even while its record is not durable yet.
