@@ -16,8 +16,10 @@
 //! with blocking `pread`s that the page cache normally serves (the pages are small and a
 //! cold read touches one page per [`SPILL_PAGE_BYTES`] of index; a page evicted from the
 //! page cache costs one disk read on the core). A page whose write fails stays in memory
-//! (logged, counted): an index never loses an item; a page that cannot be read back is an
-//! error for the read that needed it ([`SpillError`]).
+//! (logged, counted): an index never loses an item; a page that cannot be read back, or
+//! reads back with other bytes than were written (its CRC-32, kept in memory with its
+//! slot, does not match: a scratch page lost at writeback, a truncated or overwritten
+//! file), is an error for the read that needed it ([`SpillError`]), never a wrong item.
 //!
 //! Invariants: items keep their order; every page in `pages` holds exactly
 //! `ITEMS_PER_PAGE` items, of which the first `skip` of the oldest were dropped; full
@@ -124,7 +126,8 @@ impl SpillFile {
         slot as u64 * SPILL_PAGE_BYTES as u64
     }
 
-    /// Write one page into a free slot; on error the slot is returned to the free list.
+    /// Write one page into a free slot and return the slot; on error the slot is returned
+    /// to the free list.
     fn write_page(&self, page: &[u8; SPILL_PAGE_BYTES]) -> io::Result<u32> {
         let slot = {
             let mut s = self.slots();
@@ -150,8 +153,17 @@ impl SpillFile {
         }
     }
 
-    fn read_page(&self, slot: u32, out: &mut [u8; SPILL_PAGE_BYTES]) -> Result<(), SpillError> {
-        self.file.read_exact_at(out, Self::offset(slot)).map_err(|source| SpillError { path: self.path.clone(), slot, source })
+    /// Read the page in `slot` and check it against the CRC-32 taken when it was written.
+    fn read_page(&self, slot: u32, crc: u32, out: &mut [u8; SPILL_PAGE_BYTES]) -> Result<(), SpillError> {
+        let error = |source| SpillError { path: self.path.clone(), slot, source };
+        self.file.read_exact_at(out, Self::offset(slot)).map_err(error)?;
+        if crc32fast::hash(out) != crc {
+            return Err(error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "page checksum mismatch (the scratch page changed under the index)",
+            )));
+        }
+        Ok(())
     }
 
     fn free(&self, slot: u32) {
@@ -164,6 +176,8 @@ impl SpillFile {
 /// holding it (a sequence and its clones share pages: they are immutable) drops it.
 struct SpilledPage {
     slot: u32,
+    /// CRC-32 of the page's bytes as written (fits beside `slot`: the handle stays 16 bytes).
+    crc: u32,
     file: Arc<SpillFile>,
 }
 
@@ -245,7 +259,7 @@ impl<T: PageItem> PagedSeq<T> {
             item.write_to(out);
         }
         match spill.write_page(&bytes) {
-            Ok(slot) => Page::Spilled(Arc::new(SpilledPage { slot, file: spill.clone() })),
+            Ok(slot) => Page::Spilled(Arc::new(SpilledPage { slot, crc: crc32fast::hash(&bytes), file: spill.clone() })),
             Err(e) => {
                 tracing::warn!(path = %spill.path.display(), "could not spill an index page (it stays in memory): {e}");
                 Page::Memory(items.into())
@@ -259,7 +273,7 @@ impl<T: PageItem> PagedSeq<T> {
             Page::Memory(items) => Ok(items.to_vec()),
             Page::Spilled(page) => {
                 let mut bytes = [0u8; SPILL_PAGE_BYTES];
-                page.file.read_page(page.slot, &mut bytes)?;
+                page.file.read_page(page.slot, page.crc, &mut bytes)?;
                 Ok(bytes.chunks_exact(T::BYTES).take(Self::ITEMS_PER_PAGE).map(T::read_from).collect())
             }
         }
@@ -345,26 +359,34 @@ impl<T: PageItem> PagedSeq<T> {
         self.open.drain(..n);
     }
 
-    /// Keep only the first `keep` items. Reads back the page that becomes the open one
-    /// when the cut falls inside a spilled page.
+    /// Keep only the first `keep` items. Pages wholly past the cut are dropped unread; only
+    /// a spilled page the cut falls inside is read back (it becomes the open page).
     pub fn truncate(&mut self, keep: usize) -> Result<(), SpillError> {
-        while self.len() > keep {
-            let excess = self.len() - keep;
-            if excess <= self.open.len() {
-                self.open.truncate(self.open.len() - excess);
-                return Ok(());
-            }
-            self.open.clear();
-            // The open page is empty: the newest full page becomes the open one.
-            let sealed = self.sealed.as_mut().expect("items beyond the open page are in pages");
-            let mut items = Self::load(sealed.pages.back().expect("a page"))?;
-            sealed.pages.pop_back();
-            if sealed.pages.is_empty() {
-                items.drain(..sealed.skip);
-                self.sealed = None;
-            }
-            self.open = items;
+        if keep >= self.len() {
+            return Ok(());
         }
+        let Some(sealed) = self.sealed.as_mut() else {
+            self.open.truncate(keep);
+            return Ok(());
+        };
+        let in_pages = sealed.pages.len() * Self::ITEMS_PER_PAGE;
+        let j = keep + sealed.skip;
+        if j >= in_pages {
+            self.open.truncate(j - in_pages);
+            return Ok(());
+        }
+        // The cut falls in page `p` at `at`: that page's first `at` items become the open
+        // page; it and every newer page leave the sequence.
+        let (p, at) = (j / Self::ITEMS_PER_PAGE, j % Self::ITEMS_PER_PAGE);
+        let mut open = if at == 0 { Vec::with_capacity(Self::ITEMS_PER_PAGE) } else { Self::load(&sealed.pages[p])? };
+        open.truncate(at);
+        sealed.pages.truncate(p);
+        if sealed.pages.is_empty() {
+            open.drain(..sealed.skip.min(open.len()));
+            self.sealed = None;
+        }
+        self.open = open;
+        debug_assert_eq!(self.len(), keep);
         Ok(())
     }
 
@@ -509,5 +531,41 @@ mod tests {
             Some(PagedSeq::<u64>::ITEMS_PER_PAGE as u64),
             "the open page still answers"
         );
+    }
+
+    #[test]
+    fn a_page_read_back_with_other_bytes_is_an_error_not_a_wrong_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.spill");
+        let (spill, mut seq) = (Some(SpillFile::create(&path).unwrap()), PagedSeq::new());
+        for i in 0..PagedSeq::<u64>::ITEMS_PER_PAGE as u64 {
+            seq.push(i, &spill);
+        }
+        // Same length, other bytes: what a scratch page lost at writeback reads back as.
+        std::fs::write(&path, [0u8; SPILL_PAGE_BYTES]).unwrap();
+        let err = seq.get(3).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn truncation_reads_only_the_page_it_cuts_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.spill");
+        let (spill, mut seq) = (Some(SpillFile::create(&path).unwrap()), PagedSeq::new());
+        let per = PagedSeq::<u64>::ITEMS_PER_PAGE;
+        for i in 0..(4 * per + 2) as u64 {
+            seq.push(i, &spill);
+        }
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        // A cut inside a page must read it: the error leaves the sequence as it was.
+        assert!(seq.truncate(2 * per + 5).is_err());
+        assert_eq!(seq.len(), 4 * per + 2);
+        // Cuts on page boundaries drop the pages past them unread.
+        seq.truncate(3 * per).unwrap();
+        assert_eq!((seq.len(), seq.spilled_pages()), (3 * per, 3));
+        seq.truncate(per).unwrap();
+        assert_eq!((seq.len(), seq.spilled_pages()), (per, 1));
+        seq.truncate(0).unwrap();
+        assert_eq!((seq.len(), seq.spilled_pages()), (0, 0));
     }
 }

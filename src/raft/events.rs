@@ -28,29 +28,36 @@ pub async fn read_cold_events(
     cold: &[ColdEvent],
     budget: &mut ByteBudget,
 ) -> Result<Vec<Arc<str>>, ApiError> {
-    let mut entries: Vec<(u64, Loc)> = Vec::new();
-    {
-        // One index per entry (consecutive events often share one), located in one pass.
-        let mut indexes: Vec<(u64, u64)> = Vec::new();
-        for c in cold {
-            let (index, _) = split_position(c.position);
-            if indexes.last().map(|(i, _)| *i) != Some(index) {
-                indexes.push((index, c.seq));
-            }
-        }
-        let wanted: Vec<u64> = indexes.iter().map(|(i, _)| *i).collect();
-        let locs = store.log.borrow().locs_of(&wanted).map_err(|e| ApiError::internal(format!("locating events of {session}: {e}")))?;
-        for ((index, seq), loc) in indexes.into_iter().zip(locs) {
-            let loc = loc.ok_or_else(|| ApiError::internal(format!("event {seq} of {session} is no longer in the log")))?;
-            entries.push((index, loc));
+    // One index per entry (consecutive events often share one), located in one pass.
+    let mut indexes: Vec<u64> = Vec::new();
+    for c in cold {
+        let (index, _) = split_position(c.position);
+        if indexes.last() != Some(&index) {
+            indexes.push(index);
         }
     }
-    let locs: Vec<Loc> = entries.iter().map(|(_, l)| *l).collect();
+    let located = store.log.borrow().locs_of(&indexes).map_err(|e| ApiError::internal(format!("locating events of {session}: {e}")))?;
+    let mut locs: Vec<Loc> = Vec::with_capacity(located.len());
+    for (index, loc) in indexes.iter().zip(located) {
+        locs.push(loc.ok_or_else(|| ApiError::internal(format!("log entry {index} of {session} is no longer in the log")))?);
+    }
     let bufs = store.engine.read_many(&locs).await.map_err(|e| ApiError::internal(format!("reading events of {session}: {e}")))?;
     let mut archived: Vec<(u64, &ArchivedVec<ArchivedCommand>)> = Vec::with_capacity(bufs.len());
-    for ((index, _), buf) in entries.iter().zip(&bufs) {
+    for ((&index, loc), buf) in indexes.iter().zip(&locs).zip(&bufs) {
         match record::access(buf.payload()) {
-            Ok(ArchivedLogRecord::Entry { payload: ArchivedRecordPayload::Normal(cmds), .. }) => archived.push((*index, cmds)),
+            // The record must be the entry its location was indexed for: a stale or
+            // corrupted index fails the read instead of serving another entry's events.
+            Ok(ArchivedLogRecord::Entry { shard, index: found, payload: ArchivedRecordPayload::Normal(cmds), .. })
+                if shard.to_native() == store.shard && found.to_native() == index =>
+            {
+                archived.push((index, cmds))
+            }
+            Ok(ArchivedLogRecord::Entry { shard, index: found, payload: ArchivedRecordPayload::Normal(_), .. }) => {
+                return Err(ApiError::internal(format!(
+                    "log entry {index} of {session}: the record at {loc:?} is entry {found} of shard {shard}, expected entry {index} of shard {}",
+                    store.shard
+                )))
+            }
             Ok(_) => return Err(ApiError::internal(format!("log entry {index} of {session} carries no commands"))),
             Err(e) => return Err(ApiError::internal(format!("log entry {index} of {session}: {e}"))),
         }
@@ -63,9 +70,18 @@ pub async fn read_cold_events(
         while current.is_some_and(|(i, _)| *i != index) {
             current = entry.next();
         }
-        let Some(ArchivedCommand::Append { event, idempotency_key, now_micros, .. }) = current.and_then(|(_, cmds)| cmds.get(slot)) else {
+        let Some(ArchivedCommand::Append { session_id, event, idempotency_key, now_micros, .. }) =
+            current.and_then(|(_, cmds)| cmds.get(slot))
+        else {
             return Err(ApiError::internal(format!("event {} of {session} is not an append at its position", c.seq)));
         };
+        if session_id.as_str() != session {
+            return Err(ApiError::internal(format!(
+                "event {} of {session}: its position holds an append to {}",
+                c.seq,
+                session_id.as_str()
+            )));
+        }
         let parts = EventParts {
             event_type: event.event_type.as_str(),
             payload_json: event.payload_json.as_str(),

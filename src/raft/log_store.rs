@@ -334,13 +334,12 @@ impl ShardLog {
     /// Where the entries at `indexes` (ascending) live, None for those not kept; each
     /// spilled page is read once.
     pub fn locs_of(&self, indexes: &[u64]) -> Result<Vec<Option<Loc>>, SpillError> {
-        let slots: Vec<usize> =
-            indexes.iter().map(|i| i.checked_sub(self.first_index).and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX)).collect();
-        if slots.contains(&usize::MAX) {
-            // An index below the first kept one: answer those None, the rest in order.
-            return indexes.iter().map(|&i| if i < self.first_index { Ok(None) } else { self.loc_of(i) }).collect();
-        }
-        self.locs.get_sorted(&slots)
+        // Indexes below the first kept one come first (they ascend) and answer None.
+        let purged = indexes.partition_point(|&i| i < self.first_index);
+        let slots: Vec<usize> = indexes[purged..].iter().map(|i| usize::try_from(i - self.first_index).unwrap_or(usize::MAX)).collect();
+        let mut out = vec![None; purged];
+        out.extend(self.locs.get_sorted(&slots)?);
+        Ok(out)
     }
 
     /// Index of the last entry in the log (None when empty).
