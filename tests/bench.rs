@@ -150,6 +150,23 @@ fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side(
     assert_eq!(steps.len(), 2);
     assert!(steps.iter().all(|s| s["op"] == "append" || s["op"] == "read"), "{steps:?}");
     assert!(std::fs::read_to_string(&mix_svg).unwrap().contains("mix: "), "the mix plot");
+    // tail ramps its append rate; every step checks its tailers got every event.
+    let (tail_json, tail_svg) = (tmp.path().join("tail.json"), tmp.path().join("tail.svg"));
+    let out = bench()
+        .args(["tail", "--addr", &format!("127.0.0.1:{}", s.port), "--tailers", "4", "--sessions", "2", "-c", "1", "-d", "4"])
+        .args(["--rate-ramp", "50,100,2", "--step-secs", "1", "--no-progress"])
+        .args(["--plot", tail_svg.to_str().unwrap(), "--json", tail_json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let r = json_of(&tail_json);
+    assert_eq!(r["scenario"], "tail-ramp");
+    let steps = r["extra"]["steps"].as_array().unwrap();
+    assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![50.0, 100.0]);
+    let ops = ["append_ack", "send_to_delivery", "commit_to_delivery"];
+    assert!(steps.iter().all(|s| ops.contains(&s["op"].as_str().unwrap())), "{steps:?}");
+    assert_eq!(r["extra"]["tailers_incomplete"], 0, "the last step's tailers got every event");
+    assert!(std::fs::read_to_string(&tail_svg).unwrap().contains("tail: "), "the tail plot");
     // compare: the ramp's last step against itself is 1.00× everywhere.
     let cmp = tmp.path().join("cmp.json");
     let out = bench().args(["compare", json.to_str().unwrap(), json.to_str().unwrap(), "--json", cmp.to_str().unwrap()]).output().unwrap();

@@ -146,11 +146,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "T", conflicts_with = "requests")]
     pub duration_secs: Option<f64>,
     /// Measured run length in requests.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "rate_ramp")]
     pub requests: Option<u64>,
     /// Open loop: send R requests/s in total on a fixed schedule; latency counts from the
     /// scheduled send time. Without it the load is closed-loop.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", conflicts_with = "rate_ramp")]
     pub rate: Option<f64>,
     /// Run this long before measuring (the numbers of the warmup are discarded).
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
@@ -158,9 +158,17 @@ pub struct LoadArgs {
     /// After the run, wait at most this long for replies still in flight.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub drain_secs: f64,
+    #[command(flatten)]
+    pub ramp: RampArgs,
+}
+
+/// The load ramp's options (every scenario with an open-loop rate: the request scenarios
+/// and `tail`, whose offered rate is its append rate).
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct RampArgs {
     /// Load ramp: open-loop steps from START to END requests/s (STEPS rates, geometric),
     /// each --step-secs long, to find the knee; see --plot.
-    #[arg(long, value_name = "START,END,STEPS", value_parser = rate_ramp, conflicts_with_all = ["rate", "requests"])]
+    #[arg(long, value_name = "START,END,STEPS", value_parser = rate_ramp)]
     pub rate_ramp: Option<RateRamp>,
     /// Seconds of each ramp step.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive)]
@@ -387,6 +395,10 @@ pub struct TailArgs {
     /// Wait at most this long for all tails to open and replay what the sessions held.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub open_timeout_secs: f64,
+    /// With --rate-ramp, each step's append rate comes from the ramp (--append-rate and
+    /// --duration-secs are ignored); every step opens the tailers anew and checks them.
+    #[command(flatten)]
+    pub ramp: RampArgs,
     #[command(flatten)]
     pub common: Common,
 }

@@ -1,5 +1,6 @@
 //! `--rate-ramp START,END,STEPS` (every request scenario: append, mix, retry-storm,
-//! redis-xadd, http-get): open-loop steps at rising offered rates, to find the knee (the
+//! redis-xadd, http-get; and tail, whose offered rate is its append rate and whose slowest
+//! operation is the send → delivery latency): open-loop steps at rising offered rates, to find the knee (the
 //! first step whose schedule was not kept, whose throughput fell below 95 % of the offered
 //! rate, or whose median passed 10× the first step's: the median, as one stall can move a
 //! 3-second step's p99 tenfold), with an SVG of the latency percentiles against offered
@@ -8,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::cli::LoadArgs;
+use crate::cli::RampArgs;
 use crate::plot::Step;
 use crate::stats::Summary;
 
@@ -32,31 +33,29 @@ fn step_of(rate: f64, sum: &Summary) -> Step {
     }
 }
 
-/// Run `scenario`'s ramp: `load` picks the arguments' load options, `step` runs one
-/// open-loop step with the arguments it is given (the ramp options cleared, the rate and
-/// duration set, verification off: a step past the knee is expected to fall behind).
-/// The summary is the last step's, named `<scenario>-ramp`, with every step and the knee.
-pub fn run<A: Clone + Serialize>(
-    args: &A,
-    scenario: &'static str,
-    load: fn(&mut A) -> &mut LoadArgs,
-    no_verify: fn(&mut A),
-    step: fn(&A) -> Result<Summary, String>,
-) -> Result<Summary, String> {
+/// A scenario's arguments that can ramp.
+pub trait Ramped: Clone + Serialize {
+    /// The ramp options.
+    fn ramp(&mut self) -> &mut RampArgs;
+    /// Make these arguments one open-loop step: `rate` per second for `secs` seconds, with
+    /// verification off where it is optional (a step past the knee is expected to fall behind).
+    fn set_step(&mut self, rate: f64, secs: f64);
+}
+
+/// Run `scenario`'s ramp: each step runs `step` with the arguments [`Ramped::set_step`]
+/// made and the ramp options cleared. The summary is the last step's, named
+/// `<scenario>-ramp`, with every step and the knee.
+pub fn run<A: Ramped>(args: &A, scenario: &'static str, step: fn(&A) -> Result<Summary, String>) -> Result<Summary, String> {
     let mut template = args.clone();
     let (ramp, step_secs, plot) = {
-        let l = load(&mut template);
-        let ramp = l.rate_ramp.take().expect("ramp mode");
-        (ramp, l.step_secs, l.plot.take())
+        let r = template.ramp();
+        (r.rate_ramp.take().expect("ramp mode"), r.step_secs, r.plot.take())
     };
-    no_verify(&mut template);
     let mut steps = Vec::new();
     let mut last = None;
     for (i, rate) in ramp.rates().into_iter().enumerate() {
         let mut step_args = template.clone();
-        let l = load(&mut step_args);
-        l.rate = Some(rate);
-        l.duration_secs = Some(step_secs);
+        step_args.set_step(rate, step_secs);
         eprintln!("starcite-bench: ramp step {}/{}: {rate:.0} requests/s offered for {step_secs} s", i + 1, ramp.steps);
         let sum = step(&step_args)?;
         let step = step_of(rate, &sum);
