@@ -249,6 +249,26 @@ fn pipelined_chunked_and_http10_requests() {
     assert_eq!(c10.read_response().unwrap().status, 200);
 }
 
+/// Regression (session 23): a `100 Continue` for a pipelined request went out before the
+/// answers to the requests ahead of it, so a client matched it to the wrong request
+/// (RFC 9110 §15.2: responses, interim ones included, follow request order).
+#[test]
+fn an_interim_100_continue_follows_the_answers_to_earlier_pipelined_requests() {
+    let s = Server::start();
+    s.create("cont");
+    let mut c = s.conn();
+    let body = event(1).to_string();
+    let mut raw = format!("POST /v1/sessions/cont/append HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    raw += &format!("POST /v1/sessions/cont/append HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", body.len());
+    c.send_raw(raw.as_bytes());
+    let first = c.read_response().unwrap();
+    assert_eq!((first.status, first.json()["seq"].as_u64()), (201, Some(1)), "{}", first.text());
+    assert_eq!(c.read_response().unwrap().status, 100);
+    c.send_raw(body.as_bytes());
+    let second = c.read_response().unwrap();
+    assert_eq!((second.status, second.json()["seq"].as_u64()), (201, Some(2)), "{}", second.text());
+}
+
 #[test]
 fn limits_answer_with_their_own_errors() {
     let s = Server::start_with(&[("STARCITE_MAX_BODY_BYTES", "1000")]);

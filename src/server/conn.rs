@@ -97,7 +97,10 @@ pub async fn serve(mut stream: TcpStream) {
                 }
                 Ok(Parse::Incomplete) => {
                     if parser.take_continue() {
-                        out.extend_from_slice(CONTINUE_100);
+                        // An interim response belongs to the request being received: the
+                        // final responses of the requests before it go first (RFC 9110
+                        // §15.2: a client matches responses to requests in order).
+                        out_after(&mut inflight, &mut out).await.extend_from_slice(CONTINUE_100);
                     }
                     break;
                 }
