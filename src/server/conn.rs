@@ -59,15 +59,18 @@ pub async fn serve(mut stream: TcpStream) {
     loop {
         let mut inflight = FuturesOrdered::new();
         let mut next = Next::Read;
+        // Bytes of `buf` taken by the requests parsed this round: dropped once after the
+        // loop (one move of the rest per read, not one per pipelined request).
+        let mut parsed = 0;
         loop {
             if inflight.len() >= PIPELINE_IN_FLIGHT_MAX {
                 // Answer what is in flight, then parse the rest of the buffer (no read).
                 next = Next::Parse;
                 break;
             }
-            match parser.parse(&buf) {
+            match parser.parse(&buf[parsed..]) {
                 Ok(Parse::Complete { mut request, consumed }) => {
-                    buf.drain(..consumed);
+                    parsed += consumed;
                     head_started = None;
                     if current().draining.is_set() {
                         // Graceful shutdown: answer this request, say so, then close.
@@ -112,6 +115,7 @@ pub async fn serve(mut stream: TcpStream) {
                 }
             }
         }
+        buf.drain(..parsed);
         out_after(&mut inflight, &mut out).await;
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
