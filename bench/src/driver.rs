@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use crate::conn::{Codec, Conn};
-use crate::stats::Stats;
+use crate::stats::{OpenLoop, Second, Stats, Summary};
 use crate::sys::{CpuReport, CpuWindow};
 use crate::timer::Timer;
 
@@ -136,18 +136,6 @@ impl StopReason {
     }
 }
 
-/// One second of the measured phase (live progress and the JSON time series).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Second {
-    /// Seconds since the measured phase began (end of this interval).
-    pub t: f64,
-    pub ok: u64,
-    pub errors: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
-}
-
 pub struct LoadResult {
     pub stats: Stats,
     /// From the start of the measured phase to the last reply (or the end of the drain).
@@ -164,6 +152,29 @@ pub struct LoadResult {
     pub missed: u64,
     pub stop: StopReason,
     pub series: Vec<Second>,
+}
+
+impl LoadResult {
+    /// Into `sum`, what the load loop reports beyond the stats: stop reason, series, the open-loop
+    /// schedule, issued requests and reconnects, outcomes left unknown.
+    pub fn report(&self, sum: &mut Summary, rate: Option<f64>, unknown_outcomes: u64) {
+        sum.stopped = self.stop.describe().to_string();
+        sum.series = self.series.clone();
+        if let (Some(rate_per_sec), Some(scheduled)) = (rate, self.scheduled) {
+            sum.open_loop = Some(OpenLoop {
+                rate_per_sec,
+                scheduled,
+                sent: self.issued,
+                answered: self.stats.completed,
+                missed: self.missed,
+                behind_schedule: self.missed > 0,
+                max_backlog: self.max_backlog,
+            });
+        }
+        sum.extra("requests_issued", self.issued);
+        sum.extra("reconnects", self.reconnects);
+        sum.extra("unknown_outcomes", unknown_outcomes);
+    }
 }
 
 const TIMER: Token = Token(usize::MAX - 1);

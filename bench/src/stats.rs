@@ -146,7 +146,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_loop: Option<OpenLoop>,
     /// Per-second ok count, errors and latency of the measured phase.
-    pub series: Vec<crate::driver::Second>,
+    pub series: Vec<Second>,
     /// Every latency histogram in full: `[upper value µs, count]` per recorded bucket.
     pub latency_histogram_us: BTreeMap<String, Vec<(u64, u64)>>,
     /// When, where and with what the run was made.
@@ -278,27 +278,6 @@ impl Summary {
             extra: Map::new(),
             headline: None,
         }
-    }
-
-    /// What the load loop reports beyond the stats: stop reason, series, the open-loop
-    /// schedule, issued requests and reconnects, outcomes left unknown.
-    pub fn load(&mut self, res: &crate::driver::LoadResult, rate: Option<f64>, unknown_outcomes: u64) {
-        self.stopped = res.stop.describe().to_string();
-        self.series = res.series.clone();
-        if let (Some(rate_per_sec), Some(scheduled)) = (rate, res.scheduled) {
-            self.open_loop = Some(OpenLoop {
-                rate_per_sec,
-                scheduled,
-                sent: res.issued,
-                answered: res.stats.completed,
-                missed: res.missed,
-                behind_schedule: res.missed > 0,
-                max_backlog: res.max_backlog,
-            });
-        }
-        self.extra("requests_issued", res.issued);
-        self.extra("reconnects", res.reconnects);
-        self.extra("unknown_outcomes", unknown_outcomes);
     }
 
     /// Judge the run against `--max-p99-ms` (the worst p99 of its histograms) and
@@ -433,6 +412,18 @@ fn compact(v: &Value) -> String {
     } else {
         t
     }
+}
+
+/// One second of the measured phase (live progress and the JSON time series).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Second {
+    /// Seconds since the measured phase began (end of this interval).
+    pub t: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
 }
 
 #[cfg(test)]

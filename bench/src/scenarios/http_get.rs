@@ -54,6 +54,6 @@ pub fn run(args: &HttpGetArgs) -> Result<Summary, String> {
         vec!["status line, headers and Content-Length of every response".into()],
     );
     sum.extra("body_bytes", w.bytes);
-    sum.load(&res, args.load.rate, 0);
+    res.report(&mut sum, args.load.rate, 0);
     Ok(sum)
 }

@@ -227,7 +227,7 @@ pub fn run(args: &MixArgs) -> Result<Summary, String> {
         });
     }
     let mut sum = Summary::new("mix", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.a.v, performed);
-    sum.load(&res, args.load.rate, w.a.unknown.iter().sum::<u64>());
+    res.report(&mut sum, args.load.rate, w.a.unknown.iter().sum::<u64>());
     let outcome = |k: &str| res.stats.outcomes.get(k).copied().unwrap_or(0);
     sum.headline = Some(format!(
         "{:.1} ops/s ok ({} appends + {} reads in {:.3} s); {} appends answered 409 expected_seq_conflict (not counted as ok)",

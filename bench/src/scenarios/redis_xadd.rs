@@ -139,6 +139,6 @@ pub fn run(args: &RedisXaddArgs) -> Result<Summary, String> {
     let mut sum = Summary::new("redis-xadd", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.v, performed);
     sum.extra("redis_appendonly", appendonly);
     sum.extra("redis_appendfsync", appendfsync);
-    sum.load(&res, args.load.rate, w.unknown.iter().sum::<u64>());
+    res.report(&mut sum, args.load.rate, w.unknown.iter().sum::<u64>());
     Ok(sum)
 }

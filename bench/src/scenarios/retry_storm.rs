@@ -220,6 +220,6 @@ pub fn run(args: &RetryStormArgs) -> Result<Summary, String> {
         });
     }
     let mut sum = Summary::new("retry-storm", args, &res.stats, res.elapsed.as_secs_f64(), res.cpu.clone(), &w.a.v, performed);
-    sum.load(&res, args.load.rate, w.a.unknown.iter().sum::<u64>());
+    res.report(&mut sum, args.load.rate, w.a.unknown.iter().sum::<u64>());
     Ok(sum)
 }
