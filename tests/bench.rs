@@ -109,7 +109,14 @@ fn thresholds_and_minimums_turn_into_clear_exit_statuses() {
     assert!(stdout.contains("threshold   FAIL max_p99_ms") && stdout.contains("threshold   PASS min_ops"), "{stdout}");
     let ok = bench().args(["append", "--addr", &addr, "--requests", "50", "--no-progress", "--min-ops", "1"]).output().unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
-    for bad in [vec!["append", "--payload-bytes", "10"], vec!["append", "-c", "0"], vec!["tail", "--rate", "0"]] {
+    for bad in [
+        vec!["append", "--payload-bytes", "10"],
+        vec!["append", "-c", "0"],
+        vec!["tail", "--rate", "0"],
+        vec!["append", "--rate", "500", "--rate-ramp", "100,200,2"],
+        vec!["tail", "--rate", "500", "--rate-ramp", "100,200,2"],
+        vec!["tail", "--rate-ramp", "0.4,100,3"],
+    ] {
         let out = bench().args(&bad).args(["--addr", &addr]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
     }

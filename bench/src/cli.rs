@@ -279,6 +279,10 @@ pub fn rate_ramp(s: &str) -> Result<RateRamp, String> {
     let [a, b, n] = parts.as_slice() else { return Err(format!("{s:?} is not START,END,STEPS (e.g. 1000,50000,8)")) };
     let start = positive(a)?;
     let end = positive(b)?;
+    if start < 1.0 {
+        // Rates are whole requests per second: a smaller START would round to 0.
+        return Err(format!("{s:?}: START must be at least 1 request/s"));
+    }
     let steps: usize = n.parse().map_err(|_| format!("STEPS {n:?} is not a count"))?;
     if !(1..=100).contains(&steps) || end < start {
         return Err(format!("{s:?}: STEPS must be 1..=100 and END at least START"));
@@ -366,10 +370,10 @@ pub struct TailArgs {
     #[arg(long, value_name = "S", default_value_t = 10)]
     pub sessions: usize,
     /// Appends per second in total (open loop, round-robin over the sessions).
-    #[arg(long, visible_alias = "rate", value_name = "R", default_value_t = 1000.0, value_parser = positive)]
+    #[arg(long, visible_alias = "rate", value_name = "R", default_value_t = 1000.0, value_parser = positive, conflicts_with = "rate_ramp")]
     pub append_rate: f64,
     /// Seconds of appending.
-    #[arg(long, value_name = "T", default_value_t = 10.0)]
+    #[arg(long, value_name = "T", default_value_t = 10.0, conflicts_with = "rate_ramp")]
     pub duration_secs: f64,
     /// Events per WebSocket frame (the tail's batch_size, 1..1000; SSE sends one per message).
     #[arg(long, value_name = "B", default_value_t = 1)]
@@ -395,8 +399,8 @@ pub struct TailArgs {
     /// Wait at most this long for all tails to open and replay what the sessions held.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub open_timeout_secs: f64,
-    /// With --rate-ramp, each step's append rate comes from the ramp (--append-rate and
-    /// --duration-secs are ignored); every step opens the tailers anew and checks them.
+    // With --rate-ramp each step's append rate and length come from the ramp; every step
+    // opens the tailers anew and checks them (bench/README.md, "Load ramps").
     #[command(flatten)]
     pub ramp: RampArgs,
     #[command(flatten)]
@@ -569,6 +573,7 @@ mod tests {
         let r = rate_ramp("1000,8000,4").unwrap();
         assert_eq!(r.rates(), vec![1000.0, 2000.0, 4000.0, 8000.0]);
         assert_eq!(rate_ramp("5,5,1").unwrap().rates(), vec![5.0]);
+        assert!(rate_ramp("0.4,100,3").is_err(), "a START that rounds to 0 is refused");
         for bad in ["1000,500,3", "1,2", "0,10,3", "1,10,0", "1,10,101"] {
             assert!(rate_ramp(bad).is_err(), "{bad}");
         }

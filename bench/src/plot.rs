@@ -17,6 +17,8 @@ pub struct Step {
     pub p999_us: u64,
     pub missed: u64,
     pub errors: u64,
+    /// Verification violations the step found (`tail` checks every step's tailers).
+    pub violations: u64,
 }
 
 /// A plotted line: its name, its colour, and the step's value it shows (µs).

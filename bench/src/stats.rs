@@ -225,13 +225,28 @@ impl RunMeta {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     pub performed: Vec<String>,
     pub passed: bool,
     pub violations_total: u64,
     pub violations: BTreeMap<String, u64>,
     pub samples: Vec<String>,
+}
+
+impl Verification {
+    /// Fold in what a later run (`label`, e.g. a ramp step) verified: its violations add
+    /// up, its samples follow (prefixed with `label`, at most `VIOLATION_SAMPLES_MAX` in
+    /// all), and this passes only if both did.
+    pub fn merge(&mut self, label: &str, other: &Verification) {
+        self.passed &= other.passed;
+        self.violations_total += other.violations_total;
+        for (kind, n) in &other.violations {
+            *self.violations.entry(kind.clone()).or_default() += n;
+        }
+        let room = VIOLATION_SAMPLES_MAX.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.iter().take(room).map(|s| format!("{label}: {s}")));
+    }
 }
 
 impl Summary {
@@ -429,6 +444,23 @@ pub struct Second {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verifications_merge_so_that_one_failure_fails_them_all() {
+        let ok = Verification { performed: vec![], passed: true, violations_total: 0, violations: BTreeMap::new(), samples: vec![] };
+        let mut bad = ok.clone();
+        bad.passed = false;
+        bad.violations_total = 2;
+        bad.violations.insert("tail_incomplete".into(), 2);
+        bad.samples.push("tail_incomplete: session s-1".into());
+        let mut all = ok.clone();
+        all.merge("step 1", &ok);
+        all.merge("step 2", &bad);
+        all.merge("step 3", &ok);
+        assert!(!all.passed);
+        assert_eq!((all.violations_total, all.violations["tail_incomplete"]), (2, 2));
+        assert_eq!(all.samples, vec!["step 2: tail_incomplete: session s-1".to_string()]);
+    }
 
     #[test]
     fn summary_renders_and_serialises() {

@@ -365,6 +365,12 @@ impl<T: PageItem> PagedSeq<T> {
         if keep >= self.len() {
             return Ok(());
         }
+        if keep == 0 {
+            // Nothing is kept, so nothing needs reading (a first page with dropped items
+            // would otherwise be loaded only to be discarded).
+            self.clear();
+            return Ok(());
+        }
         let Some(sealed) = self.sealed.as_mut() else {
             self.open.truncate(keep);
             return Ok(());
@@ -565,6 +571,15 @@ mod tests {
         assert_eq!((seq.len(), seq.spilled_pages()), (3 * per, 3));
         seq.truncate(per).unwrap();
         assert_eq!((seq.len(), seq.spilled_pages()), (per, 1));
+        seq.truncate(0).unwrap();
+        assert_eq!((seq.len(), seq.spilled_pages()), (0, 0));
+        // Review finding: after items were dropped at the front, truncating everything
+        // read the first page back only to discard it, and failed when it could not.
+        for i in 0..(2 * per) as u64 {
+            seq.push(i, &spill);
+        }
+        seq.drop_front(3);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
         seq.truncate(0).unwrap();
         assert_eq!((seq.len(), seq.spilled_pages()), (0, 0));
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::RampArgs;
 use crate::plot::Step;
-use crate::stats::Summary;
+use crate::stats::{Summary, Verification};
 
 /// Whether a step is past the knee, given the first step.
 fn past_knee(step: &Step, first: &Step) -> bool {
@@ -30,6 +30,7 @@ fn step_of(rate: f64, sum: &Summary) -> Step {
         p999_us: slowest.map_or(0, |(_, l)| l.p999),
         missed: sum.open_loop.as_ref().map_or(0, |o| o.missed),
         errors: sum.errors_total,
+        violations: sum.verification.violations_total,
     }
 }
 
@@ -53,6 +54,10 @@ pub fn run<A: Ramped>(args: &A, scenario: &'static str, step: fn(&A) -> Result<S
     };
     let mut steps = Vec::new();
     let mut last = None;
+    // Every step's verification counts (a tail step checks its tailers): a violation in
+    // any step fails the ramp, not only one in the last.
+    let mut verified =
+        Verification { performed: Vec::new(), passed: true, violations_total: 0, violations: Default::default(), samples: Vec::new() };
     for (i, rate) in ramp.rates().into_iter().enumerate() {
         let mut step_args = template.clone();
         step_args.set_step(rate, step_secs);
@@ -70,6 +75,7 @@ pub fn run<A: Ramped>(args: &A, scenario: &'static str, step: fn(&A) -> Result<S
             if step.missed > 0 { format!(", {} never sent", step.missed) } else { String::new() }
         );
         steps.push(step);
+        verified.merge(&format!("step {}", i + 1), &sum.verification);
         let interrupted = crate::sys::interrupted();
         last = Some(sum);
         if interrupted {
@@ -77,6 +83,8 @@ pub fn run<A: Ramped>(args: &A, scenario: &'static str, step: fn(&A) -> Result<S
         }
     }
     let mut sum = last.ok_or("the ramp has no step")?;
+    verified.performed = std::mem::take(&mut sum.verification.performed);
+    sum.verification = verified;
     let knee = steps.iter().position(|s| past_knee(s, &steps[0]));
     let unit = sum.scenario;
     sum.scenario = scenario;
@@ -110,7 +118,17 @@ mod tests {
 
     fn step(offered: f64, achieved: f64, p99: u64, missed: u64) -> Step {
         let op = "append".to_string();
-        Step { offered_per_sec: offered, achieved_per_sec: achieved, op, p50_us: p99 / 2, p99_us: p99, p999_us: p99 * 2, missed, errors: 0 }
+        Step {
+            offered_per_sec: offered,
+            achieved_per_sec: achieved,
+            op,
+            p50_us: p99 / 2,
+            p99_us: p99,
+            p999_us: p99 * 2,
+            missed,
+            errors: 0,
+            violations: 0,
+        }
     }
 
     #[test]
