@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A/B of the append hot path (issue #13): two server binaries, measured alternately in one
-# session on fresh data dirs, same load. Per run: appends/s, server CPU µs per append,
+# session on fresh data dirs, same load. Per run: appends/s, server CPU µs per append, machine-wide CPU µs per append (every process and kernel thread, the bench included),
 # events per fdatasync, heap allocations per append, p50/p99, RSS. Results: one line per run on stdout and a TSV.
 #
 #   bash scripts/bench-hotpath.sh A_BIN B_BIN [OUT_DIR]
@@ -24,7 +24,7 @@ metric() { { curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics" || true; } | 
 SP=""
 cleanup() { [ -n "$SP" ] && kill -KILL "$SP" 2>/dev/null || true; rm -rf "$DATA_ROOT"; }
 trap cleanup EXIT
-printf 'label\tcores\trate\tops_per_sec\tcpu_us_per_op\tevents_per_fsync\tallocs_per_op\tp50_us\tp99_us\trss_mib\n' >"$OUT/results.tsv"
+printf 'label\tcores\trate\tops_per_sec\tcpu_us_per_op\tmachine_us_per_op\tevents_per_fsync\tallocs_per_op\tp50_us\tp99_us\trss_mib\n' >"$OUT/results.tsv"
 run_one() { # label bin cores
     local label=$1 bin=$2 cores=$3 dir="$DATA_ROOT/$1-$3-$RANDOM"
     rm -rf "$DATA_ROOT"; mkdir -p "$dir"
@@ -62,11 +62,12 @@ def find(o, key):
 ops = d.get("throughput_ops_per_sec") or 0
 ok = d.get("ok") or 0
 cpu = d["cpu"]["server_cpu_secs"] * 1e6 / ok if ok else 0
+machine = (d["cpu"].get("machine_cpu_secs") or 0) * 1e6 / ok if ok else 0
 lat = d["latency_us"]["append"]
 p50, p99 = lat["p50"], lat["p99"]
 epf = int(ev) / int(fs) if int(fs) else 0
 apo = int(al) / int(ev) if int(ev) else 0
-print(f"{label}\t{cores}\t{rate}\t{ops:.0f}\t{cpu:.1f}\t{epf:.1f}\t{apo:.0f}\t{p50}\t{p99}\t{rss}")
+print(f"{label}\t{cores}\t{rate}\t{ops:.0f}\t{cpu:.1f}\t{machine:.1f}\t{epf:.1f}\t{apo:.0f}\t{p50}\t{p99}\t{rss}")
 PY
         tail -1 "$OUT/results.tsv" >&2
         [ "$rate" = closed ] && peak=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1])).get("throughput_ops_per_sec") or 0))' "$json" 2>/dev/null || echo 0)

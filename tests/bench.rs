@@ -138,6 +138,8 @@ fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side(
     let r = json_of(&json);
     let steps = r["extra"]["steps"].as_array().unwrap();
     assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![200.0, 400.0, 800.0]);
+    // The whole machine's busy time over a step is reported next to the bench's own.
+    assert!(r["cpu"]["machine_cpu_secs"].as_f64().is_some_and(|m| m > 0.0), "{}", r["cpu"]);
     assert!(stdout.contains("knee"), "{stdout}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("offered requests/s") && plot.contains("p99"), "an SVG plot");

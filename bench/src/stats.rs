@@ -385,6 +385,9 @@ impl Summary {
         if let (Some(secs), Some(pct)) = (self.cpu.server_cpu_secs, self.cpu.server_cpu_percent) {
             cpu.push_str(&format!("\nserver cpu  {secs:.3} s = {pct:.1}% of one core"));
         }
+        if let (Some(secs), Some(pct)) = (self.cpu.machine_cpu_secs, self.cpu.machine_cpu_percent) {
+            cpu.push_str(&format!("\nmachine cpu {secs:.3} s = {pct:.1}% of one core (every process and kernel thread)"));
+        }
         line(cpu);
         for (k, v) in &self.extra {
             match v {

@@ -41,6 +41,21 @@ pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// Seconds every CPU of the machine spent busy since boot: `/proc/stat`'s first line,
+/// user + nice + system + irq + softirq (idle, iowait and steal excluded; guest time is
+/// inside user). Work the kernel does for a process in threads that are not its own
+/// (softirqs, block-layer workers) counts here and not in [`proc_cpu_secs`].
+pub fn machine_busy_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next().filter(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line.split_whitespace().skip(1).map(|t| t.parse().unwrap_or(0.0)).collect();
+    let [user, nice, system, _idle, _iowait, irq, softirq, ..] = ticks.as_slice() else { return None };
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some((user + nice + system + irq + softirq) / hz)
+}
+
 /// Nanoseconds since the Unix epoch (CLOCK_REALTIME).
 pub fn realtime_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
@@ -118,6 +133,7 @@ pub struct CpuWindow {
     start_self: CpuTimes,
     server_pid: Option<u32>,
     start_server: Option<f64>,
+    start_machine: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -132,11 +148,24 @@ pub struct CpuReport {
     pub server_cpu_secs: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_percent: Option<f64>,
+    /// Busy CPU seconds of the whole machine over the window (every process and the
+    /// kernel's own threads, the bench included; [`machine_busy_secs`]): what a change
+    /// that moves work into kernel threads still costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_cpu_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_cpu_percent: Option<f64>,
 }
 
 impl CpuWindow {
     pub fn start(server_pid: Option<u32>) -> Self {
-        CpuWindow { start_wall: Instant::now(), start_self: self_cpu(), server_pid, start_server: server_pid.and_then(proc_cpu_secs) }
+        CpuWindow {
+            start_wall: Instant::now(),
+            start_self: self_cpu(),
+            server_pid,
+            start_server: server_pid.and_then(proc_cpu_secs),
+            start_machine: machine_busy_secs(),
+        }
     }
 
     pub fn finish(&self) -> CpuReport {
@@ -148,6 +177,7 @@ impl CpuWindow {
             (Some(b), Some(a)) => Some((b - a).max(0.0)),
             _ => None,
         };
+        let machine = machine_busy_secs().zip(self.start_machine).map(|(b, a)| (b - a).max(0.0));
         CpuReport {
             wall_secs: wall,
             user_secs: user,
@@ -156,6 +186,8 @@ impl CpuWindow {
             cpu_percent: (user + sys) / wall * 100.0,
             server_cpu_secs: server,
             server_cpu_percent: server.map(|s| s / wall * 100.0),
+            machine_cpu_secs: machine,
+            machine_cpu_percent: machine.map(|s| s / wall * 100.0),
         }
     }
 }
