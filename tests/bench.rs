@@ -122,60 +122,54 @@ fn thresholds_and_minimums_turn_into_clear_exit_statuses() {
     }
 }
 
+/// Run `args` (a scenario and its options) as a ramp against `port` with `--plot` and
+/// `--json` into `dir` (named after `name`); it must exit 0. Returns the report's stdout,
+/// its JSON and the plot.
+fn ramp(port: u16, dir: &std::path::Path, name: &str, args: &[&str]) -> (String, serde_json::Value, String) {
+    let (json, svg) = (dir.join(format!("{name}.json")), dir.join(format!("{name}.svg")));
+    let out = bench()
+        .args(args)
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--step-secs", "1", "--no-progress"])
+        .args(["--plot", svg.to_str().unwrap(), "--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    (stdout, json_of(&json), std::fs::read_to_string(&svg).unwrap())
+}
+
 #[test]
 fn a_rate_ramp_finds_a_knee_and_plots_it_and_compare_puts_two_runs_side_by_side() {
     let s = Server::start();
     let tmp = tempfile::tempdir().unwrap();
-    let (json, svg) = (tmp.path().join("ramp.json"), tmp.path().join("ramp.svg"));
-    let out = bench()
-        .args(["append", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "-d", "4", "--sessions", "4"])
-        .args(["--rate-ramp", "200,800,3", "--step-secs", "1", "--no-progress"])
-        .args(["--plot", svg.to_str().unwrap(), "--json", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let r = json_of(&json);
+    let (stdout, r, plot) =
+        ramp(s.port, tmp.path(), "ramp", &["append", "-c", "2", "-d", "4", "--sessions", "4", "--rate-ramp", "200,800,3"]);
+    let json = tmp.path().join("ramp.json");
     let steps = r["extra"]["steps"].as_array().unwrap();
     assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![200.0, 400.0, 800.0]);
     // The whole machine's busy time over a step is reported next to the bench's own.
     assert!(r["cpu"]["machine_cpu_secs"].as_f64().is_some_and(|m| m > 0.0), "{}", r["cpu"]);
     assert!(stdout.contains("knee"), "{stdout}");
-    let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("offered requests/s") && plot.contains("p99"), "an SVG plot");
     assert!(plot.contains("append: append latency"), "the title names the scenario and its operation");
     // Every request scenario ramps the same way: mix reports its slowest operation per step.
-    let (mix_json, mix_svg) = (tmp.path().join("mix.json"), tmp.path().join("mix.svg"));
-    let out = bench()
-        .args(["mix", "--addr", &format!("127.0.0.1:{}", s.port), "-c", "2", "-d", "2", "--sessions", "2"])
-        .args(["--rate-ramp", "100,200,2", "--step-secs", "1", "--no-progress", "--verify"])
-        .args(["--plot", mix_svg.to_str().unwrap(), "--json", mix_json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let r = json_of(&mix_json);
+    let (_, r, plot) =
+        ramp(s.port, tmp.path(), "mix", &["mix", "-c", "2", "-d", "2", "--sessions", "2", "--rate-ramp", "100,200,2", "--verify"]);
     assert_eq!(r["scenario"], "mix-ramp");
     let steps = r["extra"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2);
     assert!(steps.iter().all(|s| s["op"] == "append" || s["op"] == "read"), "{steps:?}");
-    assert!(std::fs::read_to_string(&mix_svg).unwrap().contains("mix: "), "the mix plot");
+    assert!(plot.contains("mix: "), "the mix plot");
     // tail ramps its append rate; every step checks its tailers got every event.
-    let (tail_json, tail_svg) = (tmp.path().join("tail.json"), tmp.path().join("tail.svg"));
-    let out = bench()
-        .args(["tail", "--addr", &format!("127.0.0.1:{}", s.port), "--tailers", "4", "--sessions", "2", "-c", "1", "-d", "4"])
-        .args(["--rate-ramp", "50,100,2", "--step-secs", "1", "--no-progress"])
-        .args(["--plot", tail_svg.to_str().unwrap(), "--json", tail_json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let r = json_of(&tail_json);
+    let tail = ["tail", "--tailers", "4", "--sessions", "2", "-c", "1", "-d", "4", "--rate-ramp", "50,100,2"];
+    let (_, r, plot) = ramp(s.port, tmp.path(), "tail", &tail);
     assert_eq!(r["scenario"], "tail-ramp");
     let steps = r["extra"]["steps"].as_array().unwrap();
     assert_eq!(steps.iter().map(|s| s["offered_per_sec"].as_f64().unwrap()).collect::<Vec<_>>(), vec![50.0, 100.0]);
     let ops = ["append_ack", "send_to_delivery", "commit_to_delivery"];
     assert!(steps.iter().all(|s| ops.contains(&s["op"].as_str().unwrap())), "{steps:?}");
     assert_eq!(r["extra"]["tailers_incomplete"], 0, "the last step's tailers got every event");
-    assert!(std::fs::read_to_string(&tail_svg).unwrap().contains("tail: "), "the tail plot");
+    assert!(plot.contains("tail: "), "the tail plot");
     // compare: the ramp's last step against itself is 1.00× everywhere.
     let cmp = tmp.path().join("cmp.json");
     let out = bench().args(["compare", json.to_str().unwrap(), json.to_str().unwrap(), "--json", cmp.to_str().unwrap()]).output().unwrap();

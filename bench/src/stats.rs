@@ -235,6 +235,11 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// Nothing verified yet, nothing violated (what [`Verification::merge`] starts from).
+    pub fn none() -> Self {
+        Verification { performed: Vec::new(), passed: true, violations_total: 0, violations: BTreeMap::new(), samples: Vec::new() }
+    }
+
     /// Fold in what a later run (`label`, e.g. a ramp step) verified: its violations add
     /// up, its samples follow (prefixed with `label`, at most `VIOLATION_SAMPLES_MAX` in
     /// all), and this passes only if both did.
@@ -450,7 +455,7 @@ mod tests {
 
     #[test]
     fn verifications_merge_so_that_one_failure_fails_them_all() {
-        let ok = Verification { performed: vec![], passed: true, violations_total: 0, violations: BTreeMap::new(), samples: vec![] };
+        let ok = Verification::none();
         let mut bad = ok.clone();
         bad.passed = false;
         bad.violations_total = 2;

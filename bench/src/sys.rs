@@ -35,10 +35,18 @@ pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clock_ticks_per_sec())
+}
+
+/// The unit of `/proc`'s CPU times (`USER_HZ`, 100 on Linux unless sysconf says otherwise).
+fn clock_ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Some((utime + stime) / hz)
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
 }
 
 /// Seconds every CPU of the machine spent busy since boot: `/proc/stat`'s first line,
@@ -50,10 +58,7 @@ pub fn machine_busy_secs() -> Option<f64> {
     let line = text.lines().next().filter(|l| l.starts_with("cpu "))?;
     let ticks: Vec<f64> = line.split_whitespace().skip(1).map(|t| t.parse().unwrap_or(0.0)).collect();
     let [user, nice, system, _idle, _iowait, irq, softirq, ..] = ticks.as_slice() else { return None };
-    // SAFETY: sysconf has no memory effects.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
-    Some((user + nice + system + irq + softirq) / hz)
+    Some((user + nice + system + irq + softirq) / clock_ticks_per_sec())
 }
 
 /// Nanoseconds since the Unix epoch (CLOCK_REALTIME).

@@ -56,8 +56,7 @@ pub fn run<A: Ramped>(args: &A, scenario: &'static str, step: fn(&A) -> Result<S
     let mut last = None;
     // Every step's verification counts (a tail step checks its tailers): a violation in
     // any step fails the ramp, not only one in the last.
-    let mut verified =
-        Verification { performed: Vec::new(), passed: true, violations_total: 0, violations: Default::default(), samples: Vec::new() };
+    let mut verified = Verification::none();
     for (i, rate) in ramp.rates().into_iter().enumerate() {
         let mut step_args = template.clone();
         step_args.set_step(rate, step_secs);
