@@ -243,11 +243,16 @@ fn the_readme_examples_run_as_written_against_a_real_node() {
         }
         args.push("--no-progress".into());
         let out = bench().args(&args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{line}\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // An open-loop line may fall behind its schedule (exit 4) when the tests running
+        // beside it take the machine's CPUs: that is timing, not behaviour (CI once saw
+        // 2 of 1,000 sends missed during a ~150 ms stall). Everything else about the run
+        // must still hold: no failed request, and its verification passed.
+        let open_loop = args.iter().any(|a| a == "--rate");
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || (open_loop && code == Some(4) && stdout.contains("verified    OK") && stdout.contains("errors      none")),
+            "{line}: exit {code:?}\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
