@@ -301,3 +301,34 @@ fn the_vouch_table_round_trips_under_a_relative_directory() {
     assert_eq!(found.len(), 1);
     assert_eq!(found.get(&70), Some(&slot));
 }
+
+/// Regression (CI, session 23): `starcite_log_segments` said 1 while the directory held the
+/// active segment and the spare prepared ahead of the writer, because the spare was counted
+/// only once the writer reached it.
+#[test]
+fn the_segment_gauge_counts_the_spare_prepared_ahead_of_the_writer() {
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tmp.path().to_path_buf();
+    let (gauge, on_disk) = run(async move {
+        let (engine, _) = open_collect(&dir, SMALL_SEGMENT_BYTES).await.unwrap();
+        // 2.5 MiB of records in a 4 MiB segment: past the 50% mark, so segment 2 is prepared.
+        for i in 0..125 {
+            append(&engine, &payload(i, 20_000)).await;
+        }
+        let count_files =
+            || std::fs::read_dir(&dir).unwrap().flatten().filter(|f| f.file_name().to_string_lossy().ends_with(".seg")).count();
+        // The spare is created in the background: wait (bounded) until it is complete.
+        let mut seen = (engine.stats.counters.segments.get(), count_files());
+        for _ in 0..500 {
+            if seen == (2, 2) {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            seen = (engine.stats.counters.segments.get(), count_files());
+        }
+        engine.shutdown();
+        seen
+    });
+    assert_eq!(on_disk, 2, "the next segment was prepared ahead of the writer");
+    assert_eq!(gauge, on_disk as u64, "the gauge counts every segment file");
+}

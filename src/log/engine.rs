@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::poll_fn;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -75,6 +75,8 @@ struct State {
 
 /// One core's log.
 pub struct LogEngine {
+    /// The engine itself, for the spare's preparation to adopt the file it created.
+    me: Weak<LogEngine>,
     dir: PathBuf,
     segment_bytes: u64,
     fs: Rc<dyn FileSystem>,
@@ -184,7 +186,8 @@ impl LogEngine {
         } else {
             Vec::new()
         };
-        let engine = Rc::new(LogEngine {
+        let engine = Rc::new_cyclic(|me| LogEngine {
+            me: me.clone(),
             dir: dir.to_path_buf(),
             segment_bytes,
             fs,
@@ -323,8 +326,17 @@ impl LogEngine {
         let dir = self.dir.clone();
         let size = self.segment_bytes;
         let fs = self.fs.clone();
-        let fut: LocalBoxFuture<'static, Result<Rc<dyn SegmentFile>, Rc<LogError>>> =
-            async move { create_segment(fs.as_ref(), &dir, segment as u64, size).await.map_err(Rc::new) }.boxed_local();
+        let me = self.me.clone();
+        let fut: LocalBoxFuture<'static, Result<Rc<dyn SegmentFile>, Rc<LogError>>> = async move {
+            let file = create_segment(fs.as_ref(), &dir, segment as u64, size).await.map_err(Rc::new)?;
+            // The file exists from here on: the engine owns it (and counts it) now, as it
+            // does a spare found at recovery, not only once the writer reaches it.
+            if let Some(engine) = me.upgrade() {
+                engine.adopt(segment, file.clone(), size);
+            }
+            Ok(file)
+        }
+        .boxed_local();
         let shared = fut.shared();
         // Drive it in the background so it is ready before the writer needs it.
         glommio::spawn_local(shared.clone().map(|_| ())).detach();
@@ -342,10 +354,16 @@ impl LogEngine {
         };
         // The preparation is shared (a cloneable future), so its error is too: restate it.
         let file = prep.await.map_err(|e| LogError::io("prepare", self.path_of(segment), 0, io::Error::other(e.to_string())))?;
-        self.files.borrow_mut().insert(segment, file.clone());
-        self.sizes.borrow_mut().insert(segment, self.segment_bytes);
-        self.stats.counters.segments.set(self.files.borrow().len() as u64);
+        self.adopt(segment, file.clone(), self.segment_bytes);
         Ok(file)
+    }
+
+    /// Take a newly created segment file into the engine's set (idempotent), so that
+    /// `starcite_log_segments` counts every segment file on disk, spares included.
+    fn adopt(&self, segment: u32, file: Rc<dyn SegmentFile>, size: u64) {
+        self.files.borrow_mut().entry(segment).or_insert(file);
+        self.sizes.borrow_mut().entry(segment).or_insert(size);
+        self.stats.counters.segments.set(self.files.borrow().len() as u64);
     }
 
     /// Write and fdatasync everything placed so far, lazy records included; resolves once
