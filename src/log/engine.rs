@@ -396,19 +396,19 @@ impl LogEngine {
     /// is needed any more: every shard purged past them and restated its vote, purge point
     /// and committed mark after them (raft/log_store.rs `ShardLog::checkpoint`). Reads
     /// already in flight keep their open file. Returns how many segments were deleted.
-    pub fn delete_segments_before(&self, keep_from: u32) -> Result<u64, LogError> {
+    pub async fn delete_segments_before(&self, keep_from: u32) -> Result<u64, LogError> {
         let keep_from = keep_from.min(self.state.borrow().durable_segment);
         let victims: Vec<u32> = self.files.borrow().keys().copied().filter(|s| *s < keep_from).collect();
         for segment in &victims {
             let path = self.path_of(*segment);
             self.files.borrow_mut().remove(segment);
             self.sizes.borrow_mut().remove(segment);
-            std::fs::remove_file(&path).map_err(|e| LogError::io("delete", &path, 0, e))?;
-            segment::sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, 0, e))?;
+            self.stats.counters.segments.set(self.files.borrow().len() as u64);
+            // Off the executor (unlink + directory fsync); the next waits for this one.
+            segment::delete_durably(&path).await.map_err(|e| LogError::io("delete", &path, 0, e))?;
             self.stats.counters.segments_deleted.inc();
             tracing::debug!(segment, "deleted a log segment every shard had purged");
         }
-        self.stats.counters.segments.set(self.files.borrow().len() as u64);
         Ok(victims.len() as u64)
     }
 

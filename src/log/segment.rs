@@ -109,13 +109,29 @@ pub async fn create_segment(fs: &dyn FileSystem, dir: &Path, seq: u64, segment_b
     zero_fill(file.as_ref(), &tmp, SEGMENT_HEADER_BYTES, segment_bytes).await?;
     let final_path = segment_path(dir, seq);
     file.rename(&final_path).await.map_err(|e| LogError::io("rename", &tmp, 0, e))?;
-    sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
+    sync_dir(dir).await.map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
     Ok(file)
 }
 
-/// Make a directory entry change (create, rename, unlink) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+/// Make a directory entry change (create, rename, unlink) durable, on glommio's blocking
+/// thread pool: a directory fsync waits for a filesystem journal commit (up to 10.5 ms
+/// measured here beside 90 MB/s of log writes, far more on a busy disk), which would stall
+/// every connection and shard of the core if it ran on the executor.
+pub async fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = dir.to_path_buf();
+    glommio::executor().spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await
+}
+
+/// Unlink `path` and make that durable (directory fsync), off the executor like
+/// [`sync_dir`]: unlinking a large file frees its extents, which takes time too.
+pub async fn delete_durably(path: &Path) -> io::Result<()> {
+    let path = path.to_path_buf();
+    glommio::executor()
+        .spawn_blocking(move || {
+            std::fs::remove_file(&path)?;
+            std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+        })
+        .await
 }
 
 /// Make glommio decide the device's io_uring poll-ring support on a file that has data.

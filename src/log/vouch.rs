@@ -81,7 +81,7 @@ impl VouchTable {
             let file = fs.create_new(&tmp).await.map_err(|e| LogError::io("create", &tmp, 0, e))?;
             zero_fill(file.as_ref(), &tmp, 0, size).await?;
             file.rename(&path).await.map_err(|e| LogError::io("rename", &tmp, 0, e))?;
-            sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
+            sync_dir(dir).await.map_err(|e| LogError::io("fsync directory", dir, 0, e))?;
             file
         };
         // The size through std, not the DMA file: glommio's statx of a relative path after a

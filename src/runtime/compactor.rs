@@ -126,7 +126,7 @@ async fn delete_purged_segments(engine: &LogEngine, shards: &[Rc<Shard>]) -> Res
     engine.submit(&refs, Box::new(move |r| drop(tx.send(r))))?;
     rx.await.map_err(|_| crate::log::LogError::Stopped { reason: "the log engine dropped the checkpoint".into() })??;
     // Entries may have been appended meanwhile, never before a shard's first kept entry.
-    let deleted = engine.delete_segments_before(keep_from)?;
+    let deleted = engine.delete_segments_before(keep_from).await?;
     tracing::info!(deleted, first_kept = keep_from, "log compaction: deleted segments every shard had purged");
     Ok(())
 }
