@@ -405,7 +405,7 @@ impl LogEngine {
             self.sizes.borrow_mut().remove(segment);
             self.stats.counters.segments.set(self.files.borrow().len() as u64);
             // Off the executor (unlink + directory fsync); the next waits for this one.
-            segment::delete_durably(&path).await.map_err(|e| LogError::io("delete", &path, 0, e))?;
+            segment::delete_durably(&self.dir, &path).await.map_err(|e| LogError::io("delete", &path, 0, e))?;
             self.stats.counters.segments_deleted.inc();
             tracing::debug!(segment, "deleted a log segment every shard had purged");
         }

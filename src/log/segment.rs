@@ -122,14 +122,14 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     glommio::executor().spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await
 }
 
-/// Unlink `path` and make that durable (directory fsync), off the executor like
-/// [`sync_dir`]: unlinking a large file frees its extents, which takes time too.
-pub async fn delete_durably(path: &Path) -> io::Result<()> {
-    let path = path.to_path_buf();
+/// Unlink `path` (a file in `dir`) and make that durable (directory fsync), off the
+/// executor like [`sync_dir`]: unlinking a large file frees its extents, which takes time too.
+pub async fn delete_durably(dir: &Path, path: &Path) -> io::Result<()> {
+    let (dir, path) = (dir.to_path_buf(), path.to_path_buf());
     glommio::executor()
         .spawn_blocking(move || {
             std::fs::remove_file(&path)?;
-            std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+            std::fs::File::open(&dir)?.sync_all()
         })
         .await
 }
