@@ -392,6 +392,15 @@ fn trimmed_ranges_replay_identically_over_page_ws_and_sse() {
     pg.kill9();
     let r = s.req("GET", "/v1/sessions/t/events?cursor=0&limit=10", "");
     r.assert_error(503, "archive_unavailable");
+    // So do the tails' replays of it, before any stream begins (regression: SSE answered
+    // 200 and ended at once, WebSocket upgraded and closed with 1011).
+    let r = request(s.port, "GET", "/v1/sessions/t/tail?cursor=0", &[("accept", "text/event-stream")], b"");
+    r.assert_error(503, "archive_unavailable");
+    match ws_connect(s.port, "/v1/sessions/t/tail?cursor=0") {
+        Err(async_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 503),
+        Err(e) => panic!("WebSocket tail of an archived range with Postgres down: {e}"),
+        Ok(_) => panic!("WebSocket tail of an archived range with Postgres down was upgraded"),
+    }
     assert_eq!(page(35, 10), (36..=40).collect::<Vec<_>>());
     assert_eq!(s.append("t", event(40)).status, 201);
     pg.launch();

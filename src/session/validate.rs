@@ -121,9 +121,8 @@ pub fn parse_create(body: &[u8]) -> Result<CreateRequest, ApiError> {
     Ok(CreateRequest { id, title, metadata })
 }
 
-/// A JSON integer >= 0 written as plain digits that fit u64 (`1.0` and `1e0` are not).
-/// A number whose exact value is a non-negative integer (`3`, `3.0`, `3e0`: SPEC §2's
-/// number equality; JSON Schema's `integer`).
+/// A number whose exact value is a non-negative integer that fits u64 (`3`, `3.0`, `3e0`,
+/// `-0`: SPEC §2's number equality; JSON Schema's `integer`). README, Behaviour notes.
 fn is_non_negative_integer(v: &Json) -> bool {
     v.as_integral_u64().is_some()
 }

@@ -34,6 +34,10 @@ pub struct TailPlan {
     pub cursor: u64,
     pub batch_size: usize,
     pub transport: Transport,
+    /// The replay's first batch after `cursor`, read before the response head so that a
+    /// read that cannot be served (the archive unreachable: `503 archive_unavailable`,
+    /// README "Archive") is the request's status, not a stream that ends at once.
+    pub first: Vec<Arc<str>>,
 }
 
 const ROUTE: &str = "tail";
@@ -63,7 +67,9 @@ pub async fn prepare(req: &Request, session: String) -> Result<TailPlan, Respons
         return Err(api_error(req, &e, ROUTE));
     };
     api::get(&session).await.map_err(|e| api_error(req, &e, ROUTE))?;
-    Ok(TailPlan { session, cursor, batch_size, transport })
+    // Without waiting: a caught-up tail gets its head at once, and waits in the pump.
+    let first = fetch_waiting(&session, cursor, 0).await.map_err(|e| api_error(req, &e, ROUTE))?;
+    Ok(TailPlan { session, cursor, batch_size, transport, first })
 }
 
 /// Serve the tail until the client leaves, the session becomes unreadable, or the client
@@ -82,14 +88,15 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
     };
     core.metrics.count_request(ROUTE, status);
     core.metrics.counters.open_tails.inc();
+    let first = std::mem::take(&mut plan.first);
     match &mut plan.transport {
         Transport::WebSocket { handshake } => {
             let handshake = std::mem::take(handshake);
-            ws::run(stream, &plan, handshake, leftover).await
+            ws::run(stream, &plan, first, handshake, leftover).await
         }
         Transport::Sse { version_minor } => {
             let version_minor = *version_minor;
-            sse::run(stream, &plan, version_minor).await
+            sse::run(stream, &plan, first, version_minor).await
         }
     }
     let core = current();
@@ -101,6 +108,11 @@ pub async fn run(stream: glommio::net::TcpStream, mut plan: TailPlan, leftover: 
 /// shard, else (no replica here) from another node's, which waits for new events up to
 /// `TAIL_REMOTE_WAIT_MS` before answering empty.
 pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError> {
+    fetch_waiting(session, cursor, TAIL_REMOTE_WAIT_MS).await
+}
+
+/// [`fetch`], with a remote replica waiting at most `wait_ms` milliseconds for new events.
+async fn fetch_waiting(session: &str, cursor: u64, wait_ms: u32) -> Result<Vec<Arc<str>>, ApiError> {
     let core = current();
     if core.config.tail_source == TailSource::Ets {
         if let Some(events) = core.watch.read_mirror(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX) {
@@ -108,7 +120,7 @@ pub async fn fetch(session: &str, cursor: u64) -> Result<Vec<Arc<str>>, ApiError
             return Ok(events);
         }
     }
-    api::read_committed(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX, TAIL_REMOTE_WAIT_MS).await.map(|p| p.events)
+    api::read_committed(session, cursor, TAIL_FETCH_EVENTS_MAX, TAIL_FETCH_BYTES_MAX, wait_ms).await.map(|p| p.events)
 }
 
 /// Join events into one JSON array frame.

@@ -2,6 +2,7 @@
 //! HTTP/1.1, with a `:` comment heartbeat at least every 15 s. The client leaving is
 //! noticed by a reader task that sees EOF.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, FutureExt};
@@ -14,7 +15,7 @@ use crate::raft::runtime::GlommioRuntime;
 use crate::runtime::api;
 use crate::runtime::core::current;
 
-pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor: u8) {
+pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, first: Vec<Arc<str>>, version_minor: u8) {
     let (mut rd, mut wr) = stream.split();
     let mut head = Vec::new();
     write_sse_head(&mut head, version_minor);
@@ -39,10 +40,16 @@ pub async fn run(stream: glommio::net::TcpStream, plan: &TailPlan, version_minor
     // done (here, or in a remote replica's long poll inside `fetch`).
     let heartbeat_every = Duration::from_millis(SSE_HEARTBEAT_MS);
     let mut next_heartbeat = std::time::Instant::now() + heartbeat_every;
+    let mut prefetched = Some(first);
     loop {
-        let events = match fetch(&plan.session, cursor).await {
-            Ok(events) => events,
-            Err(_) => break,
+        let events = match prefetched.take() {
+            Some(events) => events,
+            // A read failing mid-stream ends the stream; the client resumes with
+            // Last-Event-ID and gets the failure as its status (tail/mod.rs `prepare`).
+            None => match fetch(&plan.session, cursor).await {
+                Ok(events) => events,
+                Err(_) => break,
+            },
         };
         out.clear();
         if events.is_empty() {

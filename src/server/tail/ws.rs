@@ -2,6 +2,7 @@
 //! array of up to `batch_size` events per frame. Inbound data frames are ignored, pings
 //! are answered by tungstenite, a close is answered and ends the tail.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -17,7 +18,7 @@ use crate::raft::runtime::GlommioRuntime;
 use crate::runtime::api;
 use crate::runtime::core::current;
 
-pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake: Vec<u8>, leftover: Vec<u8>) {
+pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, first: Vec<Arc<str>>, handshake: Vec<u8>, leftover: Vec<u8>) {
     if stream.write_all(&handshake).await.is_err() {
         return;
     }
@@ -50,10 +51,14 @@ pub async fn run(mut stream: glommio::net::TcpStream, plan: &TailPlan, handshake
     let idle = Duration::from_millis(current().config.tail_idle_timeout_ms);
     let subscription = api::subscribe(&plan.session).await;
     let mut cursor = plan.cursor;
+    let mut prefetched = Some(first);
     let close_reason = 'pump: loop {
-        let events = match fetch(&plan.session, cursor).await {
-            Ok(events) => events,
-            Err(e) => break Some((CloseCode::Error, e.message)),
+        let events = match prefetched.take() {
+            Some(events) => events,
+            None => match fetch(&plan.session, cursor).await {
+                Ok(events) => events,
+                Err(e) => break Some((CloseCode::Error, e.message)),
+            },
         };
         if events.is_empty() {
             futures::select! {
